@@ -1,0 +1,35 @@
+//! Tracked short links and their clicks.
+
+use super::{AccountId, ClickId, LinkId, MessageId, ScheduleId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageShortLink {
+    #[serde(rename = "_id")]
+    pub id: LinkId,
+    /// The short code in the URL (unique).
+    pub code: String,
+    pub account: AccountId,
+    #[serde(default)]
+    pub message: Option<MessageId>,
+    #[serde(default)]
+    pub schedule: Option<ScheduleId>,
+    pub destination_url: String,
+    #[serde(with = "super::dt")]
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkClick {
+    #[serde(rename = "_id")]
+    pub id: ClickId,
+    pub link: LinkId,
+    #[serde(default)]
+    pub message: Option<MessageId>,
+    #[serde(with = "super::dt")]
+    pub clicked_at: Timestamp,
+    #[serde(default)]
+    pub user_agent: Option<String>,
+    /// Classified as a link-preview bot or crawler.
+    pub is_bot: bool,
+}

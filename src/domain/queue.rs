@@ -1,0 +1,80 @@
+//! The message queue: one `QueuedTextMessage` per contact per campaign run.
+//!
+//! State machine (see ARCHITECTURE.md):
+//! `ready` (claimed_by = null, not_before <= now) → `claimed` (claimed_by =
+//! token) → deleted once its outcome is durable; or back to `ready` with a
+//! later `not_before` (retry, billing backoff, released claim).
+
+use super::{
+    AccountId, ContactId, CreativeId, E164, MessageId, ScheduleId, ScheduleRunId, SendingListId,
+    Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedTextMessage {
+    /// Time-ordered: the queue is FIFO by id.
+    #[serde(rename = "_id")]
+    pub id: MessageId,
+    pub account: AccountId,
+    pub sending_list: SendingListId,
+    pub contact: ContactId,
+    #[serde(default)]
+    pub schedule: Option<ScheduleId>,
+    #[serde(default)]
+    pub run: Option<ScheduleRunId>,
+    #[serde(default)]
+    pub creative: Option<CreativeId>,
+    /// Variant key of the creative.
+    #[serde(default)]
+    pub variant: Option<String>,
+    pub send_type: SendType,
+    pub from: String,
+    pub to: E164,
+    /// Resolved text (placeholders filled, links shortened).
+    pub body: String,
+    /// Billed segments of `body`.
+    pub segments: u32,
+    /// When the message should go out; staleness is measured from here.
+    #[serde(with = "super::dt")]
+    pub send_at: Timestamp,
+    /// Not claimable before this (>= `send_at`; later for retries and billing
+    /// backoff).
+    #[serde(with = "super::dt")]
+    pub not_before: Timestamp,
+    /// Claim token of the daemon batch holding it, or null when ready.
+    #[serde(default)]
+    pub claimed_by: Option<String>,
+    #[serde(with = "super::dt_opt", default)]
+    pub claimed_at: Option<Timestamp>,
+    /// Provider attempts that failed transiently so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Set when billing first refused the message; governs its TTL instead of
+    /// the staleness rule.
+    #[serde(with = "super::dt_opt", default)]
+    pub billing_blocked_since: Option<Timestamp>,
+    /// Why it was last put back (transient provider error text), for operators.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(with = "super::dt")]
+    pub queued_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendType {
+    Campaign,
+    Workflow,
+    Transactional,
+}
+
+impl SendType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendType::Campaign => "campaign",
+            SendType::Workflow => "workflow",
+            SendType::Transactional => "transactional",
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Builders for accounts, lists, contacts and queued messages: used by the
+//! demo, the benchmark and the tests, so that all three exercise the same
+//! shapes of data.
+
+use crate::domain::*;
+use crate::store::{StoreResult, Stores};
+use std::collections::BTreeMap;
+
+pub fn account(balance: Money, price_per_segment: Money, now: Timestamp) -> Account {
+    Account {
+        id: AccountId::new(),
+        name: "Demo Shop".into(),
+        balance,
+        price_per_segment,
+        delivery_webhook: None,
+        discord_webhook_url: None,
+        created_at: now,
+    }
+}
+
+pub fn list(
+    account: AccountId,
+    provider: ProviderSettings,
+    rate_per_minute: u32,
+    now: Timestamp,
+) -> SendingList {
+    SendingList {
+        id: SendingListId::new(),
+        account,
+        name: "Main list".into(),
+        provider,
+        from_numbers: vec!["+15550000001".into(), "+15550000002".into()],
+        rate_limit_per_minute: rate_per_minute,
+        cooldown_secs: 0,
+        blocked_words: vec![],
+        tcpa_window: TcpaWindow::default(),
+        status: ListStatus::Active,
+        created_at: now,
+    }
+}
+
+/// A syntactically valid, unique North-American number for index `i`.
+pub fn phone(i: u64) -> E164 {
+    // +1 followed by ten digits starting at 2 (a valid area-code first digit).
+    E164::parse(&format!("+1{}", 2_000_000_000 + (i % 8_000_000_000))).unwrap_or_else(|_| {
+        // Unreachable for the range above; keep a valid fallback anyway.
+        E164::parse("+12000000000").unwrap_or_else(|_| unreachable!())
+    })
+}
+
+pub fn contact(account: AccountId, list: SendingListId, i: u64, now: Timestamp) -> Contact {
+    Contact {
+        id: ContactId::new(),
+        account,
+        phone: phone(i),
+        time_zone: "America/New_York".into(),
+        subscriptions: vec![Subscription {
+            list,
+            subscribed: true,
+            changed_at: now,
+        }],
+        blocked: false,
+        in_workflow: false,
+        tags: vec![],
+        custom_fields: BTreeMap::new(),
+        last_sent: vec![],
+        created_at: now,
+    }
+}
+
+/// A ready message for `contact` on `list`, due at `send_at`.
+pub fn queued(
+    list: &SendingList,
+    contact: &Contact,
+    body: &str,
+    send_at: Timestamp,
+) -> QueuedTextMessage {
+    QueuedTextMessage {
+        id: MessageId::new(),
+        account: list.account,
+        sending_list: list.id,
+        contact: contact.id,
+        schedule: None,
+        run: None,
+        creative: None,
+        variant: None,
+        send_type: SendType::Campaign,
+        from: list.from_numbers.first().cloned().unwrap_or_default(),
+        to: contact.phone.clone(),
+        body: body.to_string(),
+        segments: sms::segments(body),
+        send_at,
+        not_before: send_at,
+        claimed_by: None,
+        claimed_at: None,
+        attempts: 0,
+        billing_blocked_since: None,
+        last_error: None,
+        queued_at: send_at,
+    }
+}
+
+/// What [`campaign`] created.
+pub struct Campaign {
+    pub account: Account,
+    pub list: SendingList,
+    pub contacts: Vec<Contact>,
+    pub messages: Vec<QueuedTextMessage>,
+}
+
+/// Seed an account, a list, `n` subscribed contacts and one due message for
+/// each, in batches of 1,000.
+pub async fn campaign(
+    stores: &Stores,
+    n: u64,
+    provider: ProviderSettings,
+    rate_per_minute: u32,
+    balance: Money,
+    now: Timestamp,
+) -> StoreResult<Campaign> {
+    let account = account(balance, Money::from_micros(7_500), now);
+    stores.accounts.insert_account(account.clone()).await?;
+    let list = list(account.id, provider, rate_per_minute, now);
+    stores.lists.insert_list(list.clone()).await?;
+    let contacts: Vec<Contact> = (0..n)
+        .map(|i| contact(account.id, list.id, i, now))
+        .collect();
+    let mut messages = Vec::with_capacity(n as usize);
+    for chunk in contacts.chunks(1000) {
+        stores.contacts.insert_contacts(chunk.to_vec()).await?;
+        let batch: Vec<QueuedTextMessage> = chunk
+            .iter()
+            .map(|c| {
+                queued(
+                    &list,
+                    c,
+                    "Hi! Our spring sale starts today: 20% off everything.",
+                    now,
+                )
+            })
+            .collect();
+        stores.queue.enqueue(batch.clone()).await?;
+        messages.extend(batch);
+    }
+    Ok(Campaign {
+        account,
+        list,
+        contacts,
+        messages,
+    })
+}

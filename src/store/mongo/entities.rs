@@ -1,0 +1,374 @@
+//! Contacts, audiences, accounts, lists, links, creatives and schedules.
+
+use super::{MongoStore, is_duplicate_key, map_err, names};
+use crate::domain::*;
+use crate::store::*;
+use async_trait::async_trait;
+use bson::{Document, doc};
+use futures::TryStreamExt;
+use mongodb::options::ReturnDocument;
+use serde::Deserialize;
+
+fn ts(t: Timestamp) -> bson::DateTime {
+    bson::DateTime::from_chrono(t)
+}
+
+fn dup_or(e: mongodb::error::Error, what: String) -> StoreError {
+    if is_duplicate_key(&e) {
+        StoreError::Duplicate(what)
+    } else {
+        map_err(e)
+    }
+}
+
+/// The fields the send-time block check reads.
+#[derive(Deserialize)]
+struct ContactBlockView {
+    #[serde(rename = "_id")]
+    id: ContactId,
+    #[serde(default)]
+    blocked: bool,
+    #[serde(default)]
+    subscriptions: Vec<Subscription>,
+}
+
+#[derive(Deserialize)]
+struct BalanceView {
+    balance: Money,
+}
+
+#[async_trait]
+impl ContactStore for MongoStore {
+    async fn insert_contacts(&self, contacts: Vec<Contact>) -> StoreResult<u64> {
+        if contacts.is_empty() {
+            return Ok(0);
+        }
+        let total = contacts.len() as u64;
+        match self
+            .coll::<Contact>(names::CONTACTS)
+            .insert_many(contacts)
+            .ordered(false)
+            .await
+        {
+            Ok(r) => Ok(r.inserted_ids.len() as u64),
+            Err(e) => Ok(total - super::duplicate_indexes(e)?.len() as u64),
+        }
+    }
+
+    async fn get_contact(&self, id: ContactId) -> StoreResult<Option<Contact>> {
+        self.coll::<Contact>(names::CONTACTS)
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)
+    }
+
+    async fn contact_states(
+        &self,
+        list: SendingListId,
+        ids: &[ContactId],
+    ) -> StoreResult<std::collections::HashMap<ContactId, ContactState>> {
+        let mut out: std::collections::HashMap<ContactId, ContactState> =
+            ids.iter().map(|id| (*id, ContactState::Missing)).collect();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut unique = ids.to_vec();
+        unique.sort();
+        unique.dedup();
+        let mut cursor = self
+            .coll::<ContactBlockView>(names::CONTACTS)
+            .find(doc! {"_id": {"$in": unique}})
+            .projection(doc! {"blocked": 1, "subscriptions": 1})
+            .await
+            .map_err(map_err)?;
+        while let Some(v) = cursor.try_next().await.map_err(map_err)? {
+            let state = if v.blocked {
+                ContactState::Blocked
+            } else {
+                match v.subscriptions.iter().find(|s| s.list == list) {
+                    Some(s) if s.subscribed => ContactState::Sendable,
+                    Some(_) => ContactState::Unsubscribed,
+                    None => ContactState::NotOnList,
+                }
+            };
+            out.insert(v.id, state);
+        }
+        Ok(out)
+    }
+
+    async fn set_subscription(
+        &self,
+        contact: ContactId,
+        list: SendingListId,
+        subscribed: bool,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        let coll = self.coll::<Document>(names::CONTACTS);
+        // Update the entry for this list if there is one, else append one;
+        // the `$ne` guard keeps two concurrent appends from duplicating it.
+        for _ in 0..2 {
+            let r = coll
+                .update_one(
+                    doc! {"_id": contact, "subscriptions.list": list},
+                    doc! {"$set": {"subscriptions.$.subscribed": subscribed, "subscriptions.$.changed_at": ts(at)}},
+                )
+                .await
+                .map_err(map_err)?;
+            if r.matched_count == 1 {
+                return Ok(());
+            }
+            let r = coll
+                .update_one(
+                    doc! {"_id": contact, "subscriptions.list": {"$ne": list}},
+                    doc! {"$push": {"subscriptions": {"list": list, "subscribed": subscribed, "changed_at": ts(at)}}},
+                )
+                .await
+                .map_err(map_err)?;
+            if r.matched_count == 1 {
+                return Ok(());
+            }
+            if coll
+                .find_one(doc! {"_id": contact})
+                .projection(doc! {"_id": 1})
+                .await
+                .map_err(map_err)?
+                .is_none()
+            {
+                return Err(StoreError::NotFound(format!("contact {contact}")));
+            }
+        }
+        Err(StoreError::Other(format!(
+            "subscription of contact {contact} kept changing under us"
+        )))
+    }
+
+    async fn set_blocked(&self, contact: ContactId, blocked: bool) -> StoreResult<()> {
+        let r = self
+            .coll::<Document>(names::CONTACTS)
+            .update_one(doc! {"_id": contact}, doc! {"$set": {"blocked": blocked}})
+            .await
+            .map_err(map_err)?;
+        if r.matched_count == 0 {
+            return Err(StoreError::NotFound(format!("contact {contact}")));
+        }
+        Ok(())
+    }
+
+    async fn insert_audience(&self, audience: Audience) -> StoreResult<()> {
+        let what = format!("audience {}", audience.id);
+        self.coll::<Audience>(names::AUDIENCES)
+            .insert_one(audience)
+            .await
+            .map(|_| ())
+            .map_err(|e| dup_or(e, what))
+    }
+
+    async fn get_audience(&self, id: AudienceId) -> StoreResult<Option<Audience>> {
+        self.coll::<Audience>(names::AUDIENCES)
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl AccountStore for MongoStore {
+    async fn insert_account(&self, account: Account) -> StoreResult<()> {
+        let what = format!("account {}", account.id);
+        self.coll::<Account>(names::ACCOUNTS)
+            .insert_one(account)
+            .await
+            .map(|_| ())
+            .map_err(|e| dup_or(e, what))
+    }
+
+    async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        self.coll::<Account>(names::ACCOUNTS)
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)
+    }
+
+    async fn debit(&self, id: AccountId, amount: Money) -> StoreResult<Debit> {
+        let coll = self.coll::<BalanceView>(names::ACCOUNTS);
+        // One atomic conditional $inc: the filter refuses to go below zero.
+        let after = coll
+            .find_one_and_update(
+                doc! {"_id": id, "balance": {"$gte": amount.0}},
+                doc! {"$inc": {"balance": -amount.0}},
+            )
+            .return_document(ReturnDocument::After)
+            .projection(doc! {"balance": 1})
+            .await
+            .map_err(map_err)?;
+        if let Some(v) = after {
+            return Ok(Debit::Done { balance: v.balance });
+        }
+        match coll
+            .find_one(doc! {"_id": id})
+            .projection(doc! {"balance": 1})
+            .await
+            .map_err(map_err)?
+        {
+            Some(v) => Ok(Debit::Insufficient { balance: v.balance }),
+            None => Err(StoreError::NotFound(format!("account {id}"))),
+        }
+    }
+
+    async fn credit(&self, id: AccountId, amount: Money) -> StoreResult<Money> {
+        self.coll::<BalanceView>(names::ACCOUNTS)
+            .find_one_and_update(doc! {"_id": id}, doc! {"$inc": {"balance": amount.0}})
+            .return_document(ReturnDocument::After)
+            .projection(doc! {"balance": 1})
+            .await
+            .map_err(map_err)?
+            .map(|v| v.balance)
+            .ok_or_else(|| StoreError::NotFound(format!("account {id}")))
+    }
+}
+
+#[async_trait]
+impl ListStore for MongoStore {
+    async fn insert_list(&self, list: SendingList) -> StoreResult<()> {
+        let what = format!("list {}", list.id);
+        self.coll::<SendingList>(names::LISTS)
+            .insert_one(list)
+            .await
+            .map(|_| ())
+            .map_err(|e| dup_or(e, what))
+    }
+
+    async fn get_list(&self, id: SendingListId) -> StoreResult<Option<SendingList>> {
+        self.coll::<SendingList>(names::LISTS)
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)
+    }
+
+    async fn set_list_status(&self, id: SendingListId, status: ListStatus) -> StoreResult<()> {
+        let status = bson::to_bson(&status).map_err(|e| StoreError::Other(e.to_string()))?;
+        let r = self
+            .coll::<Document>(names::LISTS)
+            .update_one(doc! {"_id": id}, doc! {"$set": {"status": status}})
+            .await
+            .map_err(map_err)?;
+        if r.matched_count == 0 {
+            return Err(StoreError::NotFound(format!("list {id}")));
+        }
+        Ok(())
+    }
+
+    async fn set_rate_limit(&self, id: SendingListId, per_minute: u32) -> StoreResult<()> {
+        let r = self
+            .coll::<Document>(names::LISTS)
+            .update_one(
+                doc! {"_id": id},
+                doc! {"$set": {"rate_limit_per_minute": per_minute as i64}},
+            )
+            .await
+            .map_err(map_err)?;
+        if r.matched_count == 0 {
+            return Err(StoreError::NotFound(format!("list {id}")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LinkStore for MongoStore {
+    async fn insert_links(&self, links: Vec<MessageShortLink>) -> StoreResult<()> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        self.coll::<MessageShortLink>(names::LINKS)
+            .insert_many(links)
+            .ordered(true)
+            .await
+            .map(|_| ())
+            .map_err(|e| dup_or(e, "link code".into()))
+    }
+
+    async fn find_link(&self, code: &str) -> StoreResult<Option<MessageShortLink>> {
+        self.coll::<MessageShortLink>(names::LINKS)
+            .find_one(doc! {"code": code})
+            .await
+            .map_err(map_err)
+    }
+
+    async fn record_click(&self, click: LinkClick) -> StoreResult<()> {
+        self.coll::<LinkClick>(names::CLICKS)
+            .insert_one(click)
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    async fn human_clicks(&self, link: LinkId) -> StoreResult<u64> {
+        self.coll::<Document>(names::CLICKS)
+            .count_documents(doc! {"link": link, "is_bot": false})
+            .await
+            .map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for MongoStore {
+    async fn insert_creative(&self, creative: MessageCreative) -> StoreResult<()> {
+        let what = format!("creative {}", creative.id);
+        self.coll::<MessageCreative>(names::CREATIVES)
+            .insert_one(creative)
+            .await
+            .map(|_| ())
+            .map_err(|e| dup_or(e, what))
+    }
+
+    async fn get_creative(&self, id: CreativeId) -> StoreResult<Option<MessageCreative>> {
+        self.coll::<MessageCreative>(names::CREATIVES)
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)
+    }
+
+    async fn insert_schedule(&self, schedule: Schedule) -> StoreResult<()> {
+        let what = format!("schedule {}", schedule.id);
+        self.coll::<Schedule>(names::SCHEDULES)
+            .insert_one(schedule)
+            .await
+            .map(|_| ())
+            .map_err(|e| dup_or(e, what))
+    }
+
+    async fn get_schedule(&self, id: ScheduleId) -> StoreResult<Option<Schedule>> {
+        self.coll::<Schedule>(names::SCHEDULES)
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)
+    }
+
+    async fn due_schedules(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Schedule>> {
+        self.coll::<Schedule>(names::SCHEDULES)
+            .find(doc! {"status": "active", "next_run_at": {"$lte": ts(now)}})
+            .sort(doc! {"status": 1, "next_run_at": 1})
+            .limit(limit as i64)
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn start_run(&self, run: ScheduleRun) -> StoreResult<bool> {
+        match self.coll::<ScheduleRun>(names::RUNS).insert_one(run).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn get_run(&self, id: ScheduleRunId) -> StoreResult<Option<ScheduleRun>> {
+        self.coll::<ScheduleRun>(names::RUNS)
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)
+    }
+}

@@ -1,0 +1,309 @@
+//! The MongoDB store, on the official `mongodb` driver (3.x).
+//!
+//! Shaped by how MongoDB-compatible servers behave under load (see
+//! shared/spec/system.md): the queue is claimed by *ranges* of `_id` through
+//! an index, never one `findAndModify` per message; per-message writes go as
+//! one multi-statement `update`/`delete` command (one round trip per batch);
+//! `_id: {$in: [...]}` is used only for reads and rare paths, because some
+//! servers run it as a collection scan.
+//!
+//! Every command the driver sends is counted ([`MongoStore::round_trips`]) so
+//! the benchmark can report round trips per 1,000 messages.
+
+mod entities;
+mod queue;
+mod records;
+
+use super::{StoreError, StoreHealth, StoreResult};
+use async_trait::async_trait;
+use bson::{Document, doc};
+use mongodb::error::ErrorKind;
+use mongodb::event::EventHandler;
+use mongodb::event::command::CommandEvent;
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Collection names.
+pub mod names {
+    pub const QUEUE: &str = "queued_text_messages";
+    pub const SENT: &str = "message_sent";
+    pub const FAILED: &str = "failed_messages";
+    pub const CONTACTS: &str = "contacts";
+    pub const AUDIENCES: &str = "audiences";
+    pub const ACCOUNTS: &str = "accounts";
+    pub const LISTS: &str = "sending_lists";
+    pub const LINKS: &str = "message_short_links";
+    pub const CLICKS: &str = "link_clicks";
+    pub const CREATIVES: &str = "message_creatives";
+    pub const SCHEDULES: &str = "schedules";
+    pub const RUNS: &str = "schedule_runs";
+}
+
+/// Largest number of statements put in one `update`/`delete` command.
+const MAX_STATEMENTS: usize = 5_000;
+
+#[derive(Clone)]
+pub struct MongoStore {
+    db: Database,
+    round_trips: Arc<AtomicU64>,
+}
+
+impl MongoStore {
+    /// Build a client for `uri` and select `database`. Does not contact the
+    /// server; call [`MongoStore::ping`] / [`MongoStore::ensure_indexes`].
+    pub async fn connect(
+        uri: &str,
+        database: &str,
+        server_selection_timeout: Duration,
+    ) -> StoreResult<Self> {
+        let mut opts = ClientOptions::parse(uri)
+            .await
+            .map_err(|e| StoreError::Other(format!("invalid MongoDB URI: {e}")))?;
+        opts.app_name = Some("trackly".into());
+        opts.server_selection_timeout = Some(server_selection_timeout);
+        opts.connect_timeout = Some(server_selection_timeout);
+        let round_trips = Arc::new(AtomicU64::new(0));
+        let counter = round_trips.clone();
+        opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
+            if let CommandEvent::Started(_) = ev {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+        let client = Client::with_options(opts).map_err(map_err)?;
+        Ok(MongoStore {
+            db: client.database(database),
+            round_trips,
+        })
+    }
+
+    /// Commands sent to the server since this store was created.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub async fn drop_database(&self) -> StoreResult<()> {
+        self.db.drop().await.map_err(map_err)
+    }
+
+    fn coll<T: Send + Sync>(&self, name: &str) -> Collection<T> {
+        self.db.collection::<T>(name)
+    }
+
+    /// Create every index the hot queries need. Idempotent: creating an index
+    /// that exists with the same spec is a no-op.
+    pub async fn ensure_indexes(&self) -> StoreResult<()> {
+        let idx = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(IndexOptions::builder().name(name.to_string()).build())
+                .build()
+        };
+        let unique = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(
+                    IndexOptions::builder()
+                        .name(name.to_string())
+                        .unique(true)
+                        .build(),
+                )
+                .build()
+        };
+        let sparse = |keys: Document, name: &str| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(
+                    IndexOptions::builder()
+                        .name(name.to_string())
+                        .sparse(true)
+                        .build(),
+                )
+                .build()
+        };
+        let plan: Vec<(&str, Vec<IndexModel>)> = vec![
+            (
+                names::QUEUE,
+                vec![
+                    // claim: ready messages of a list in FIFO order, and
+                    // complete/release by (list, token).
+                    idx(doc! {"sending_list": 1, "claimed_by": 1, "_id": 1}, "claim"),
+                    // due_lists: which lists have ready, due messages. (Not
+                    // extended with sending_list: SecantusDB 0.7.0b3 answers
+                    // `{claimed_by: null, not_before: {$lte}}` wrongly through
+                    // a three-field index with that prefix.)
+                    idx(doc! {"claimed_by": 1, "not_before": 1}, "due"),
+                    // stale-claim sweep.
+                    sparse(doc! {"claimed_at": 1}, "stale_claims"),
+                ],
+            ),
+            (
+                names::SENT,
+                vec![
+                    idx(doc! {"submitted": 1, "attempted_at": 1}, "in_doubt"),
+                    sparse(doc! {"provider_message_id": 1}, "provider_message_id"),
+                    idx(doc! {"sending_list": 1, "attempted_at": 1}, "by_list"),
+                    sparse(doc! {"schedule": 1}, "by_schedule"),
+                ],
+            ),
+            (
+                names::FAILED,
+                vec![
+                    idx(doc! {"reason": 1, "failed_at": 1}, "by_reason"),
+                    idx(doc! {"sending_list": 1, "failed_at": 1}, "by_list"),
+                ],
+            ),
+            (
+                names::CONTACTS,
+                vec![
+                    unique(doc! {"account": 1, "phone": 1}, "account_phone"),
+                    idx(doc! {"subscriptions.list": 1}, "by_list"),
+                ],
+            ),
+            (
+                names::AUDIENCES,
+                vec![idx(doc! {"account": 1}, "by_account")],
+            ),
+            (names::LISTS, vec![idx(doc! {"account": 1}, "by_account")]),
+            (
+                names::CREATIVES,
+                vec![idx(doc! {"account": 1}, "by_account")],
+            ),
+            (names::LINKS, vec![unique(doc! {"code": 1}, "code")]),
+            (
+                names::CLICKS,
+                vec![idx(doc! {"link": 1, "is_bot": 1}, "by_link")],
+            ),
+            (
+                names::SCHEDULES,
+                vec![idx(doc! {"status": 1, "next_run_at": 1}, "due")],
+            ),
+            (
+                names::RUNS,
+                vec![unique(doc! {"schedule": 1, "occurrence": 1}, "occurrence")],
+            ),
+        ];
+        for (coll, models) in plan {
+            self.coll::<Document>(coll)
+                .create_indexes(models)
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// Run one `update` command with many statements (one round trip per
+    /// `MAX_STATEMENTS`). Returns the number of documents matched.
+    async fn bulk_update(
+        &self,
+        coll: &str,
+        statements: Vec<Document>,
+        ordered: bool,
+    ) -> StoreResult<u64> {
+        let mut matched = 0;
+        for chunk in statements.chunks(MAX_STATEMENTS) {
+            let reply = self
+                .db
+                .run_command(doc! {"update": coll, "updates": chunk.to_vec(), "ordered": ordered})
+                .await
+                .map_err(map_err)?;
+            check_write_errors(&reply)?;
+            matched += reply_count(&reply, "n");
+        }
+        Ok(matched)
+    }
+
+    /// Run one `delete` command with many statements. Returns deleted count.
+    async fn bulk_delete(&self, coll: &str, statements: Vec<Document>) -> StoreResult<u64> {
+        let mut deleted = 0;
+        for chunk in statements.chunks(MAX_STATEMENTS) {
+            let reply = self
+                .db
+                .run_command(doc! {"delete": coll, "deletes": chunk.to_vec(), "ordered": false})
+                .await
+                .map_err(map_err)?;
+            check_write_errors(&reply)?;
+            deleted += reply_count(&reply, "n");
+        }
+        Ok(deleted)
+    }
+}
+
+fn reply_count(reply: &Document, key: &str) -> u64 {
+    match reply.get(key) {
+        Some(bson::Bson::Int32(n)) => *n as u64,
+        Some(bson::Bson::Int64(n)) => *n as u64,
+        Some(bson::Bson::Double(n)) => *n as u64,
+        _ => 0,
+    }
+}
+
+fn check_write_errors(reply: &Document) -> StoreResult<()> {
+    if let Ok(errs) = reply.get_array("writeErrors") {
+        if let Some(first) = errs.first() {
+            return Err(StoreError::Other(format!(
+                "{} write error(s), first: {first}",
+                errs.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Map a driver error onto the store's error kinds.
+pub(crate) fn map_err(e: mongodb::error::Error) -> StoreError {
+    match e.kind.as_ref() {
+        ErrorKind::Io(_)
+        | ErrorKind::ServerSelection { .. }
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::DnsResolve { .. } => StoreError::Unavailable(e.to_string()),
+        ErrorKind::BsonDeserialization(_) => StoreError::Corrupt(e.to_string()),
+        _ if is_duplicate_key(&e) => StoreError::Duplicate(e.to_string()),
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+/// E11000 duplicate key, however the driver wraps it.
+pub(crate) fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(we)) => we.code == 11000,
+        ErrorKind::InsertMany(im) => im
+            .write_errors
+            .as_ref()
+            .is_some_and(|v| !v.is_empty() && v.iter().all(|w| w.code == 11000)),
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => false,
+    }
+}
+
+/// For an unordered `insert_many` that failed: the input indexes that failed
+/// only because the key existed. Any other failure is returned as an error.
+pub(crate) fn duplicate_indexes(e: mongodb::error::Error) -> StoreResult<Vec<usize>> {
+    if let ErrorKind::InsertMany(im) = e.kind.as_ref() {
+        if im.write_concern_error.is_none() {
+            if let Some(errs) = &im.write_errors {
+                if errs.iter().all(|w| w.code == 11000) {
+                    return Ok(errs.iter().map(|w| w.index).collect());
+                }
+            }
+        }
+    }
+    Err(map_err(e))
+}
+
+#[async_trait]
+impl StoreHealth for MongoStore {
+    async fn ping(&self) -> StoreResult<()> {
+        self.db
+            .run_command(doc! {"ping": 1})
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+}

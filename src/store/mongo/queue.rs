@@ -1,0 +1,183 @@
+//! The queue on MongoDB. A claim is three round trips however large the
+//! batch: find the boundary `_id` of the next `max` ready messages, stamp the
+//! whole indexed range with the token in one `update_many` (each document is
+//! re-checked against `claimed_by: null`, so two claimers never share one),
+//! then read back exactly what this token got.
+
+use super::{MongoStore, map_err, names};
+use crate::domain::*;
+use crate::store::{QueueStore, Requeue, StoreResult};
+use async_trait::async_trait;
+use bson::{Bson, Document, doc};
+use futures::TryStreamExt;
+
+fn ts(t: Timestamp) -> bson::DateTime {
+    bson::DateTime::from_chrono(t)
+}
+
+fn ready_filter(list: SendingListId, now: Timestamp) -> Document {
+    doc! {"sending_list": list, "claimed_by": Bson::Null, "not_before": {"$lte": ts(now)}}
+}
+
+#[async_trait]
+impl QueueStore for MongoStore {
+    async fn enqueue(&self, msgs: Vec<QueuedTextMessage>) -> StoreResult<u64> {
+        if msgs.is_empty() {
+            return Ok(0);
+        }
+        let total = msgs.len() as u64;
+        match self
+            .coll::<QueuedTextMessage>(names::QUEUE)
+            .insert_many(msgs)
+            .ordered(false)
+            .await
+        {
+            Ok(r) => Ok(r.inserted_ids.len() as u64),
+            Err(e) => {
+                let dups = super::duplicate_indexes(e)?;
+                Ok(total - dups.len() as u64)
+            }
+        }
+    }
+
+    async fn due_lists(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<SendingListId>> {
+        let values = self
+            .coll::<Document>(names::QUEUE)
+            .distinct(
+                "sending_list",
+                doc! {"claimed_by": Bson::Null, "not_before": {"$lte": ts(now)}},
+            )
+            .await
+            .map_err(map_err)?;
+        let mut lists: Vec<SendingListId> = values
+            .into_iter()
+            .filter_map(|v| match v {
+                Bson::ObjectId(o) => Some(SendingListId(o)),
+                _ => None,
+            })
+            .collect();
+        lists.sort();
+        lists.truncate(limit);
+        Ok(lists)
+    }
+
+    async fn claim(
+        &self,
+        list: SendingListId,
+        max: usize,
+        token: &str,
+        now: Timestamp,
+    ) -> StoreResult<Vec<QueuedTextMessage>> {
+        if max == 0 {
+            return Ok(vec![]);
+        }
+        let coll = self.coll::<Document>(names::QUEUE);
+        // 1. The `_id` of the max-th ready message bounds the range.
+        let boundary = coll
+            .find(ready_filter(list, now))
+            .sort(doc! {"_id": 1})
+            .skip((max - 1) as u64)
+            .limit(1)
+            .projection(doc! {"_id": 1})
+            .await
+            .map_err(map_err)?
+            .try_next()
+            .await
+            .map_err(map_err)?
+            .and_then(|d| d.get_object_id("_id").ok());
+        // 2. Stamp the range. Fewer than `max` ready: take them all.
+        let mut filter = ready_filter(list, now);
+        if let Some(b) = boundary {
+            filter.insert("_id", doc! {"$lte": b});
+        }
+        let res = coll
+            .update_many(
+                filter,
+                doc! {"$set": {"claimed_by": token, "claimed_at": ts(now)}},
+            )
+            .await
+            .map_err(map_err)?;
+        if res.modified_count == 0 {
+            return Ok(vec![]);
+        }
+        // 3. Read back what this token holds.
+        self.coll::<QueuedTextMessage>(names::QUEUE)
+            .find(doc! {"sending_list": list, "claimed_by": token})
+            .sort(doc! {"_id": 1})
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn requeue(&self, token: &str, items: Vec<Requeue>) -> StoreResult<u64> {
+        if items.is_empty() {
+            return Ok(0);
+        }
+        let statements = items
+            .into_iter()
+            .map(|r| {
+                doc! {
+                    "q": {"_id": r.id, "claimed_by": token},
+                    "u": {"$set": {
+                        "claimed_by": Bson::Null,
+                        "claimed_at": Bson::Null,
+                        "not_before": ts(r.not_before),
+                        "attempts": r.attempts as i64,
+                        "billing_blocked_since": r.billing_blocked_since.map(ts),
+                        "last_error": r.last_error,
+                    }},
+                }
+            })
+            .collect();
+        self.bulk_update(names::QUEUE, statements, false).await
+    }
+
+    async fn release(&self, list: SendingListId, token: &str) -> StoreResult<u64> {
+        let res = self
+            .coll::<Document>(names::QUEUE)
+            .update_many(
+                doc! {"sending_list": list, "claimed_by": token},
+                doc! {"$set": {"claimed_by": Bson::Null, "claimed_at": Bson::Null}},
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(res.modified_count)
+    }
+
+    async fn release_stale(&self, claimed_before: Timestamp) -> StoreResult<u64> {
+        let res = self
+            .coll::<Document>(names::QUEUE)
+            .update_many(
+                doc! {"claimed_at": {"$lt": ts(claimed_before)}, "claimed_by": {"$ne": Bson::Null}},
+                doc! {"$set": {"claimed_by": Bson::Null, "claimed_at": Bson::Null}},
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(res.modified_count)
+    }
+
+    async fn complete(&self, list: SendingListId, token: &str) -> StoreResult<u64> {
+        let res = self
+            .coll::<Document>(names::QUEUE)
+            .delete_many(doc! {"sending_list": list, "claimed_by": token})
+            .await
+            .map_err(map_err)?;
+        Ok(res.deleted_count)
+    }
+
+    async fn get(&self, id: MessageId) -> StoreResult<Option<QueuedTextMessage>> {
+        self.coll::<QueuedTextMessage>(names::QUEUE)
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)
+    }
+
+    async fn depth(&self) -> StoreResult<u64> {
+        self.coll::<Document>(names::QUEUE)
+            .count_documents(doc! {})
+            .await
+            .map_err(map_err)
+    }
+}
