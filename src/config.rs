@@ -489,24 +489,50 @@ impl Config {
             }
         };
         check_shape(&value, &defaults, "", &mut errors);
+        if !errors.is_empty() {
+            // Unknown keys and wrong types are reported; drop them so the
+            // remaining values can still be checked below.
+            for e in &errors {
+                remove_path(&mut value, &e.key);
+            }
+        }
         for (name, raw) in env {
-            if let Some(rest) = name.strip_prefix(ENV_PREFIX) {
-                if rest.contains("__") {
-                    apply_env(&mut value, &defaults, &name, rest, &raw, &mut errors);
+            if let Some(rest) = name.strip_prefix(ENV_PREFIX)
+                && rest.contains("__")
+            {
+                apply_env(&mut value, &defaults, &name, rest, &raw, &mut errors);
+            }
+        }
+        // Values of the right shape can still be wrong ("soon" is not a
+        // duration): deserialize, and on an error note it, put the default
+        // back at that path, and go on, so every such error is reported too.
+        let mut cfg = None;
+        for _ in 0..64 {
+            match serde_path_to_error::deserialize::<_, Config>(value.clone()) {
+                Ok(c) => {
+                    cfg = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    let path = e.path().to_string();
+                    errors.push(ConfigError {
+                        key: path.clone(),
+                        message: e.into_inner().to_string().trim().to_string(),
+                    });
+                    if !reset_to_default(&mut value, &defaults, &path) {
+                        break;
+                    }
                 }
             }
         }
         if !errors.is_empty() {
             return Err(ConfigErrors(errors));
         }
-        let cfg: Config = match value.try_into() {
-            Ok(c) => c,
-            Err(e) => {
-                return Err(ConfigErrors(vec![ConfigError {
-                    key: "<config>".into(),
-                    message: e.to_string().trim().to_string(),
-                }]));
-            }
+        let Some(cfg) = cfg else {
+            return Err(ConfigErrors(vec![ConfigError {
+                key: "<config>".into(),
+                message: "could not be read".into(),
+            }]));
         };
         cfg.validate()?;
         Ok(cfg)
@@ -704,6 +730,57 @@ impl ProvidersConfig {
     }
 }
 
+/// Remove the value at a dotted `path`, if there is one.
+fn remove_path(value: &mut toml::Value, path: &str) {
+    let segs: Vec<&str> = path.split('.').collect();
+    let mut cur = value;
+    for (i, seg) in segs.iter().enumerate() {
+        let toml::Value::Table(t) = cur else { return };
+        if i + 1 == segs.len() {
+            t.remove(*seg);
+            return;
+        }
+        match t.get_mut(*seg) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+}
+
+/// Replace the value at a dotted `path` with the default's. False when the
+/// path does not lead anywhere (nothing more can be fixed).
+fn reset_to_default(value: &mut toml::Value, defaults: &toml::Value, path: &str) -> bool {
+    let segs: Vec<&str> = path
+        .split('.')
+        .filter(|s| !s.is_empty() && *s != "?")
+        .collect();
+    if segs.is_empty() {
+        return false;
+    }
+    let mut d = defaults;
+    for seg in &segs {
+        match d.get(seg) {
+            Some(next) => d = next,
+            None => return false,
+        }
+    }
+    let mut cur = value;
+    for (i, seg) in segs.iter().enumerate() {
+        let toml::Value::Table(t) = cur else {
+            return false;
+        };
+        if i + 1 == segs.len() {
+            t.insert(seg.to_string(), d.clone());
+            return true;
+        }
+        match t.get_mut(*seg) {
+            Some(next) => cur = next,
+            None => return false,
+        }
+    }
+    false
+}
+
 fn kind(v: &toml::Value) -> &'static str {
     match v {
         toml::Value::String(_) => "a string",
@@ -855,13 +932,16 @@ mod tests {
             [nope]
             x = 1
         "#;
-        let errs = Config::from_sources(text, env(&[("TRACKLY_HTTP__BINDD", "x")])).unwrap_err();
+        let text = format!("{text}\n[worker]\nstale_after = \"soon\"\nretry_base = \"later\"\n");
+        let errs = Config::from_sources(&text, env(&[("TRACKLY_HTTP__BINDD", "x")])).unwrap_err();
         let keys: Vec<&str> = errs.0.iter().map(|e| e.key.as_str()).collect();
         assert!(keys.contains(&"coordinator.max_batch"), "{errs}");
         assert!(keys.contains(&"coordinator.polling"), "{errs}");
         assert!(keys.contains(&"nope"), "{errs}");
         assert!(keys.contains(&"TRACKLY_HTTP__BINDD"), "{errs}");
-        assert_eq!(errs.0.len(), 4, "{errs}");
+        assert!(keys.contains(&"worker.stale_after"), "{errs}");
+        assert!(keys.contains(&"worker.retry_base"), "{errs}");
+        assert_eq!(errs.0.len(), 6, "{errs}");
     }
 
     #[test]

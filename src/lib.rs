@@ -8,6 +8,9 @@
 //!
 //! # Layout
 //!
+//! - [`actors`]: one file per actor; [`messages`]: their protocol.
+//! - [`app`]: wiring of one daemon's actor tree.
+//! - [`providers`]: the provider port and its adapters.
 //! - [`domain`]: the stored model (typed structs, newtype ids, money, E.164).
 //! - [`store`]: storage ports and their MongoDB and in-memory adapters.
 //! - [`ratelimit`]: token-bucket state in Redis (Lua) or in-process.
@@ -15,10 +18,17 @@
 //! - [`clock`]: time as a dependency.
 //! - [`telemetry`]: logging and masking of numbers, bodies and secrets.
 
+pub mod actors;
+pub mod app;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod http;
+pub mod messages;
+pub mod metrics;
+pub mod providers;
 pub mod ratelimit;
 pub mod seed;
+pub mod serve;
 pub mod store;
 pub mod telemetry;

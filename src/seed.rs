@@ -93,6 +93,7 @@ pub fn queued(
         not_before: send_at,
         claimed_by: None,
         claimed_at: None,
+        claim_count: 0,
         attempts: 0,
         billing_blocked_since: None,
         last_error: None,

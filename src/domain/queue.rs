@@ -47,6 +47,11 @@ pub struct QueuedTextMessage {
     pub claimed_by: Option<String>,
     #[serde(with = "super::dt_opt", default)]
     pub claimed_at: Option<Timestamp>,
+    /// How many times it has been claimed. More than one means it was handed
+    /// out before (retry, backoff, released or stale claim), so the worker
+    /// first checks whether it already has an outcome.
+    #[serde(default)]
+    pub claim_count: u32,
     /// Provider attempts that failed transiently so far.
     #[serde(default)]
     pub attempts: u32,

@@ -124,6 +124,7 @@ impl QueueStore for MemoryStore {
             if let Some(m) = st.queue.get_mut(&id) {
                 m.claimed_by = Some(token.to_string());
                 m.claimed_at = Some(now);
+                m.claim_count += 1;
                 out.push(m.clone());
             }
         }
@@ -192,6 +193,18 @@ impl QueueStore for MemoryStore {
         Ok(ids.len() as u64)
     }
 
+    async fn remove(&self, ids: &[MessageId]) -> StoreResult<u64> {
+        let mut st = self.lock();
+        let mut n = 0;
+        for id in ids {
+            if let Some(m) = st.queue.remove(id) {
+                st.unmark_ready(m.sending_list, m.id);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     async fn get(&self, id: MessageId) -> StoreResult<Option<QueuedTextMessage>> {
         Ok(self.lock().queue.get(&id).cloned())
     }
@@ -207,11 +220,11 @@ impl SentStore for MemoryStore {
         let mut st = self.lock();
         let mut res = AttemptResult::default();
         for r in records {
-            if st.sent.contains_key(&r.id) {
-                res.already_attempted.push(r.id);
-            } else {
+            if let std::collections::hash_map::Entry::Vacant(e) = st.sent.entry(r.id) {
                 res.inserted.push(r.id);
-                st.sent.insert(r.id, r);
+                e.insert(r);
+            } else {
+                res.already_attempted.push(r.id);
             }
         }
         Ok(res)
@@ -221,15 +234,15 @@ impl SentStore for MemoryStore {
         let mut st = self.lock();
         let mut n = 0;
         for o in outcomes {
-            if let Some(r) = st.sent.get_mut(&o.id) {
-                if r.submitted.is_none() {
-                    r.submitted = Some(o.submitted);
-                    r.submitted_at = Some(o.at);
-                    r.provider_message_id = o.provider_message_id;
-                    r.error_code = o.error_code;
-                    r.error_text = o.error_text;
-                    n += 1;
-                }
+            if let Some(r) = st.sent.get_mut(&o.id)
+                && r.submitted.is_none()
+            {
+                r.submitted = Some(o.submitted);
+                r.submitted_at = Some(o.at);
+                r.provider_message_id = o.provider_message_id;
+                r.error_code = o.error_code;
+                r.error_text = o.error_text;
+                n += 1;
             }
         }
         Ok(n)
@@ -333,6 +346,14 @@ impl DeadLetterStore for MemoryStore {
 
     async fn get(&self, id: MessageId) -> StoreResult<Option<FailedMessage>> {
         Ok(self.lock().failed.get(&id).cloned())
+    }
+
+    async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<FailedMessage>> {
+        let st = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| st.failed.get(id).cloned())
+            .collect())
     }
 
     async fn count_by_reason(&self) -> StoreResult<BTreeMap<FailureReason, u64>> {

@@ -59,7 +59,7 @@ pub trait QueueStore: Send + Sync {
     /// Lists that have at least one ready message (unclaimed, due at `now`).
     async fn due_lists(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<SendingListId>>;
     /// Atomically claim up to `max` ready messages of `list`, oldest first,
-    /// stamping them with `token`. Concurrent claimers never receive the same
+    /// stamping them with `token` and counting the claim (`claim_count`). Concurrent claimers never receive the same
     /// message; messages not due yet (or in backoff) are never claimed.
     async fn claim(
         &self,
@@ -78,6 +78,9 @@ pub trait QueueStore: Send + Sync {
     /// Delete every message still claimed by `token`. The caller guarantees
     /// that each of them has a durable outcome (MessageSent or FailedMessage).
     async fn complete(&self, list: SendingListId, token: &str) -> StoreResult<u64>;
+    /// Delete these messages whatever their claim. Only for messages whose
+    /// outcome is already durable (the in-doubt sweep).
+    async fn remove(&self, ids: &[MessageId]) -> StoreResult<u64>;
     async fn get(&self, id: MessageId) -> StoreResult<Option<QueuedTextMessage>>;
     /// Messages in the queue (claimed or not).
     async fn depth(&self) -> StoreResult<u64>;
@@ -157,6 +160,8 @@ pub trait DeadLetterStore: Send + Sync {
     /// record; the returned count is of new records.
     async fn record(&self, failures: Vec<FailedMessage>) -> StoreResult<u64>;
     async fn get(&self, id: MessageId) -> StoreResult<Option<FailedMessage>>;
+    /// The dead letters that exist among `ids`.
+    async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<FailedMessage>>;
     async fn count_by_reason(&self) -> StoreResult<BTreeMap<FailureReason, u64>>;
 }
 

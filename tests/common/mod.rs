@@ -86,3 +86,107 @@ pub async fn connect_mongo(uri: &str, db: &str) -> MongoStore {
     m.ensure_indexes().await.expect("indexes");
     m
 }
+
+// ------------------------------------------------------------ daemons
+
+use std::sync::Arc;
+use std::time::Duration;
+use trackly::app::{Daemon, DaemonParts};
+use trackly::clock::{Clock, ManualClock, SharedClock};
+use trackly::config::{Config, Dur};
+use trackly::providers::ProviderRegistry;
+use trackly::providers::fake::{FakeProvider, FakeSettings};
+use trackly::ratelimit::PermitBackend;
+use trackly::ratelimit::local::LocalPermits;
+
+/// A configuration for tests: short intervals, a sweep only when asked.
+pub fn test_config() -> Config {
+    let mut c = Config::default();
+    c.coordinator.poll_interval = Dur::millis(20);
+    c.coordinator.sweep_interval = Dur::secs(3600);
+    c.coordinator.idle_supervisor_after = Dur::secs(60);
+    c.rate_limit.inter_batch_delay = Dur::millis(1);
+    c.providers.fake.enabled = true;
+    c
+}
+
+pub struct TestDaemon {
+    pub daemon: Daemon,
+    pub provider: Arc<FakeProvider>,
+    pub stores: Stores,
+    pub clock: ManualClock,
+}
+
+/// Start a daemon on the current actix system with a fake provider and a
+/// hand-driven clock.
+pub fn start_daemon(
+    config: Config,
+    stores: Stores,
+    permits: Arc<dyn PermitBackend>,
+    fake: FakeSettings,
+) -> TestDaemon {
+    let clock = ManualClock::starting_now();
+    start_daemon_with_clock(config, stores, permits, fake, clock)
+}
+
+pub fn start_daemon_with_clock(
+    config: Config,
+    stores: Stores,
+    permits: Arc<dyn PermitBackend>,
+    fake: FakeSettings,
+    clock: ManualClock,
+) -> TestDaemon {
+    let provider = Arc::new(FakeProvider::new(fake));
+    let daemon = Daemon::start(DaemonParts {
+        config: Arc::new(config),
+        daemon_id: format!("test-{}", trackly::domain::MessageId::new().to_hex()),
+        stores: stores.clone(),
+        permits,
+        providers: ProviderRegistry::new().with_fake(provider.clone()),
+        clock: Arc::new(clock.clone()) as SharedClock,
+    });
+    TestDaemon {
+        daemon,
+        provider,
+        stores,
+        clock,
+    }
+}
+
+pub fn local_permits() -> Arc<dyn PermitBackend> {
+    Arc::new(LocalPermits::new())
+}
+
+/// Poll `check` every 10 ms until it holds or `timeout` passes.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl TestDaemon {
+    pub fn now(&self) -> trackly::domain::Timestamp {
+        self.clock.now()
+    }
+
+    /// Wait until the queue is empty.
+    pub async fn drained(&self, timeout: Duration) -> bool {
+        let q = self.stores.queue.clone();
+        wait_until(timeout, || {
+            let q = q.clone();
+            async move { q.depth().await.map(|d| d == 0).unwrap_or(false) }
+        })
+        .await
+    }
+}

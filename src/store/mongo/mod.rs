@@ -245,13 +245,13 @@ fn reply_count(reply: &Document, key: &str) -> u64 {
 }
 
 fn check_write_errors(reply: &Document) -> StoreResult<()> {
-    if let Ok(errs) = reply.get_array("writeErrors") {
-        if let Some(first) = errs.first() {
-            return Err(StoreError::Other(format!(
-                "{} write error(s), first: {first}",
-                errs.len()
-            )));
-        }
+    if let Ok(errs) = reply.get_array("writeErrors")
+        && let Some(first) = errs.first()
+    {
+        return Err(StoreError::Other(format!(
+            "{} write error(s), first: {first}",
+            errs.len()
+        )));
     }
     Ok(())
 }
@@ -285,14 +285,12 @@ pub(crate) fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
 /// For an unordered `insert_many` that failed: the input indexes that failed
 /// only because the key existed. Any other failure is returned as an error.
 pub(crate) fn duplicate_indexes(e: mongodb::error::Error) -> StoreResult<Vec<usize>> {
-    if let ErrorKind::InsertMany(im) = e.kind.as_ref() {
-        if im.write_concern_error.is_none() {
-            if let Some(errs) = &im.write_errors {
-                if errs.iter().all(|w| w.code == 11000) {
-                    return Ok(errs.iter().map(|w| w.index).collect());
-                }
-            }
-        }
+    if let ErrorKind::InsertMany(im) = e.kind.as_ref()
+        && im.write_concern_error.is_none()
+        && let Some(errs) = &im.write_errors
+        && errs.iter().all(|w| w.code == 11000)
+    {
+        return Ok(errs.iter().map(|w| w.index).collect());
     }
     Err(map_err(e))
 }

@@ -93,7 +93,7 @@ impl QueueStore for MongoStore {
         let res = coll
             .update_many(
                 filter,
-                doc! {"$set": {"claimed_by": token, "claimed_at": ts(now)}},
+                doc! {"$set": {"claimed_by": token, "claimed_at": ts(now)}, "$inc": {"claim_count": 1}},
             )
             .await
             .map_err(map_err)?;
@@ -165,6 +165,17 @@ impl QueueStore for MongoStore {
             .await
             .map_err(map_err)?;
         Ok(res.deleted_count)
+    }
+
+    async fn remove(&self, ids: &[MessageId]) -> StoreResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let statements = ids
+            .iter()
+            .map(|id| doc! {"q": {"_id": *id}, "limit": 1})
+            .collect();
+        self.bulk_delete(names::QUEUE, statements).await
     }
 
     async fn get(&self, id: MessageId) -> StoreResult<Option<QueuedTextMessage>> {

@@ -210,6 +210,19 @@ impl DeadLetterStore for MongoStore {
             .map_err(map_err)
     }
 
+    async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<FailedMessage>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        self.coll::<FailedMessage>(names::FAILED)
+            .find(doc! {"_id": {"$in": ids.to_vec()}})
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)
+    }
+
     async fn count_by_reason(&self) -> StoreResult<BTreeMap<FailureReason, u64>> {
         let mut out = BTreeMap::new();
         let mut cursor = self

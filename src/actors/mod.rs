@@ -1,0 +1,17 @@
+//! The actor tree (ARCHITECTURE.md draws it):
+//!
+//! ```text
+//! Coordinator ──┬── ListSupervisor (one per sending list) ── 6 × Worker
+//!               └── ...
+//! RateLimiter · Billing · DeadLetter   (shared, one each per daemon)
+//! ```
+//!
+//! Each file starts with the actor's contract: what it owns, what it handles,
+//! what it sends, and what happens when it restarts.
+
+pub mod billing;
+pub mod coordinator;
+pub mod dead_letter;
+pub mod rate_limiter;
+pub mod supervisor;
+pub mod worker;

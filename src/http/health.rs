@@ -1,0 +1,57 @@
+//! `/healthz`: the process is up. `/readyz`: the store and the rate limiter
+//! answer; otherwise 503 naming what fails.
+
+use super::AppState;
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+use std::time::Duration;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    const LIMIT: Duration = Duration::from_secs(3);
+    let store = tokio::time::timeout(LIMIT, state.stores.health.ping());
+    let permits = tokio::time::timeout(LIMIT, state.permits.ping());
+    let (store, permits) = futures::join!(store, permits);
+    let store = match store {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 3s".to_string()),
+    };
+    let permits = match permits {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer within 3s".to_string()),
+    };
+    let store_name = state.stores.backend;
+    let permits_name = state.permits.name();
+    let mut failing = vec![];
+    let mut checks = serde_json::Map::new();
+    for (name, res) in [(store_name, &store), (permits_name, &permits)] {
+        match res {
+            Ok(()) => {
+                checks.insert(name.into(), json!("ok"));
+            }
+            Err(e) => {
+                failing.push(name);
+                checks.insert(name.into(), json!(e));
+            }
+        }
+    }
+    if failing.is_empty() {
+        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable",
+            "failing": failing,
+            "checks": checks,
+        }))
+    }
+}

@@ -1,0 +1,14 @@
+//! The actors' protocol: every message, who sends it, who handles it, and
+//! what its result means. Pure data; readable in one sitting.
+
+pub mod billing;
+pub mod control;
+pub mod dead_letter;
+pub mod dispatch;
+pub mod rate_limit;
+
+pub use billing::*;
+pub use control::*;
+pub use dead_letter::*;
+pub use dispatch::*;
+pub use rate_limit::*;

@@ -1,0 +1,318 @@
+//! An in-process provider for the demo, tests and benchmarks: configurable
+//! latency and failures, and a record of everything it accepted so tests can
+//! count duplicates and measure send times.
+
+use super::{OutboundSms, SendResult, SmsProvider};
+use crate::config::FakeProviderConfig;
+use crate::domain::{MessageId, ProviderKind};
+use async_trait::async_trait;
+use rand::{RngExt, SeedableRng};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Knobs; see `[providers.fake]` in config.toml.
+#[derive(Debug, Clone)]
+pub struct FakeSettings {
+    pub latency: Duration,
+    pub reject_rate: f64,
+    pub transient_rate: f64,
+    pub throttle_rate: f64,
+    pub timeout_rate: f64,
+    pub batch_size: usize,
+    pub record_file: Option<std::path::PathBuf>,
+    pub seed: u64,
+}
+
+impl Default for FakeSettings {
+    fn default() -> Self {
+        FakeSettings {
+            latency: Duration::ZERO,
+            reject_rate: 0.0,
+            transient_rate: 0.0,
+            throttle_rate: 0.0,
+            timeout_rate: 0.0,
+            batch_size: 500,
+            record_file: None,
+            seed: 7,
+        }
+    }
+}
+
+impl From<&FakeProviderConfig> for FakeSettings {
+    fn from(c: &FakeProviderConfig) -> Self {
+        FakeSettings {
+            latency: c.latency.get(),
+            reject_rate: c.reject_rate,
+            transient_rate: c.transient_rate,
+            throttle_rate: c.throttle_rate,
+            timeout_rate: c.timeout_rate,
+            batch_size: c.batch_size,
+            record_file: (!c.record_file.is_empty()).then(|| c.record_file.clone().into()),
+            seed: std::process::id() as u64,
+        }
+    }
+}
+
+/// Scripted answers for specific numbers (tests).
+#[derive(Debug, Clone)]
+pub enum Scripted {
+    Reject {
+        code: String,
+        unsubscribed: bool,
+    },
+    Transient {
+        throttled: bool,
+    },
+    NoResponse,
+    /// Panic inside the provider call (crash tests).
+    Panic,
+}
+
+struct Inner {
+    rng: rand::rngs::StdRng,
+    accepted: HashMap<MessageId, u32>,
+    /// (time since start, id) of each accepted message.
+    received: Vec<(Duration, MessageId)>,
+    calls: u64,
+    scripted: HashMap<String, Scripted>,
+}
+
+pub struct FakeProvider {
+    settings: FakeSettings,
+    start: Instant,
+    inner: Mutex<Inner>,
+}
+
+impl FakeProvider {
+    pub fn new(settings: FakeSettings) -> Self {
+        let rng = rand::rngs::StdRng::seed_from_u64(settings.seed);
+        FakeProvider {
+            settings,
+            start: Instant::now(),
+            inner: Mutex::new(Inner {
+                rng,
+                accepted: HashMap::new(),
+                received: Vec::new(),
+                calls: 0,
+                scripted: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Answer `to` (an E.164 string) this way from now on.
+    pub fn script(&self, to: &str, answer: Scripted) {
+        self.lock().scripted.insert(to.to_string(), answer);
+    }
+
+    pub fn unscript(&self, to: &str) {
+        self.lock().scripted.remove(to);
+    }
+
+    /// How often each message id was accepted.
+    pub fn accepted(&self) -> HashMap<MessageId, u32> {
+        self.lock().accepted.clone()
+    }
+
+    pub fn accepted_count(&self) -> usize {
+        self.lock().accepted.len()
+    }
+
+    /// Ids accepted more than once (must be empty).
+    pub fn duplicates(&self) -> Vec<MessageId> {
+        self.lock()
+            .accepted
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Receive times of accepted messages, since the provider was created.
+    pub fn receive_times(&self) -> Vec<Duration> {
+        self.lock().received.iter().map(|(t, _)| *t).collect()
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.lock().calls
+    }
+}
+
+#[async_trait]
+impl SmsProvider for FakeProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Fake
+    }
+
+    fn max_batch(&self) -> usize {
+        self.settings.batch_size
+    }
+
+    async fn send(&self, msgs: &[OutboundSms]) -> Vec<SendResult> {
+        if !self.settings.latency.is_zero() {
+            tokio::time::sleep(self.settings.latency).await;
+        }
+        let mut lines = String::new();
+        let results = {
+            let mut inner = self.lock();
+            inner.calls += 1;
+            let s = &self.settings;
+            let roll: f64 = inner.rng.random();
+            // Whole-call failures first, as a real HTTP call fails as a whole.
+            let call_failure = if roll < s.throttle_rate {
+                Some(SendResult::Transient {
+                    code: "429".into(),
+                    text: "Too Many Requests".into(),
+                    throttled: true,
+                })
+            } else if roll < s.throttle_rate + s.transient_rate {
+                Some(SendResult::Transient {
+                    code: "503".into(),
+                    text: "Service Unavailable".into(),
+                    throttled: false,
+                })
+            } else if roll < s.throttle_rate + s.transient_rate + s.timeout_rate {
+                // The request went out; the fake may or may not have taken
+                // it. Record nothing: an in-doubt send.
+                Some(SendResult::NoResponse {
+                    text: "timed out waiting for the provider".into(),
+                })
+            } else {
+                None
+            };
+            if let Some(f) = call_failure {
+                vec![f; msgs.len()]
+            } else {
+                let now = self.start.elapsed();
+                let mut out = Vec::with_capacity(msgs.len());
+                for m in msgs {
+                    let scripted = inner.scripted.get(m.to.as_str()).cloned();
+                    let r = match scripted {
+                        Some(Scripted::Panic) => panic!("fake provider: scripted panic"),
+                        Some(Scripted::Reject { code, unsubscribed }) => SendResult::Rejected {
+                            code,
+                            text: "rejected by script".into(),
+                            unsubscribed,
+                        },
+                        Some(Scripted::Transient { throttled }) => SendResult::Transient {
+                            code: if throttled { "429" } else { "503" }.into(),
+                            text: "scripted transient error".into(),
+                            throttled,
+                        },
+                        Some(Scripted::NoResponse) => SendResult::NoResponse {
+                            text: "scripted timeout".into(),
+                        },
+                        None if inner.rng.random::<f64>() < s.reject_rate => SendResult::Rejected {
+                            code: "FAKE_REJECTED".into(),
+                            text: "destination rejected".into(),
+                            unsubscribed: false,
+                        },
+                        None => SendResult::Accepted {
+                            provider_message_id: format!("fake-{}", m.id),
+                        },
+                    };
+                    if matches!(r, SendResult::Accepted { .. }) {
+                        *inner.accepted.entry(m.id).or_insert(0) += 1;
+                        inner.received.push((now, m.id));
+                        if s.record_file.is_some() {
+                            lines.push_str(&m.id.to_hex());
+                            lines.push('\n');
+                        }
+                    }
+                    out.push(r);
+                }
+                out
+            }
+        };
+        if let (Some(path), false) = (&self.settings.record_file, lines.is_empty()) {
+            // Append before answering, so a crash after "accepted" still
+            // leaves the record (the page cache survives SIGKILL).
+            let path = path.clone();
+            let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?;
+                f.write_all(lines.as_bytes())
+            })
+            .await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::error!("fake provider: could not append to its record file");
+            }
+        }
+        results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{E164, SendingListId};
+
+    fn sms(i: u64) -> OutboundSms {
+        OutboundSms {
+            id: MessageId::new(),
+            list: SendingListId::new(),
+            from: "+15550000001".into(),
+            to: E164::parse(&format!("+1200000{i:04}")).unwrap(),
+            body: "hi".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn accepts_and_records() {
+        let p = FakeProvider::new(FakeSettings::default());
+        let msgs: Vec<OutboundSms> = (0..5).map(sms).collect();
+        let r = p.send(&msgs).await;
+        assert!(r.iter().all(|r| matches!(r, SendResult::Accepted { .. })));
+        assert_eq!(p.accepted_count(), 5);
+        p.send(&msgs[..1]).await;
+        assert_eq!(p.duplicates(), vec![msgs[0].id]);
+    }
+
+    #[tokio::test]
+    async fn failure_rates_apply() {
+        let p = FakeProvider::new(FakeSettings {
+            reject_rate: 1.0,
+            ..Default::default()
+        });
+        let r = p.send(&[sms(1)]).await;
+        assert!(matches!(r[0], SendResult::Rejected { .. }));
+        let p = FakeProvider::new(FakeSettings {
+            throttle_rate: 1.0,
+            ..Default::default()
+        });
+        let r = p.send(&[sms(1), sms(2)]).await;
+        assert!(r.iter().all(|r| matches!(
+            r,
+            SendResult::Transient {
+                throttled: true,
+                ..
+            }
+        )));
+        assert_eq!(p.accepted_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn scripted_numbers() {
+        let p = FakeProvider::new(FakeSettings::default());
+        let m = sms(3);
+        p.script(
+            m.to.as_str(),
+            Scripted::Reject {
+                code: "21610".into(),
+                unsubscribed: true,
+            },
+        );
+        let r = p.send(&[m, sms(4)]).await;
+        assert!(
+            matches!(&r[0], SendResult::Rejected { code, unsubscribed: true, .. } if code == "21610")
+        );
+        assert!(matches!(r[1], SendResult::Accepted { .. }));
+    }
+}

@@ -1,0 +1,180 @@
+//! `trackly serve`: connect to MongoDB and Redis (retrying with backoff),
+//! start the actor tree and the HTTP server, and shut down cleanly on
+//! SIGTERM or SIGINT.
+
+use crate::app::{Daemon, DaemonParts};
+use crate::clock::SystemClock;
+use crate::config::{Config, RateLimitBackend, StoreBackend};
+use crate::http::AppState;
+use crate::messages::Shutdown;
+use crate::providers::ProviderRegistry;
+use crate::providers::fake::{FakeProvider, FakeSettings};
+use crate::ratelimit::PermitBackend;
+use crate::ratelimit::local::LocalPermits;
+use crate::ratelimit::redis::{RedisPermits, pool};
+use crate::store::Stores;
+use crate::store::mongo::MongoStore;
+use crate::telemetry::mask_url;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Retry `attempt` with exponential backoff (250 ms doubling to 10 s) until
+/// it succeeds or `limit` (zero: no limit) has passed, logging each failure.
+pub async fn with_retry<T, E, F, Fut>(
+    what: &str,
+    limit: Duration,
+    mut attempt: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match attempt().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                if !limit.is_zero() && start.elapsed() + delay > limit {
+                    return Err(format!(
+                        "{what} unreachable after {}: {e}",
+                        humantime::format_duration(limit)
+                    ));
+                }
+                tracing::warn!(service = what, error = %e, retry_in = ?delay, "unreachable at start; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Connect the configured store, waiting for it to answer.
+pub async fn connect_store(cfg: &Config) -> Result<Stores, String> {
+    match cfg.store.backend {
+        StoreBackend::Memory => Ok(Stores::memory()),
+        StoreBackend::Mongodb => {
+            tracing::info!(uri = %mask_url(&cfg.mongo.uri), database = %cfg.mongo.database, "connecting to MongoDB");
+            let store = MongoStore::connect(
+                &cfg.mongo.uri,
+                &cfg.mongo.database,
+                cfg.mongo.server_selection_timeout.get(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let limit = cfg.daemon.startup_timeout.get();
+            with_retry("MongoDB", limit, || store.ensure_indexes()).await?;
+            Ok(Stores::from_backend(Arc::new(store), "mongodb"))
+        }
+    }
+}
+
+/// Build the configured permit backend, waiting for Redis to answer.
+pub async fn connect_permits(cfg: &Config) -> Result<Arc<dyn PermitBackend>, String> {
+    match cfg.rate_limit.backend {
+        RateLimitBackend::Local => Ok(Arc::new(LocalPermits::new())),
+        RateLimitBackend::Redis => {
+            tracing::info!(url = %mask_url(&cfg.redis.url), "connecting to Redis");
+            let p = pool(&cfg.redis.url, cfg.redis.pool_size, cfg.redis.timeout.get())?;
+            let permits = RedisPermits::new(p, &cfg.redis.key_prefix, cfg.redis.timeout.get());
+            with_retry("Redis", cfg.daemon.startup_timeout.get(), || permits.ping()).await?;
+            Ok(Arc::new(permits))
+        }
+    }
+}
+
+/// The providers this daemon's configuration enables.
+pub fn providers(cfg: &Config) -> ProviderRegistry {
+    let mut reg = ProviderRegistry::new();
+    if cfg.providers.fake.enabled {
+        reg = reg.with_fake(Arc::new(FakeProvider::new(FakeSettings::from(
+            &cfg.providers.fake,
+        ))));
+    }
+    reg
+}
+
+/// Run the daemon until a signal stops it. Returns the process exit code.
+pub async fn run(cfg: Config) -> i32 {
+    let cfg = Arc::new(cfg);
+    let daemon_id = cfg.daemon_id();
+    tracing::info!(daemon = %daemon_id, bind = %cfg.http.bind, "starting trackly");
+    let stores = match connect_store(&cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return 1;
+        }
+    };
+    let permits = match connect_permits(&cfg).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return 1;
+        }
+    };
+    let daemon = Daemon::start(DaemonParts {
+        config: cfg.clone(),
+        daemon_id,
+        stores: stores.clone(),
+        permits: permits.clone(),
+        providers: providers(&cfg),
+        clock: Arc::new(SystemClock),
+    });
+    let state = AppState { stores, permits };
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().configure(crate::http::configure(state.clone()))
+    })
+    .disable_signals()
+    .shutdown_timeout(5);
+    if cfg.http.workers > 0 {
+        server = server.workers(cfg.http.workers);
+    }
+    let server = match server.bind(&cfg.http.bind) {
+        Ok(s) => s.run(),
+        Err(e) => {
+            tracing::error!(bind = %cfg.http.bind, error = %e, "cannot listen");
+            return 1;
+        }
+    };
+    let handle = server.handle();
+    let server_task = actix_rt::spawn(server);
+    tracing::info!(bind = %cfg.http.bind, "ready");
+
+    let signal = wait_for_signal().await;
+    tracing::info!(signal, "stopping");
+    let grace = cfg.daemon.shutdown_grace.get();
+    let report = daemon.coordinator.send(Shutdown { grace }).await;
+    match report {
+        Ok(r) => tracing::info!(
+            drained = r.drained,
+            timed_out = r.timed_out,
+            "in-flight work finished"
+        ),
+        Err(e) => tracing::warn!(error = %e, "coordinator did not answer the shutdown"),
+    }
+    // HTTP stops last, so delivery reports keep landing while sends finish.
+    handle.stop(true).await;
+    let _ = server_task.await;
+    tracing::info!("stopped");
+    0
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            // Signal handlers could not be installed: fall back to Ctrl-C.
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
