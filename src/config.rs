@@ -198,6 +198,9 @@ impl Default for RedisConfig {
 pub struct CoordinatorConfig {
     /// How often the queue is polled for lists with due messages.
     pub poll_interval: Dur,
+    /// While polls find nothing that is not already being served, the gap
+    /// between polls doubles up to this (a nudge polls at once).
+    pub max_poll_interval: Dur,
     /// Claim at most what a list can send in this much time at its rate.
     pub claim_lookahead: Dur,
     /// Largest batch one claim takes (one worker's batch).
@@ -216,6 +219,7 @@ impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
             poll_interval: Dur::millis(500),
+            max_poll_interval: Dur::secs(4),
             claim_lookahead: Dur::secs(2),
             max_batch: 1000,
             stale_claim_after: Dur::secs(600),
@@ -644,6 +648,12 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.dead_letter.max_batch) {
             err("dead_letter.max_batch", "must be 1 to 100000".into());
+        }
+        if self.coordinator.max_poll_interval < self.coordinator.poll_interval {
+            err(
+                "coordinator.max_poll_interval",
+                "must not be shorter than coordinator.poll_interval".into(),
+            );
         }
         if self.worker.retry_max < self.worker.retry_base {
             err(

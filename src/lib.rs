@@ -20,8 +20,10 @@
 
 pub mod actors;
 pub mod app;
+pub mod bench;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod domain;
 pub mod http;
 pub mod messages;

@@ -24,6 +24,55 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Run a 10,000-message campaign in one process: in-memory store, in-process
+    /// rate limiter, fake provider. Needs nothing installed.
+    Demo {
+        /// Messages in the campaign.
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        /// The list's rate limit, messages per minute (the documentation's
+        /// default is 17000; the demo uses its ~500k/min target).
+        #[arg(long, default_value_t = 500_000)]
+        rate_per_minute: u32,
+        /// Fake provider latency per call.
+        #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Fraction of messages the fake provider rejects.
+        #[arg(long, default_value_t = 0.005)]
+        reject_rate: f64,
+        /// Fraction of provider calls that fail transiently (retried).
+        #[arg(long, default_value_t = 0.01)]
+        transient_rate: f64,
+    },
+    /// Measure end-to-end throughput, latency and round trips with the fake
+    /// provider (build with --release). Not a test.
+    Bench {
+        /// memory, mongodb, or both.
+        #[arg(long, default_value = "both")]
+        store: String,
+        /// Backlog size for the in-memory drain.
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        /// Backlog size for the MongoDB drain (the test server is slow).
+        #[arg(long, default_value_t = 5_000)]
+        mongo_messages: u64,
+        /// Fake provider latency per call.
+        #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Offered load of the steady phase, msg/s (in-memory).
+        #[arg(long, default_value_t = 20_000)]
+        steady_rate: u64,
+        /// Offered load of the steady phase on MongoDB, msg/s.
+        #[arg(long, default_value_t = 500)]
+        mongo_steady_rate: u64,
+        /// Seconds of steady load.
+        #[arg(long, default_value_t = 5)]
+        steady_secs: u64,
+        #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017")]
+        mongodb_uri: String,
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+    },
     /// Validate a configuration file (plus TRACKLY_* overrides) and print every error.
     CheckConfig {
         #[arg(default_value = "config.toml")]
@@ -48,6 +97,84 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Demo {
+            messages,
+            rate_per_minute,
+            latency,
+            reject_rate,
+            transient_rate,
+        } => {
+            trackly::telemetry::init("warn", false);
+            let opts = trackly::demo::DemoOptions {
+                messages,
+                rate_per_minute,
+                latency,
+                reject_rate,
+                transient_rate,
+                quiet: false,
+            };
+            match actix_rt::System::new().block_on(trackly::demo::run(opts)) {
+                Ok(summary) => {
+                    println!("{}", summary.table());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("demo failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            store,
+            messages,
+            mongo_messages,
+            latency,
+            steady_rate,
+            mongo_steady_rate,
+            steady_secs,
+            mongodb_uri,
+            redis_url,
+        } => {
+            trackly::telemetry::init("warn", false);
+            use trackly::config::StoreBackend;
+            let stores: Vec<StoreBackend> = match store.as_str() {
+                "memory" => vec![StoreBackend::Memory],
+                "mongodb" => vec![StoreBackend::Mongodb],
+                "both" => vec![StoreBackend::Memory, StoreBackend::Mongodb],
+                other => {
+                    eprintln!("--store must be memory, mongodb or both, not {other:?}");
+                    return ExitCode::from(2);
+                }
+            };
+            println!(
+                "trackly bench: fake provider latency {latency:?}, {} cores",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            );
+            for s in stores {
+                let mongo = s == StoreBackend::Mongodb;
+                let opts = trackly::bench::BenchOptions {
+                    store: s,
+                    messages: if mongo { mongo_messages } else { messages },
+                    latency,
+                    steady_rate: if mongo {
+                        mongo_steady_rate
+                    } else {
+                        steady_rate
+                    },
+                    steady_secs,
+                    mongodb_uri: mongodb_uri.clone(),
+                    redis_url: redis_url.clone(),
+                };
+                match actix_rt::System::new().block_on(trackly::bench::run(opts)) {
+                    Ok(r) => println!("{}", r.table()),
+                    Err(e) => {
+                        eprintln!("bench failed: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Serve { config } => {
             let cfg = match load(config.as_deref()) {
                 Ok(c) => c,

@@ -30,6 +30,8 @@ use actix::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Builds the supervisors' dependencies once the Coordinator's own address
 /// exists (supervisors send their requests to it).
@@ -45,6 +47,14 @@ pub struct Coordinator {
     poll_again: bool,
     sweeping: bool,
     poll_failures: u32,
+    /// Lists being served continuously: a claim is in flight, or the last
+    /// one came back full (the supervisor asks again as soon as a worker is
+    /// free). Polling finds nothing new for them.
+    claiming: HashMap<SendingListId, u32>,
+    full: std::collections::HashSet<SendingListId>,
+    /// Current gap between timed polls (grows while every due list is busy).
+    poll_gap: Duration,
+    last_poll: Instant,
 }
 
 impl Coordinator {
@@ -59,6 +69,10 @@ impl Coordinator {
             poll_again: false,
             sweeping: false,
             poll_failures: 0,
+            claiming: HashMap::new(),
+            full: Default::default(),
+            poll_gap: Duration::ZERO,
+            last_poll: Instant::now(),
         }
     }
 
@@ -83,6 +97,13 @@ impl Coordinator {
         Some(addr)
     }
 
+    /// A timed poll: skipped while the backoff says so.
+    fn timed_poll(&mut self, ctx: &mut Context<Self>) {
+        if self.last_poll.elapsed() >= self.poll_gap {
+            self.poll(ctx);
+        }
+    }
+
     fn poll(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down() {
             return;
@@ -95,6 +116,7 @@ impl Coordinator {
             return;
         };
         self.polling = true;
+        self.last_poll = Instant::now();
         let now = deps.worker.clock.now();
         let max_lists = deps.worker.config.coordinator.max_lists;
         let queue = deps.worker.stores.queue.clone();
@@ -107,6 +129,21 @@ impl Coordinator {
                         tracing::info!("queue reachable again");
                     }
                     act.poll_failures = 0;
+                    let (base, max) = act.deps().map_or((Duration::from_millis(500), Duration::from_secs(4)), |d| {
+                        let c = &d.worker.config.coordinator;
+                        (c.poll_interval.get(), c.max_poll_interval.get())
+                    });
+                    // A poll only helps with lists nobody is serving yet.
+                    // While polls find none (nothing due, or every due list
+                    // is being claimed from continuously), back off; the
+                    // first poll that finds one, or a nudge, resets the gap.
+                    let nothing_new = lists.iter().all(|l| act.full.contains(l) || act.claiming.contains_key(l));
+                    act.poll_gap = if nothing_new {
+                        (act.poll_gap * 2).clamp(base, max)
+                    } else {
+                        Duration::ZERO
+                    };
+                    tracing::trace!(lists = lists.len(), next_gap = ?act.poll_gap, "polled");
                     for list in lists {
                         if let Some(sup) = act.supervisor(list) {
                             sup.do_send(WorkAvailable);
@@ -264,7 +301,7 @@ impl Actor for Coordinator {
             return;
         };
         let cfg = &deps.worker.config.coordinator;
-        ctx.run_interval(cfg.poll_interval.get(), |act, ctx| act.poll(ctx));
+        ctx.run_interval(cfg.poll_interval.get(), |act, ctx| act.timed_poll(ctx));
         ctx.run_interval(cfg.sweep_interval.get(), |act, ctx| act.sweep(ctx));
         tracing::info!(daemon = %self.daemon_id, "coordinator started");
         self.poll(ctx);
@@ -273,7 +310,7 @@ impl Actor for Coordinator {
 }
 
 impl Handler<RequestWork> for Coordinator {
-    type Result = ResponseFuture<Result<ClaimedBatch, StoreError>>;
+    type Result = ResponseActFuture<Self, Result<ClaimedBatch, StoreError>>;
 
     fn handle(&mut self, msg: RequestWork, _: &mut Self::Context) -> Self::Result {
         let token = format!("{}:{}", self.daemon_id, self.batch_seq);
@@ -281,15 +318,14 @@ impl Handler<RequestWork> for Coordinator {
         let deps = match (self.shutting_down(), self.deps()) {
             (false, Some(d)) => d.clone(),
             _ => {
-                return Box::pin(async move {
-                    Ok(ClaimedBatch {
-                        token,
-                        messages: vec![],
-                    })
-                });
+                return Box::pin(actix::fut::ready(Ok(ClaimedBatch {
+                    token,
+                    messages: vec![],
+                })));
             }
         };
-        Box::pin(async move {
+        *self.claiming.entry(msg.list).or_insert(0) += 1;
+        let fut = async move {
             let now = deps.worker.clock.now();
             let messages = deps
                 .worker
@@ -301,13 +337,34 @@ impl Handler<RequestWork> for Coordinator {
                 tracing::debug!(list = %msg.list, token = %token, count = messages.len(), "claimed");
             }
             Ok(ClaimedBatch { token, messages })
-        })
+        };
+        Box::pin(
+            fut.into_actor(self)
+                .map(move |res: Result<ClaimedBatch, StoreError>, act, _| {
+                    if let Some(n) = act.claiming.get_mut(&msg.list) {
+                        *n -= 1;
+                        if *n == 0 {
+                            act.claiming.remove(&msg.list);
+                        }
+                    }
+                    match &res {
+                        Ok(b) if b.messages.len() >= msg.max => {
+                            act.full.insert(msg.list);
+                        }
+                        _ => {
+                            act.full.remove(&msg.list);
+                        }
+                    }
+                    res
+                }),
+        )
     }
 }
 
 impl Handler<Nudge> for Coordinator {
     type Result = ();
     fn handle(&mut self, _: Nudge, ctx: &mut Self::Context) {
+        self.poll_gap = Duration::ZERO;
         self.poll(ctx);
     }
 }

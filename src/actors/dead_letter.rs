@@ -56,13 +56,16 @@ impl DeadLetter {
                 senders.push((records.len(), tx));
                 all.extend(records);
             }
+            let mut by_reason: std::collections::BTreeMap<&'static str, u64> = Default::default();
             for f in &all {
-                tracing::warn!(
+                *by_reason.entry(f.reason.as_str()).or_insert(0) += 1;
+                tracing::debug!(
                     message_id = %f.id, list = %f.sending_list, reason = %f.reason,
                     provider_code = f.provider_code.as_deref().unwrap_or(""),
                     "dead-lettered"
                 );
             }
+            tracing::info!(count = all.len(), by_reason = ?by_reason, "dead letters recorded");
             let reasons: Vec<_> = all.iter().map(|f| f.reason).collect();
             let mut result: Result<u64, StoreError> = Ok(0);
             let mut rest = all;

@@ -103,6 +103,7 @@ use trackly::ratelimit::local::LocalPermits;
 pub fn test_config() -> Config {
     let mut c = Config::default();
     c.coordinator.poll_interval = Dur::millis(20);
+    c.coordinator.max_poll_interval = Dur::millis(100);
     c.coordinator.sweep_interval = Dur::secs(3600);
     c.coordinator.idle_supervisor_after = Dur::secs(60);
     c.rate_limit.inter_batch_delay = Dur::millis(1);

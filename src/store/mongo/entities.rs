@@ -75,10 +75,15 @@ impl ContactStore for MongoStore {
         let mut unique = ids.to_vec();
         unique.sort();
         unique.dedup();
+        let n = unique.len().min(u32::MAX as usize) as u32;
         let mut cursor = self
             .coll::<ContactBlockView>(names::CONTACTS)
             .find(doc! {"_id": {"$in": unique}})
             .projection(doc! {"blocked": 1, "subscriptions": 1})
+            // A limit as well as a batch size: the whole answer comes in
+            // the first reply, with no getMore round trip.
+            .limit(n as i64)
+            .batch_size(n)
             .await
             .map_err(map_err)?;
         while let Some(v) = cursor.try_next().await.map_err(map_err)? {

@@ -49,6 +49,7 @@ const MAX_STATEMENTS: usize = 5_000;
 pub struct MongoStore {
     db: Database,
     round_trips: Arc<AtomicU64>,
+    by_command: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 impl MongoStore {
@@ -66,22 +67,36 @@ impl MongoStore {
         opts.server_selection_timeout = Some(server_selection_timeout);
         opts.connect_timeout = Some(server_selection_timeout);
         let round_trips = Arc::new(AtomicU64::new(0));
+        let by_command: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> =
+            Default::default();
         let counter = round_trips.clone();
+        let tally = by_command.clone();
         opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
-            if let CommandEvent::Started(_) = ev {
+            if let CommandEvent::Started(started) = ev {
                 counter.fetch_add(1, Ordering::Relaxed);
+                let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
+                *t.entry(started.command_name).or_insert(0) += 1;
             }
         }));
         let client = Client::with_options(opts).map_err(map_err)?;
         Ok(MongoStore {
             db: client.database(database),
             round_trips,
+            by_command,
         })
     }
 
     /// Commands sent to the server since this store was created.
     pub fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Commands sent so far, by command name.
+    pub fn round_trips_by_command(&self) -> std::collections::BTreeMap<String, u64> {
+        self.by_command
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn database(&self) -> &Database {

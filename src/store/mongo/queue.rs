@@ -1,8 +1,9 @@
-//! The queue on MongoDB. A claim is three round trips however large the
-//! batch: find the boundary `_id` of the next `max` ready messages, stamp the
-//! whole indexed range with the token in one `update_many` (each document is
-//! re-checked against `claimed_by: null`, so two claimers never share one),
-//! then read back exactly what this token got.
+//! The queue on MongoDB. A claim is two round trips however large the
+//! batch: read the next `max` ready messages, then stamp exactly those with
+//! the token in one `update_many` whose filter re-checks `claimed_by: null`
+//! for each (so two claimers never share one). When the update changed
+//! fewer than were read (another claimer won some), a third round trip reads
+//! back what this token holds.
 
 use super::{MongoStore, map_err, names};
 use crate::domain::*;
@@ -71,39 +72,55 @@ impl QueueStore for MongoStore {
         if max == 0 {
             return Ok(vec![]);
         }
-        let coll = self.coll::<Document>(names::QUEUE);
-        // 1. The `_id` of the max-th ready message bounds the range.
-        let boundary = coll
+        let typed = self.coll::<QueuedTextMessage>(names::QUEUE);
+        // 1. The next `max` ready messages, oldest first, in one reply.
+        let found: Vec<QueuedTextMessage> = typed
             .find(ready_filter(list, now))
             .sort(doc! {"_id": 1})
-            .skip((max - 1) as u64)
-            .limit(1)
-            .projection(doc! {"_id": 1})
+            .limit(max as i64)
+            .batch_size(max.min(u32::MAX as usize) as u32)
             .await
             .map_err(map_err)?
-            .try_next()
+            .try_collect()
             .await
-            .map_err(map_err)?
-            .and_then(|d| d.get_object_id("_id").ok());
-        // 2. Stamp the range. Fewer than `max` ready: take them all.
+            .map_err(map_err)?;
+        let (Some(first), Some(last)) = (found.first(), found.last()) else {
+            return Ok(vec![]);
+        };
+        // 2. Stamp exactly those that are still ready. The `_id` range keeps
+        // the update on the index even on servers that scan for `$in`.
+        let ids: Vec<MessageId> = found.iter().map(|m| m.id).collect();
         let mut filter = ready_filter(list, now);
-        if let Some(b) = boundary {
-            filter.insert("_id", doc! {"$lte": b});
-        }
-        let res = coll
+        filter.insert("_id", doc! {"$gte": first.id, "$lte": last.id, "$in": ids});
+        let res = self
+            .coll::<Document>(names::QUEUE)
             .update_many(
                 filter,
                 doc! {"$set": {"claimed_by": token, "claimed_at": ts(now)}, "$inc": {"claim_count": 1}},
             )
             .await
             .map_err(map_err)?;
+        if res.modified_count as usize == found.len() {
+            // Every message found was still ready and is now ours.
+            return Ok(found
+                .into_iter()
+                .map(|mut m| {
+                    m.claimed_by = Some(token.to_string());
+                    m.claimed_at = Some(now);
+                    m.claim_count += 1;
+                    m
+                })
+                .collect());
+        }
         if res.modified_count == 0 {
             return Ok(vec![]);
         }
-        // 3. Read back what this token holds.
-        self.coll::<QueuedTextMessage>(names::QUEUE)
+        // 3. Another claimer took some of them: read back what is ours.
+        typed
             .find(doc! {"sending_list": list, "claimed_by": token})
             .sort(doc! {"_id": 1})
+            .limit(max as i64)
+            .batch_size(max.min(u32::MAX as usize) as u32)
             .await
             .map_err(map_err)?
             .try_collect()

@@ -170,6 +170,8 @@ impl SentStore for MongoStore {
         }
         self.coll::<MessageSent>(names::SENT)
             .find(doc! {"_id": {"$in": ids.to_vec()}})
+            .limit(ids.len() as i64)
+            .batch_size(ids.len().min(u32::MAX as usize) as u32)
             .await
             .map_err(map_err)?
             .try_collect()
@@ -216,6 +218,8 @@ impl DeadLetterStore for MongoStore {
         }
         self.coll::<FailedMessage>(names::FAILED)
             .find(doc! {"_id": {"$in": ids.to_vec()}})
+            .limit(ids.len() as i64)
+            .batch_size(ids.len().min(u32::MAX as usize) as u32)
             .await
             .map_err(map_err)?
             .try_collect()
