@@ -191,3 +191,34 @@ impl TestDaemon {
         .await
     }
 }
+
+/// Redis-backed permits under a key prefix of the test's own.
+pub async fn redis_permits(test: &str) -> Option<Arc<dyn PermitBackend>> {
+    let url = redis_url()?;
+    let pool =
+        trackly::ratelimit::redis::pool(&url, 8, Duration::from_secs(2)).expect("redis pool");
+    let p = trackly::ratelimit::redis::RedisPermits::new(
+        pool,
+        &unique_name(test),
+        Duration::from_secs(2),
+    );
+    p.ping().await.expect("Redis answers");
+    Some(Arc::new(p))
+}
+
+/// The test services, or None (skip) when they are missing outside CI.
+pub struct Services {
+    pub mongo_uri: String,
+    pub redis_url: String,
+    pub db: String,
+}
+
+pub fn services(test: &str) -> Option<Services> {
+    let mongo_uri = mongo_uri()?;
+    let redis_url = redis_url()?;
+    Some(Services {
+        mongo_uri,
+        redis_url,
+        db: unique_name(test),
+    })
+}

@@ -1,0 +1,545 @@
+//! Integration tests on MongoDB and Redis: several daemons (actor systems
+//! with their own clients, or processes of the real binary) on one queue.
+//! Guarantees 1-3: never twice, never lost, never over the limit.
+
+mod common;
+
+use common::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use trackly::app::{Daemon, DaemonParts};
+use trackly::clock::{Clock, ManualClock, SystemClock};
+use trackly::config::{Config, Dur};
+use trackly::domain::*;
+use trackly::messages::*;
+use trackly::providers::ProviderRegistry;
+use trackly::providers::fake::{FakeProvider, FakeSettings, Scripted};
+use trackly::ratelimit::redis::{RedisPermits, pool};
+use trackly::seed;
+use trackly::store::Stores;
+use trackly::store::mongo::MongoStore;
+
+/// A daemon in a thread of its own: its own actix system, its own MongoDB
+/// and Redis clients. Dropping the handle stops it.
+struct ThreadDaemon {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ThreadDaemon {
+    fn start(
+        svc: &Services,
+        prefix: &str,
+        cfg: Config,
+        provider: Arc<FakeProvider>,
+        name: &str,
+    ) -> ThreadDaemon {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (uri, db, redis, prefix, name) = (
+            svc.mongo_uri.clone(),
+            svc.db.clone(),
+            svc.redis_url.clone(),
+            prefix.to_string(),
+            name.to_string(),
+        );
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let m = MongoStore::connect(&uri, &db, Duration::from_secs(10))
+                    .await
+                    .expect("mongo");
+                let stores = Stores::from_backend(Arc::new(m), "mongodb");
+                let permits = RedisPermits::new(
+                    pool(&redis, 8, Duration::from_secs(2)).expect("pool"),
+                    &prefix,
+                    Duration::from_secs(2),
+                );
+                let daemon = Daemon::start(DaemonParts {
+                    config: Arc::new(cfg),
+                    daemon_id: name,
+                    stores,
+                    permits: Arc::new(permits),
+                    providers: ProviderRegistry::new().with_fake(provider),
+                    clock: Arc::new(SystemClock),
+                });
+                let _ = ready_tx.send(());
+                let _ = rx.await;
+                let _ = daemon
+                    .coordinator
+                    .send(Shutdown {
+                        grace: Duration::from_secs(5),
+                    })
+                    .await;
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("daemon started");
+        ThreadDaemon {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ThreadDaemon {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn fast_config() -> Config {
+    let mut c = test_config();
+    c.coordinator.poll_interval = Dur::millis(50);
+    c.coordinator.max_poll_interval = Dur::millis(200);
+    c.coordinator.max_batch = 50;
+    c
+}
+
+async fn wait_drained(stores: &Stores, limit: Duration) -> bool {
+    let q = stores.queue.clone();
+    wait_until(limit, || {
+        let q = q.clone();
+        async move { q.depth().await.map(|d| d == 0).unwrap_or(false) }
+    })
+    .await
+}
+
+/// (sent, failed by reason) over `ids`, asserting exactly one terminal state each.
+async fn outcomes(
+    stores: &Stores,
+    ids: &[MessageId],
+) -> (HashSet<MessageId>, HashMap<FailureReason, Vec<MessageId>>) {
+    let mut sent = HashSet::new();
+    let mut failed: HashMap<FailureReason, Vec<MessageId>> = HashMap::new();
+    for id in ids {
+        let s = stores.sent.get(*id).await.unwrap();
+        let f = stores.dead_letters.get(*id).await.unwrap();
+        assert!(
+            stores.queue.get(*id).await.unwrap().is_none(),
+            "{id} still queued"
+        );
+        match (s.as_ref().and_then(|s| s.submitted), f) {
+            (Some(true), None) => {
+                sent.insert(*id);
+            }
+            (submitted, Some(f))
+                if submitted != Some(true) && s.as_ref().is_none_or(|s| s.submitted.is_some()) =>
+            {
+                failed.entry(f.reason).or_default().push(*id);
+            }
+            other => panic!("{id} is not in exactly one terminal state: {other:?}"),
+        }
+    }
+    (sent, failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_drain_one_queue_with_no_duplicates_and_nothing_lost() {
+    let Some(svc) = services("two_daemons") else {
+        return;
+    };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let c = seed::campaign(
+        &stores,
+        600,
+        ProviderSettings::Fake,
+        1_000_000,
+        Money::from_micros(1_000_000_000),
+        SystemClock.now(),
+    )
+    .await
+    .unwrap();
+    let provider = Arc::new(FakeProvider::new(FakeSettings {
+        latency: Duration::from_millis(5),
+        ..Default::default()
+    }));
+    let prefix = unique_name("two_daemons");
+    let a = ThreadDaemon::start(&svc, &prefix, fast_config(), provider.clone(), "daemon-a");
+    let b = ThreadDaemon::start(&svc, &prefix, fast_config(), provider.clone(), "daemon-b");
+    assert!(
+        wait_drained(&stores, Duration::from_secs(120)).await,
+        "queue not drained"
+    );
+    drop((a, b));
+    assert!(
+        provider.duplicates().is_empty(),
+        "sent twice: {:?}",
+        provider.duplicates()
+    );
+    let ids: Vec<MessageId> = c.messages.iter().map(|m| m.id).collect();
+    let (sent, failed) = outcomes(&stores, &ids).await;
+    assert_eq!((sent.len(), failed.len()), (600, 0));
+    assert_eq!(provider.accepted_count(), 600);
+    // Both daemons took part.
+    let mut tokens = HashSet::new();
+    for id in &ids {
+        let r = stores.sent.get(*id).await.unwrap().unwrap();
+        tokens.insert(r.attempt_token.split(':').next().unwrap().to_string());
+    }
+    assert_eq!(tokens.len(), 2, "both daemons should have sent: {tokens:?}");
+    let _ = m.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_lists_rate_limit_holds_across_two_daemons() {
+    let Some(svc) = services("rate_two_daemons") else {
+        return;
+    };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    // 600/min = 10/s, burst 1 s = 10 permits.
+    let c = seed::campaign(
+        &stores,
+        60,
+        ProviderSettings::Fake,
+        600,
+        Money::from_micros(1_000_000_000),
+        SystemClock.now(),
+    )
+    .await
+    .unwrap();
+    let provider = Arc::new(FakeProvider::new(FakeSettings::default()));
+    let prefix = unique_name("rate_two_daemons");
+    let a = ThreadDaemon::start(&svc, &prefix, fast_config(), provider.clone(), "daemon-a");
+    let b = ThreadDaemon::start(&svc, &prefix, fast_config(), provider.clone(), "daemon-b");
+    assert!(
+        wait_drained(&stores, Duration::from_secs(60)).await,
+        "queue not drained"
+    );
+    drop((a, b));
+    assert_eq!(provider.accepted_count(), 60);
+    let mut times = provider.receive_times();
+    times.sort();
+    // In any window of W seconds, at most rate*W + burst.
+    for w in [1.0f64, 2.0, 3.0] {
+        let mut j = 0;
+        for i in 0..times.len() {
+            while (times[i] - times[j]).as_secs_f64() > w {
+                j += 1;
+            }
+            let in_window = i - j + 1;
+            assert!(
+                in_window as f64 <= 10.0 * w + 10.0 + 1.0,
+                "{in_window} sends within {w} s"
+            );
+        }
+    }
+    let span = (*times.last().unwrap() - times[0]).as_secs_f64();
+    assert!(
+        span >= 4.0,
+        "60 messages at 10/s with a burst of 10 take at least 5 s, took {span:.2}"
+    );
+    let _ = c;
+    let _ = m.drop_database().await;
+}
+
+#[actix_rt::test]
+async fn a_billing_block_clears_when_the_balance_is_topped_up() {
+    let Some(svc) = services("billing_topup") else {
+        return;
+    };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let permits = redis_permits("billing_topup").await.unwrap();
+    let t = start_daemon(
+        fast_config(),
+        stores.clone(),
+        permits,
+        FakeSettings::default(),
+    );
+    let c = seed::campaign(
+        &stores,
+        10,
+        ProviderSettings::Fake,
+        1_000_000,
+        Money::from_micros(5 * 7_500),
+        t.now(),
+    )
+    .await
+    .unwrap();
+    t.daemon.coordinator.do_send(Nudge);
+    let p = t.provider.clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let p = p.clone();
+            async move { p.accepted_count() == 5 }
+        })
+        .await
+    );
+    // The other five wait in the queue, billing-blocked.
+    let q = stores.queue.clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let q = q.clone();
+            async move { q.depth().await.unwrap() == 5 }
+        })
+        .await
+    );
+    stores
+        .accounts
+        .credit(c.account.id, Money::from_micros(5 * 7_500))
+        .await
+        .unwrap();
+    t.clock.advance(Duration::from_secs(5 * 60));
+    t.daemon.coordinator.do_send(PollNow);
+    assert!(wait_drained(&stores, Duration::from_secs(30)).await);
+    assert_eq!(t.provider.accepted_count(), 10);
+    let ids: Vec<MessageId> = c.messages.iter().map(|m| m.id).collect();
+    let (sent, _) = outcomes(&stores, &ids).await;
+    assert_eq!(sent.len(), 10);
+    assert_eq!(
+        stores
+            .accounts
+            .get_account(c.account.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance,
+        Money::ZERO
+    );
+    let _ = m.drop_database().await;
+}
+
+#[actix_rt::test]
+async fn every_dead_letter_reason_comes_from_a_real_path() {
+    let Some(svc) = services("every_reason") else {
+        return;
+    };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let permits = redis_permits("every_reason").await.unwrap();
+    let mut cfg = fast_config();
+    cfg.worker.permit_timeout = Dur::millis(500);
+    let clock = ManualClock::starting_now();
+    let t = start_daemon_with_clock(cfg, stores.clone(), permits, FakeSettings::default(), clock);
+    let now = t.now();
+    let rich = seed::account(
+        Money::from_micros(1_000_000_000),
+        Money::from_micros(7_500),
+        now,
+    );
+    let broke = seed::account(Money::ZERO, Money::from_micros(7_500), now);
+    stores.accounts.insert_account(rich.clone()).await.unwrap();
+    stores.accounts.insert_account(broke.clone()).await.unwrap();
+    let mut main = seed::list(rich.id, ProviderSettings::Fake, 1_000_000, now);
+    main.blocked_words = vec!["casino".into()];
+    let slow = seed::list(rich.id, ProviderSettings::Fake, 1, now);
+    let unpaid = seed::list(broke.id, ProviderSettings::Fake, 1_000_000, now);
+    for l in [&main, &slow, &unpaid] {
+        stores.lists.insert_list(l.clone()).await.unwrap();
+    }
+    let k = |acc: &Account, list: &SendingList, i| seed::contact(acc.id, list.id, i, now);
+    let cs: Vec<Contact> = vec![
+        k(&rich, &main, 0),
+        k(&rich, &main, 1),
+        k(&rich, &main, 2),
+        k(&rich, &main, 3),
+        k(&rich, &main, 4),
+        k(&rich, &slow, 5),
+        k(&rich, &slow, 6),
+        k(&rich, &slow, 7),
+        k(&broke, &unpaid, 8),
+    ];
+    stores.contacts.insert_contacts(cs.clone()).await.unwrap();
+    stores
+        .contacts
+        .set_subscription(cs[2].id, main.id, false, now)
+        .await
+        .unwrap();
+    t.provider.script(
+        cs[3].phone.as_str(),
+        Scripted::Reject {
+            code: "E400".into(),
+            unsubscribed: false,
+        },
+    );
+    t.provider
+        .script(cs[4].phone.as_str(), Scripted::NoResponse);
+    let stale = seed::queued(&main, &cs[0], "hello", now - chrono::Duration::minutes(31));
+    let spam = seed::queued(&main, &cs[1], "casino night", now);
+    let unsub = seed::queued(&main, &cs[2], "hello", now);
+    let rejected = seed::queued(&main, &cs[3], "hello", now);
+    let timeout = seed::queued(&main, &cs[4], "hello", now);
+    let slow_msgs: Vec<QueuedTextMessage> = cs[5..8]
+        .iter()
+        .map(|c| seed::queued(&slow, c, "hello", now))
+        .collect();
+    let unpaid_msg = seed::queued(&unpaid, &cs[8], "hello", now);
+    let mut all = vec![
+        stale.clone(),
+        spam.clone(),
+        unsub.clone(),
+        rejected.clone(),
+        timeout.clone(),
+        unpaid_msg.clone(),
+    ];
+    all.extend(slow_msgs.clone());
+    stores.queue.enqueue(all.clone()).await.unwrap();
+    t.daemon.coordinator.do_send(Nudge);
+    // Everything but the billing-blocked message resolves now.
+    let q = stores.queue.clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let q = q.clone();
+            async move { q.depth().await.unwrap() == 1 }
+        })
+        .await
+    );
+    let blocked = stores.queue.get(unpaid_msg.id).await.unwrap().unwrap();
+    assert_eq!(blocked.billing_blocked_since, Some(now));
+    // Past the billing TTL it is dead-lettered.
+    t.clock.advance(Duration::from_secs(61 * 60));
+    t.daemon.coordinator.do_send(PollNow);
+    assert!(wait_drained(&stores, Duration::from_secs(30)).await);
+    let ids: Vec<MessageId> = all.iter().map(|m| m.id).collect();
+    let (sent, failed) = outcomes(&stores, &ids).await;
+    let one = |r: FailureReason| failed.get(&r).cloned().unwrap_or_default();
+    assert_eq!(one(FailureReason::Stale), vec![stale.id]);
+    assert_eq!(one(FailureReason::BlockedContent), vec![spam.id]);
+    assert_eq!(one(FailureReason::ContactBlocked), vec![unsub.id]);
+    assert_eq!(one(FailureReason::ProviderError), vec![rejected.id]);
+    assert_eq!(one(FailureReason::NoResponse), vec![timeout.id]);
+    assert_eq!(one(FailureReason::BillingBlocked), vec![unpaid_msg.id]);
+    assert_eq!(one(FailureReason::RateLimitTimeout).len(), 2, "{failed:?}");
+    assert_eq!(sent.len(), 1, "one permit on the 1/min list");
+    let f = stores.dead_letters.get(rejected.id).await.unwrap().unwrap();
+    assert_eq!(f.provider_code.as_deref(), Some("E400"));
+    let _ = m.drop_database().await;
+}
+
+/// `trackly serve` processes, one of them killed with SIGKILL mid-campaign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_mid_campaign_leaves_nothing_lost_or_sent_twice() {
+    let Some(svc) = services("sigkill") else {
+        return;
+    };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let c = seed::campaign(
+        &stores,
+        400,
+        ProviderSettings::Fake,
+        6_000,
+        Money::from_micros(1_000_000_000),
+        SystemClock.now(),
+    )
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir().join(unique_name("sigkill"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefix = unique_name("sigkill");
+    let spawn = |name: &str| {
+        let record = dir.join(format!("{name}.ids"));
+        std::process::Command::new(env!("CARGO_BIN_EXE_trackly"))
+            .arg("serve")
+            .env("TRACKLY_DAEMON__ID", name)
+            .env("TRACKLY_HTTP__BIND", "127.0.0.1:0")
+            .env("TRACKLY_LOG__FILTER", "warn")
+            .env("TRACKLY_MONGO__URI", &svc.mongo_uri)
+            .env("TRACKLY_MONGO__DATABASE", &svc.db)
+            .env("TRACKLY_REDIS__URL", &svc.redis_url)
+            .env("TRACKLY_REDIS__KEY_PREFIX", &prefix)
+            .env("TRACKLY_PROVIDERS__FAKE__ENABLED", "true")
+            .env("TRACKLY_PROVIDERS__FAKE__LATENCY", "30ms")
+            .env("TRACKLY_PROVIDERS__FAKE__BATCH_SIZE", "5")
+            .env("TRACKLY_PROVIDERS__FAKE__TIMEOUT", "1s")
+            .env("TRACKLY_PROVIDERS__FAKE__RECORD_FILE", &record)
+            .env("TRACKLY_WORKER__PERMIT_TIMEOUT", "2s")
+            .env("TRACKLY_WORKER__NO_RESPONSE_MARGIN", "1s")
+            .env("TRACKLY_COORDINATOR__STALE_CLAIM_AFTER", "4s")
+            .env("TRACKLY_COORDINATOR__SWEEP_INTERVAL", "500ms")
+            .env("TRACKLY_COORDINATOR__POLL_INTERVAL", "100ms")
+            .env("TRACKLY_COORDINATOR__MAX_POLL_INTERVAL", "300ms")
+            .env("TRACKLY_COORDINATOR__MAX_BATCH", "20")
+            .spawn()
+            .expect("spawn trackly serve")
+    };
+    let mut victim = spawn("victim");
+    let mut survivor = spawn("survivor");
+    let count = |dir: std::path::PathBuf| {
+        move || {
+            let dir = dir.clone();
+            async move {
+                let n: usize = ["victim", "survivor"]
+                    .iter()
+                    .map(|n| {
+                        std::fs::read_to_string(dir.join(format!("{n}.ids")))
+                            .map(|s| s.lines().count())
+                            .unwrap_or(0)
+                    })
+                    .sum();
+                n >= 80
+            }
+        }
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), count(dir.clone())).await,
+        "campaign did not start"
+    );
+    victim.kill().expect("SIGKILL");
+    let _ = victim.wait();
+    assert!(
+        wait_drained(&stores, Duration::from_secs(90)).await,
+        "survivor did not finish the work"
+    );
+    unsafe_sigterm(&survivor);
+    let status = survivor.wait().unwrap();
+    assert!(status.success(), "survivor exit: {status:?}");
+
+    // Never twice: no id appears twice across both provider records.
+    let mut at_provider: HashMap<String, u32> = HashMap::new();
+    for n in ["victim", "survivor"] {
+        for line in std::fs::read_to_string(dir.join(format!("{n}.ids")))
+            .unwrap_or_default()
+            .lines()
+        {
+            *at_provider.entry(line.to_string()).or_insert(0) += 1;
+        }
+    }
+    let twice: Vec<_> = at_provider.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent twice: {twice:?}");
+    // Never lost: each message sent or dead-lettered, exactly once.
+    let ids: Vec<MessageId> = c.messages.iter().map(|m| m.id).collect();
+    let (sent, failed) = outcomes(&stores, &ids).await;
+    let in_doubt = failed
+        .get(&FailureReason::NoResponse)
+        .map_or(0, |v| v.len());
+    assert_eq!(
+        sent.len() + in_doubt,
+        400,
+        "only sends and in-doubt sends: {failed:?}"
+    );
+    let by_survivor = std::fs::read_to_string(dir.join("survivor.ids"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    eprintln!(
+        "sent {} (survivor {by_survivor}), in doubt {in_doubt}",
+        sent.len()
+    );
+    assert!(by_survivor > 0, "the survivor took over");
+    for id in &sent {
+        assert_eq!(
+            at_provider.get(&id.to_hex()),
+            Some(&1),
+            "{id} recorded sent but not at the provider"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = m.drop_database().await;
+}
+
+fn unsafe_sigterm(child: &std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+}
