@@ -147,6 +147,15 @@ async fn two_daemons_drain_one_queue_with_no_duplicates_and_nothing_lost() {
     };
     let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
     let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let provider = Arc::new(FakeProvider::new(FakeSettings {
+        latency: Duration::from_millis(5),
+        ..Default::default()
+    }));
+    let prefix = unique_name("two_daemons");
+    let a = ThreadDaemon::start(&svc, &prefix, fast_config(), provider.clone(), "daemon-a");
+    let b = ThreadDaemon::start(&svc, &prefix, fast_config(), provider.clone(), "daemon-b");
+    // Both daemons poll before the campaign is queued, so they compete
+    // for it from the first claim.
     let c = seed::campaign(
         &stores,
         600,
@@ -157,13 +166,6 @@ async fn two_daemons_drain_one_queue_with_no_duplicates_and_nothing_lost() {
     )
     .await
     .unwrap();
-    let provider = Arc::new(FakeProvider::new(FakeSettings {
-        latency: Duration::from_millis(5),
-        ..Default::default()
-    }));
-    let prefix = unique_name("two_daemons");
-    let a = ThreadDaemon::start(&svc, &prefix, fast_config(), provider.clone(), "daemon-a");
-    let b = ThreadDaemon::start(&svc, &prefix, fast_config(), provider.clone(), "daemon-b");
     assert!(
         wait_drained(&stores, Duration::from_secs(120)).await,
         "queue not drained"
