@@ -62,8 +62,9 @@ enum Command {
         /// Offered load of the steady phase, msg/s (in-memory).
         #[arg(long, default_value_t = 20_000)]
         steady_rate: u64,
-        /// Offered load of the steady phase on MongoDB, msg/s.
-        #[arg(long, default_value_t = 500)]
+        /// Offered load of the steady phase on MongoDB, msg/s (below what the
+        /// test server sustains, so latency is not queueing).
+        #[arg(long, default_value_t = 50)]
         mongo_steady_rate: u64,
         /// Seconds of steady load.
         #[arg(long, default_value_t = 5)]
