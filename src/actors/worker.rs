@@ -12,13 +12,15 @@
 //!    BILLING_BLOCKED once blocked longer than `billing.ttl`;
 //! 3. blocked content (the list's blocked words) → BLOCKED_CONTENT;
 //! 4. the contact's block state, re-read now → CONTACT_BLOCKED;
-//! 5. rate-limit permits (one round trip per grant; none within
-//!    `worker.permit_timeout` → RATE_LIMIT_TIMEOUT);
-//! 6. billing (one debit per chunk; unpaid → back to the queue with the
-//!    billing backoff);
-//! 7. the attempt record (`MessageSent`, submitted = null) — a record that
-//!    already exists means someone tried: never sent again (guarantee 1);
-//! 8. the provider call, in provider-sized batches;
+//! 5. billing (one debit for the batch; unpaid → back to the queue with the
+//!    billing backoff; paid and not sent in the end → refunded);
+//! 6. the attempt record (`MessageSent`, submitted = null), per chunk of
+//!    about the list's burst — a record that already exists means someone
+//!    tried: never sent again (guarantee 1);
+//! 7. rate-limit permits (one round trip per grant; each granted part goes
+//!    straight to the provider; none within `worker.permit_timeout` →
+//!    RATE_LIMIT_TIMEOUT, attempt records removed);
+//! 8. the provider call, in provider-sized requests;
 //! 9. the outcome: accepted; rejected → PROVIDER_ERROR; transient → retried
 //!    with exponential backoff and jitter while fresh; no response →
 //!    NO_RESPONSE (never retried);
@@ -42,7 +44,7 @@ use crate::providers::{OutboundSms, SendResult};
 use crate::ratelimit::RateLimitError;
 use crate::store::{Requeue, SendOutcome, StoreError, Stores};
 use actix::prelude::*;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,6 +115,8 @@ struct BatchRun {
     report: BatchReport,
     failures: Vec<FailedMessage>,
     requeues: Vec<Requeue>,
+    /// What each paid message cost, until it is sent or refunded.
+    cost: HashMap<MessageId, Money>,
     refund: Money,
 }
 
@@ -125,6 +129,7 @@ impl BatchRun {
             report: BatchReport::default(),
             failures: Vec::new(),
             requeues: Vec::new(),
+            cost: HashMap::new(),
             refund: Money::ZERO,
         }
     }
@@ -296,57 +301,92 @@ impl BatchRun {
             candidates = ok;
         }
 
-        // 5-9. Permits, then billing, attempt, send, outcome per granted chunk.
+        // 5. Billing for the whole batch (one debit). Unpaid messages go
+        // back with the billing backoff; paid ones that are not sent in the
+        // end are refunded.
+        let (paid, cost) = self.bill(candidates).await?;
+        self.cost = cost;
+
+        // 6-9. In chunks about the size of the list's burst: the attempt
+        // records, then permits, and each granted part goes straight to the
+        // provider. Nothing stands between a permit and its send, so sends
+        // reach the provider in the shape the bucket granted them (guarantee
+        // 3 holds at the provider, not only at the bucket).
         let permit_deadline = tokio::time::Instant::now() + cfg.worker.permit_timeout.get();
-        let mut remaining: std::collections::VecDeque<QueuedTextMessage> = candidates.into();
-        while !remaining.is_empty() {
+        let burst = (self.list.rate_per_minute() as f64 / 60.0 * cfg.rate_limit.burst_seconds)
+            .max(1.0) as usize;
+        let chunk_size = burst.min(self.list.provider.max_batch().max(1) * 4).max(1);
+        let mut remaining: VecDeque<QueuedTextMessage> = paid.into();
+        'chunks: while !remaining.is_empty() {
             if self.d.shutting_down.load(Ordering::Relaxed) {
-                for m in std::mem::take(&mut remaining) {
-                    self.release(&m);
-                }
+                self.give_back(std::mem::take(&mut remaining));
                 break;
             }
-            let want = remaining.len().min(u32::MAX as usize) as u32;
-            let grant = self
-                .d
-                .acquire
-                .send(Acquire {
-                    list: self.list.list.id,
-                    per_minute: self.list.rate_per_minute(),
-                    n: want,
-                })
-                .await?;
-            match grant {
-                Err(RateLimitError::Unavailable(e)) => {
-                    // Never send without a permit: put everything back; the
-                    // supervisor pauses until the rate limiter answers.
-                    tracing::warn!(list = %self.list.list.id, error = %e, "rate limiter unavailable; releasing the batch");
-                    self.report.rate_limiter_unavailable = true;
-                    for m in std::mem::take(&mut remaining) {
-                        self.release(&m);
-                    }
+            let n = chunk_size.min(remaining.len());
+            let chunk: Vec<QueuedTextMessage> = remaining.drain(..n).collect();
+            // 7. Attempt records, before anything reaches the provider.
+            let mut pending: VecDeque<QueuedTextMessage> =
+                self.record_attempts(chunk).await?.into();
+            // 8. Permits, then the provider.
+            while !pending.is_empty() {
+                if self.d.shutting_down.load(Ordering::Relaxed) {
+                    self.unattempt(&mut pending).await?;
+                    self.give_back(std::mem::take(&mut remaining));
+                    break 'chunks;
                 }
-                Ok(g) if g.granted == 0 => {
-                    let wait = g.wait.max(cfg.rate_limit.inter_batch_delay.get());
-                    if tokio::time::Instant::now() + wait > permit_deadline {
-                        let detail = format!(
-                            "no rate-limit permit within {} (list rate {}/min)",
-                            humantime::format_duration(cfg.worker.permit_timeout.get()),
-                            self.list.rate_per_minute()
-                        );
-                        for m in std::mem::take(&mut remaining) {
-                            self.fail(&m, FailureReason::RateLimitTimeout, detail.clone(), None);
+                let grant = self
+                    .d
+                    .acquire
+                    .send(Acquire {
+                        list: self.list.list.id,
+                        per_minute: self.list.rate_per_minute(),
+                        n: pending.len().min(u32::MAX as usize) as u32,
+                    })
+                    .await?;
+                match grant {
+                    Err(RateLimitError::Unavailable(e)) => {
+                        // Never send without a permit: put everything back;
+                        // the supervisor pauses until the rate limiter answers.
+                        tracing::warn!(list = %self.list.list.id, error = %e, "rate limiter unavailable; releasing the batch");
+                        self.report.rate_limiter_unavailable = true;
+                        self.unattempt(&mut pending).await?;
+                        self.give_back(std::mem::take(&mut remaining));
+                        break 'chunks;
+                    }
+                    Ok(g) if g.granted == 0 => {
+                        let wait = g.wait.max(cfg.rate_limit.inter_batch_delay.get());
+                        if tokio::time::Instant::now() + wait > permit_deadline {
+                            let detail = format!(
+                                "no rate-limit permit within {} (list rate {}/min)",
+                                humantime::format_duration(cfg.worker.permit_timeout.get()),
+                                self.list.rate_per_minute()
+                            );
+                            let ids: Vec<MessageId> = pending.iter().map(|m| m.id).collect();
+                            self.d
+                                .stores
+                                .sent
+                                .discard_attempts(&self.token, ids)
+                                .await?;
+                            for m in pending.drain(..).chain(std::mem::take(&mut remaining)) {
+                                self.refund_for(m.id);
+                                self.fail(
+                                    &m,
+                                    FailureReason::RateLimitTimeout,
+                                    detail.clone(),
+                                    None,
+                                );
+                            }
+                            break 'chunks;
                         }
-                    } else {
                         tokio::time::sleep(wait).await;
                     }
-                }
-                Ok(g) => {
-                    let n = (g.granted as usize).min(remaining.len());
-                    let chunk: Vec<QueuedTextMessage> = remaining.drain(..n).collect();
-                    self.send_chunk(chunk).await?;
-                    if !remaining.is_empty() {
-                        tokio::time::sleep(cfg.rate_limit.inter_batch_delay.get()).await;
+                    Ok(g) => {
+                        let k = (g.granted as usize).min(pending.len());
+                        let granted: Vec<QueuedTextMessage> = pending.drain(..k).collect();
+                        self.send_granted(granted).await?;
+                        if !pending.is_empty() || !remaining.is_empty() {
+                            tokio::time::sleep(cfg.rate_limit.inter_batch_delay.get()).await;
+                        }
                     }
                 }
             }
@@ -356,33 +396,37 @@ impl BatchRun {
         self.finish().await
     }
 
-    /// Billing, attempt records, the provider call and the outcomes of one
-    /// chunk that holds permits.
-    async fn send_chunk(&mut self, chunk: Vec<QueuedTextMessage>) -> Result<(), Abort> {
-        let cfg = self.d.config.clone();
+    /// Charge the account for `msgs` in one debit. Returns the paid
+    /// messages (in order) and what each cost; the unpaid ones are requeued
+    /// with the billing backoff.
+    async fn bill(
+        &mut self,
+        msgs: Vec<QueuedTextMessage>,
+    ) -> Result<(Vec<QueuedTextMessage>, HashMap<MessageId, Money>), Abort> {
+        if msgs.is_empty() {
+            return Ok((msgs, HashMap::new()));
+        }
         let now = self.d.clock.now();
         let account = self.list.list.account;
-
-        // 6. Billing. A list's messages all belong to the list's account.
+        let backoff = chrono_dur(self.d.config.billing.backoff.get());
+        // A list's messages all belong to the list's account.
         let charged = self
             .d
             .charge
             .send(Charge {
                 account,
-                items: chunk.iter().map(|m| (m.id, m.segments)).collect(),
+                items: msgs.iter().map(|m| (m.id, m.segments)).collect(),
             })
             .await??;
         let blocked: HashSet<MessageId> = charged.blocked.iter().copied().collect();
-        let cost: HashMap<MessageId, Money> = charged.paid.iter().copied().collect();
-        let mut paid = Vec::with_capacity(chunk.len());
-        for m in chunk {
+        let mut paid = Vec::with_capacity(msgs.len());
+        for m in msgs {
             if blocked.contains(&m.id) {
                 let since = m.billing_blocked_since.unwrap_or(now);
-                let next = now + chrono_dur(cfg.billing.backoff.get());
                 tracing::info!(message_id = %m.id, account = %account, "billing blocked: retrying after the backoff");
                 self.requeue(
                     &m,
-                    next,
+                    now + backoff,
                     m.attempts,
                     Some(since),
                     Some("billing blocked: insufficient balance".into()),
@@ -391,23 +435,66 @@ impl BatchRun {
                 paid.push(m);
             }
         }
-        if paid.is_empty() {
+        Ok((paid, charged.paid.into_iter().collect()))
+    }
+
+    /// Give back what `id` was charged (it will not be sent in this pass).
+    fn refund_for(&mut self, id: MessageId) {
+        if let Some(c) = self.cost.remove(&id) {
+            self.refund.0 += c.0;
+        }
+    }
+
+    /// Put messages back unchanged, refunding them (nothing was attempted).
+    fn give_back(&mut self, msgs: VecDeque<QueuedTextMessage>) {
+        for m in msgs {
+            self.refund_for(m.id);
+            self.release(&m);
+        }
+    }
+
+    /// Messages whose attempt records exist but that provably never reached
+    /// the provider (no permit yet): remove the records, refund, put back.
+    async fn unattempt(&mut self, pending: &mut VecDeque<QueuedTextMessage>) -> Result<(), Abort> {
+        if pending.is_empty() {
             return Ok(());
         }
+        let ids: Vec<MessageId> = pending.iter().map(|m| m.id).collect();
+        self.d
+            .stores
+            .sent
+            .discard_attempts(&self.token, ids)
+            .await?;
+        let msgs = std::mem::take(pending);
+        self.give_back(msgs);
+        Ok(())
+    }
 
-        // 7. Attempt records, before anything reaches the provider.
+    /// Insert attempt records for `paid`; returns the messages this pass may
+    /// send (those nobody attempted before).
+    async fn record_attempts(
+        &mut self,
+        paid: Vec<QueuedTextMessage>,
+    ) -> Result<Vec<QueuedTextMessage>, Abort> {
+        let now = self.d.clock.now();
         let records: Vec<MessageSent> = paid
             .iter()
-            .map(|m| self.attempt_record(m, cost.get(&m.id).copied().unwrap_or(Money::ZERO), now))
+            .map(|m| {
+                self.attempt_record(m, self.cost.get(&m.id).copied().unwrap_or(Money::ZERO), now)
+            })
             .collect();
         let attempted = self.d.stores.sent.record_attempts(records).await?;
         if !attempted.already_attempted.is_empty() {
-            self.resolve_already_attempted(&paid, &attempted.already_attempted, &cost)
+            self.resolve_already_attempted(&paid, &attempted.already_attempted)
                 .await?;
         }
         let fresh: HashSet<MessageId> = attempted.inserted.iter().copied().collect();
-        let to_send: Vec<QueuedTextMessage> =
-            paid.into_iter().filter(|m| fresh.contains(&m.id)).collect();
+        Ok(paid.into_iter().filter(|m| fresh.contains(&m.id)).collect())
+    }
+
+    /// The provider call and the outcomes of messages that hold permits.
+    async fn send_granted(&mut self, to_send: Vec<QueuedTextMessage>) -> Result<(), Abort> {
+        let cfg = self.d.config.clone();
         if to_send.is_empty() {
             return Ok(());
         }
@@ -449,7 +536,6 @@ impl BatchRun {
         let mut throttled = false;
         let mut unsubscribed = Vec::new();
         for (i, m) in to_send.iter().enumerate() {
-            let price = cost.get(&m.id).copied().unwrap_or(Money::ZERO);
             let result = results.get(i).cloned().unwrap_or(SendResult::NoResponse {
                 text: "provider adapter returned no answer for this message".into(),
             });
@@ -486,7 +572,7 @@ impl BatchRun {
                         "rejected by the provider".into(),
                         Some((&code, &text)),
                     );
-                    self.refund.0 += price.0;
+                    self.refund_for(m.id);
                     if unsub {
                         unsubscribed.push(m.contact);
                     }
@@ -497,7 +583,7 @@ impl BatchRun {
                     throttled: t,
                 } => {
                     throttled |= t;
-                    self.refund.0 += price.0;
+                    self.refund_for(m.id);
                     let attempts = m.attempts + 1;
                     let next = done_at + chrono_dur(retry_delay(&cfg, m.id, m.attempts));
                     if next - m.send_at <= chrono_dur(cfg.worker.stale_after.get()) {
@@ -579,7 +665,6 @@ impl BatchRun {
         &mut self,
         paid: &[QueuedTextMessage],
         ids: &[MessageId],
-        cost: &HashMap<MessageId, Money>,
     ) -> Result<(), Abort> {
         let existing: HashMap<MessageId, MessageSent> = self
             .d
@@ -593,7 +678,7 @@ impl BatchRun {
         let window = chrono_dur(self.d.config.no_response_window());
         let now = self.d.clock.now();
         for m in paid.iter().filter(|m| ids.contains(&m.id)) {
-            self.refund.0 += cost.get(&m.id).copied().unwrap_or(Money::ZERO).0;
+            self.refund_for(m.id);
             self.report.skipped_already_attempted += 1;
             match existing.get(&m.id) {
                 Some(r) if r.submitted.is_some() => {

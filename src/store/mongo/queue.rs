@@ -20,6 +20,85 @@ fn ready_filter(list: SendingListId, now: Timestamp) -> Document {
     doc! {"sending_list": list, "claimed_by": Bson::Null, "not_before": {"$lte": ts(now)}}
 }
 
+enum Claim {
+    Got(Vec<QueuedTextMessage>),
+    /// Nothing ready.
+    Empty,
+    /// Messages were ready, but another claimer took every one of them.
+    LostRace,
+}
+
+impl MongoStore {
+    async fn claim_once(
+        &self,
+        list: SendingListId,
+        max: usize,
+        token: &str,
+        now: Timestamp,
+    ) -> StoreResult<Claim> {
+        if max == 0 {
+            return Ok(Claim::Empty);
+        }
+        let typed = self.coll::<QueuedTextMessage>(names::QUEUE);
+        // 1. The next `max` ready messages, oldest first, in one reply.
+        let found: Vec<QueuedTextMessage> = typed
+            .find(ready_filter(list, now))
+            .sort(doc! {"_id": 1})
+            .limit(max as i64)
+            .batch_size(max.min(u32::MAX as usize) as u32)
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let (Some(first), Some(last)) = (found.first(), found.last()) else {
+            return Ok(Claim::Empty);
+        };
+        // 2. Stamp exactly those that are still ready. The `_id` range keeps
+        // the update on the index even on servers that scan for `$in`.
+        let ids: Vec<MessageId> = found.iter().map(|m| m.id).collect();
+        let mut filter = ready_filter(list, now);
+        filter.insert("_id", doc! {"$gte": first.id, "$lte": last.id, "$in": ids});
+        let res = self
+            .coll::<Document>(names::QUEUE)
+            .update_many(
+                filter,
+                doc! {"$set": {"claimed_by": token, "claimed_at": ts(now)}, "$inc": {"claim_count": 1}},
+            )
+            .await
+            .map_err(map_err)?;
+        if res.modified_count as usize == found.len() {
+            // Every message found was still ready and is now ours.
+            return Ok(Claim::Got(
+                found
+                    .into_iter()
+                    .map(|mut m| {
+                        m.claimed_by = Some(token.to_string());
+                        m.claimed_at = Some(now);
+                        m.claim_count += 1;
+                        m
+                    })
+                    .collect(),
+            ));
+        }
+        if res.modified_count == 0 {
+            return Ok(Claim::LostRace);
+        }
+        // 3. Another claimer took some of them: read back what is ours.
+        let mine = typed
+            .find(doc! {"sending_list": list, "claimed_by": token})
+            .sort(doc! {"_id": 1})
+            .limit(max as i64)
+            .batch_size(max.min(u32::MAX as usize) as u32)
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        Ok(Claim::Got(mine))
+    }
+}
+
 #[async_trait]
 impl QueueStore for MongoStore {
     async fn enqueue(&self, msgs: Vec<QueuedTextMessage>) -> StoreResult<u64> {
@@ -69,63 +148,17 @@ impl QueueStore for MongoStore {
         token: &str,
         now: Timestamp,
     ) -> StoreResult<Vec<QueuedTextMessage>> {
-        if max == 0 {
-            return Ok(vec![]);
+        // Claimers on other daemons read the same head of the queue; the one
+        // whose update lands second gets nothing and simply tries the next
+        // ready messages (a few times) instead of reporting "no work".
+        for _ in 0..4 {
+            match self.claim_once(list, max, token, now).await? {
+                Claim::Got(v) => return Ok(v),
+                Claim::Empty => return Ok(vec![]),
+                Claim::LostRace => continue,
+            }
         }
-        let typed = self.coll::<QueuedTextMessage>(names::QUEUE);
-        // 1. The next `max` ready messages, oldest first, in one reply.
-        let found: Vec<QueuedTextMessage> = typed
-            .find(ready_filter(list, now))
-            .sort(doc! {"_id": 1})
-            .limit(max as i64)
-            .batch_size(max.min(u32::MAX as usize) as u32)
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
-        let (Some(first), Some(last)) = (found.first(), found.last()) else {
-            return Ok(vec![]);
-        };
-        // 2. Stamp exactly those that are still ready. The `_id` range keeps
-        // the update on the index even on servers that scan for `$in`.
-        let ids: Vec<MessageId> = found.iter().map(|m| m.id).collect();
-        let mut filter = ready_filter(list, now);
-        filter.insert("_id", doc! {"$gte": first.id, "$lte": last.id, "$in": ids});
-        let res = self
-            .coll::<Document>(names::QUEUE)
-            .update_many(
-                filter,
-                doc! {"$set": {"claimed_by": token, "claimed_at": ts(now)}, "$inc": {"claim_count": 1}},
-            )
-            .await
-            .map_err(map_err)?;
-        if res.modified_count as usize == found.len() {
-            // Every message found was still ready and is now ours.
-            return Ok(found
-                .into_iter()
-                .map(|mut m| {
-                    m.claimed_by = Some(token.to_string());
-                    m.claimed_at = Some(now);
-                    m.claim_count += 1;
-                    m
-                })
-                .collect());
-        }
-        if res.modified_count == 0 {
-            return Ok(vec![]);
-        }
-        // 3. Another claimer took some of them: read back what is ours.
-        typed
-            .find(doc! {"sending_list": list, "claimed_by": token})
-            .sort(doc! {"_id": 1})
-            .limit(max as i64)
-            .batch_size(max.min(u32::MAX as usize) as u32)
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)
+        Ok(vec![])
     }
 
     async fn requeue(&self, token: &str, items: Vec<Requeue>) -> StoreResult<u64> {
