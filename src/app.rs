@@ -5,6 +5,7 @@
 use crate::actors::billing::Billing;
 use crate::actors::coordinator::Coordinator;
 use crate::actors::dead_letter::DeadLetter;
+use crate::actors::delivery_intake::DeliveryIntake;
 use crate::actors::rate_limiter::RateLimiter;
 use crate::actors::supervisor::SupervisorDeps;
 use crate::actors::worker::WorkerDeps;
@@ -35,9 +36,12 @@ pub struct Daemon {
     pub rate_limiter: Addr<RateLimiter>,
     pub billing: Addr<Billing>,
     pub dead_letter: Addr<DeadLetter>,
+    /// The HTTP actor: writes delivery reports.
+    pub intake: Addr<DeliveryIntake>,
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
     pub permits: Arc<dyn PermitBackend>,
+    pub clock: SharedClock,
     pub shutting_down: Arc<AtomicBool>,
 }
 
@@ -54,6 +58,12 @@ impl Daemon {
             parts.stores.dead_letters.clone(),
             metrics.clone(),
             cfg.dead_letter.max_batch,
+        )
+        .start();
+        let intake = DeliveryIntake::new(
+            parts.stores.sent.clone(),
+            metrics.clone(),
+            cfg.webhooks.max_batch,
         )
         .start();
         let worker = Arc::new(WorkerDeps {
@@ -86,10 +96,47 @@ impl Daemon {
             rate_limiter,
             billing,
             dead_letter,
+            intake,
             metrics,
             stores: parts.stores,
             permits: parts.permits,
+            clock: parts.clock,
             shutting_down,
         }
     }
+
+    /// The state the HTTP routes need, for this daemon.
+    pub fn http_state(
+        &self,
+        secrets: Arc<crate::config::Secrets>,
+        public_url: &str,
+    ) -> crate::http::AppState {
+        crate::http::AppState {
+            stores: self.stores.clone(),
+            permits: self.permits.clone(),
+            intake: self.intake.clone().recipient(),
+            secrets,
+            public_url: public_url.to_string(),
+            clock: self.clock.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Run the HTTP routes for `state` on an already-bound listener (bind first
+/// to learn the port, then build the providers with the public URL).
+pub fn http_server(
+    state: crate::http::AppState,
+    listener: std::net::TcpListener,
+    workers: usize,
+) -> std::io::Result<actix_web::dev::Server> {
+    let mut server = actix_web::HttpServer::new(move || {
+        actix_web::App::new().configure(crate::http::configure(state.clone()))
+    })
+    .disable_signals()
+    .shutdown_timeout(5);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.listen(listener)?.run())
 }

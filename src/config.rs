@@ -66,6 +66,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub billing: BillingConfig,
     pub dead_letter: DeadLetterConfig,
+    pub webhooks: WebhooksConfig,
     pub providers: ProvidersConfig,
 }
 
@@ -355,10 +356,97 @@ impl Default for DeadLetterConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Largest number of delivery reports written in one bulk update.
+    pub max_batch: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig { max_batch: 5000 }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
+    pub infobip: InfobipConfig,
+    pub twilio: TwilioConfig,
+    pub cm: CmConfig,
     pub fake: FakeProviderConfig,
+}
+
+/// Infobip's SMS API (`POST /sms/2/text/advanced`). The API key comes from
+/// `TRACKLY_INFOBIP_API_KEY` (or `..._<NAME>` for a list's named credentials).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InfobipConfig {
+    /// The account's base URL (`https://xxxxx.api.infobip.com`), or the mock.
+    pub base_url: String,
+    /// Request timeout; an answer later than this is NO_RESPONSE.
+    pub timeout: Dur,
+    /// Messages per request.
+    pub batch_size: usize,
+    /// Requests in flight per worker.
+    pub concurrency: usize,
+}
+
+impl Default for InfobipConfig {
+    fn default() -> Self {
+        InfobipConfig {
+            base_url: "https://api.infobip.com".into(),
+            timeout: Dur::secs(10),
+            batch_size: 500,
+            concurrency: 4,
+        }
+    }
+}
+
+/// Twilio's Messaging API, one request per message. Credentials from
+/// `TRACKLY_TWILIO_ACCOUNT_SID` and `TRACKLY_TWILIO_AUTH_TOKEN` (or `..._<NAME>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TwilioConfig {
+    pub base_url: String,
+    pub timeout: Dur,
+    /// Requests in flight per worker.
+    pub concurrency: usize,
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        TwilioConfig {
+            base_url: "https://api.twilio.com".into(),
+            timeout: Dur::secs(10),
+            concurrency: 64,
+        }
+    }
+}
+
+/// CM.com's Business Messaging JSON API. The product token comes from
+/// `TRACKLY_CM_PRODUCT_TOKEN` (or `..._<NAME>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CmConfig {
+    pub base_url: String,
+    pub timeout: Dur,
+    /// Messages per request.
+    pub batch_size: usize,
+    /// Requests in flight per worker.
+    pub concurrency: usize,
+}
+
+impl Default for CmConfig {
+    fn default() -> Self {
+        CmConfig {
+            base_url: "https://gw.messaging.cm.com".into(),
+            timeout: Dur::secs(10),
+            batch_size: 500,
+            concurrency: 4,
+        }
+    }
 }
 
 /// The in-process fake provider (demo, tests, benchmarks).
@@ -403,21 +491,78 @@ impl Default for FakeProviderConfig {
 }
 
 /// Secrets, read from the environment only.
+///
+/// Provider credentials come in named sets: a list's provider settings name
+/// one (`credentials = "default"` unless set). `TRACKLY_INFOBIP_API_KEY` is
+/// the set "default", `TRACKLY_INFOBIP_API_KEY_EU` the set "eu"; likewise
+/// `TRACKLY_TWILIO_ACCOUNT_SID[_NAME]` with `TRACKLY_TWILIO_AUTH_TOKEN[_NAME]`,
+/// and `TRACKLY_CM_PRODUCT_TOKEN[_NAME]`.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     pub admin_token: Option<Secret>,
+    /// Part of the delivery-report URLs of providers that do not sign their
+    /// reports (Infobip, CM): `/webhooks/infobip/<token>`.
+    pub webhook_token: Option<Secret>,
+    pub infobip: std::collections::BTreeMap<String, Secret>,
+    pub twilio: std::collections::BTreeMap<String, TwilioCredentials>,
+    pub cm: std::collections::BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TwilioCredentials {
+    pub account_sid: Secret,
+    pub auth_token: Secret,
 }
 
 impl Secrets {
     pub fn from_env() -> Self {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Pure: tests pass their own environment.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let vars: Vec<(String, String)> = vars.into_iter().filter(|(_, v)| !v.is_empty()).collect();
         let get = |k: &str| {
-            std::env::var(k)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(Secret::new)
+            vars.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| Secret::new(v.clone()))
         };
+        // `BASE` is the set "default", `BASE_NAME` the set "name".
+        let named = |base: &str| -> std::collections::BTreeMap<String, Secret> {
+            vars.iter()
+                .filter_map(|(n, v)| {
+                    let rest = n.strip_prefix(base)?;
+                    let name = if rest.is_empty() {
+                        "default".to_string()
+                    } else {
+                        rest.strip_prefix('_')?.to_ascii_lowercase()
+                    };
+                    Some((name, Secret::new(v.clone())))
+                })
+                .collect()
+        };
+        let sids = named("TRACKLY_TWILIO_ACCOUNT_SID");
+        let tokens = named("TRACKLY_TWILIO_AUTH_TOKEN");
+        let twilio = sids
+            .into_iter()
+            .filter_map(|(name, sid)| {
+                tokens.get(&name).map(|tok| {
+                    (
+                        name,
+                        TwilioCredentials {
+                            account_sid: sid,
+                            auth_token: tok.clone(),
+                        },
+                    )
+                })
+            })
+            .collect();
         Secrets {
             admin_token: get("TRACKLY_ADMIN_TOKEN"),
+            webhook_token: get("TRACKLY_WEBHOOK_TOKEN"),
+            infobip: named("TRACKLY_INFOBIP_API_KEY"),
+            twilio,
+            cm: named("TRACKLY_CM_PRODUCT_TOKEN"),
         }
     }
 }
@@ -625,6 +770,9 @@ impl Config {
                 self.mongo.server_selection_timeout,
             ),
             ("providers.fake.timeout", self.providers.fake.timeout),
+            ("providers.infobip.timeout", self.providers.infobip.timeout),
+            ("providers.twilio.timeout", self.providers.twilio.timeout),
+            ("providers.cm.timeout", self.providers.cm.timeout),
         ];
         for (k, d) in positive {
             if d.0.is_zero() {
@@ -648,6 +796,9 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.dead_letter.max_batch) {
             err("dead_letter.max_batch", "must be 1 to 100000".into());
+        }
+        if !(1..=100_000).contains(&self.webhooks.max_batch) {
+            err("webhooks.max_batch", "must be 1 to 100000".into());
         }
         if self.coordinator.max_poll_interval < self.coordinator.poll_interval {
             err(
@@ -707,6 +858,36 @@ impl Config {
         if !(1..=10_000).contains(&f.batch_size) {
             err("providers.fake.batch_size", "must be 1 to 10000".into());
         }
+        let p = &self.providers;
+        for (k, url) in [
+            ("providers.infobip.base_url", &p.infobip.base_url),
+            ("providers.twilio.base_url", &p.twilio.base_url),
+            ("providers.cm.base_url", &p.cm.base_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/') {
+                err(
+                    k,
+                    format!("must be an http(s) URL without a trailing slash, got {url:?}"),
+                );
+            }
+        }
+        for (k, v) in [
+            ("providers.infobip.batch_size", p.infobip.batch_size),
+            ("providers.cm.batch_size", p.cm.batch_size),
+        ] {
+            if !(1..=10_000).contains(&v) {
+                err(k, "must be 1 to 10000".into());
+            }
+        }
+        for (k, v) in [
+            ("providers.infobip.concurrency", p.infobip.concurrency),
+            ("providers.twilio.concurrency", p.twilio.concurrency),
+            ("providers.cm.concurrency", p.cm.concurrency),
+        ] {
+            if !(1..=1024).contains(&v) {
+                err(k, "must be 1 to 1024".into());
+            }
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -736,7 +917,15 @@ impl Config {
 impl ProvidersConfig {
     /// The longest request timeout of any provider.
     pub fn max_timeout(&self) -> Dur {
-        self.fake.timeout
+        [
+            self.infobip.timeout,
+            self.twilio.timeout,
+            self.cm.timeout,
+            self.fake.timeout,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(self.fake.timeout)
     }
 }
 
@@ -1003,6 +1192,30 @@ mod tests {
         let errs =
             Config::from_sources("", env(&[("TRACKLY_SUPERVISOR__WORKERS", "six")])).unwrap_err();
         assert_eq!(errs.0[0].key, "TRACKLY_SUPERVISOR__WORKERS");
+    }
+
+    #[test]
+    fn provider_credentials_come_in_named_sets() {
+        let s = Secrets::from_vars(env(&[
+            ("TRACKLY_INFOBIP_API_KEY", "k1"),
+            ("TRACKLY_INFOBIP_API_KEY_EU", "k2"),
+            ("TRACKLY_TWILIO_ACCOUNT_SID", "AC1"),
+            ("TRACKLY_TWILIO_AUTH_TOKEN", "t1"),
+            ("TRACKLY_TWILIO_ACCOUNT_SID_US", "AC2"),
+            ("TRACKLY_CM_PRODUCT_TOKEN", ""),
+            ("TRACKLY_INFOBIP_API_KEYX", "not-a-set"),
+        ]));
+        assert_eq!(
+            s.infobip.keys().cloned().collect::<Vec<_>>(),
+            vec!["default", "eu"]
+        );
+        assert_eq!(s.infobip["eu"].expose(), "k2");
+        // A set needs both its SID and its token.
+        assert_eq!(
+            s.twilio.keys().cloned().collect::<Vec<_>>(),
+            vec!["default"]
+        );
+        assert!(s.cm.is_empty(), "empty values are ignored");
     }
 
     #[test]

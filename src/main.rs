@@ -74,6 +74,63 @@ enum Command {
         #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
         redis_url: String,
     },
+    /// Run a mock SMS provider speaking Infobip, Twilio and CM over HTTP,
+    /// posting delivery reports back (tests, demo, benchmarks).
+    MockProvider {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        bind: String,
+        /// HTTP worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Fraction of requests answered 429.
+        #[arg(long, default_value_t = 0.0)]
+        throttle_rate: f64,
+        /// Fraction of requests answered 5xx.
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        /// Fraction of requests that hang for --hang before answering.
+        #[arg(long, default_value_t = 0.0)]
+        hang_rate: f64,
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        hang: std::time::Duration,
+        /// Fraction of messages rejected permanently.
+        #[arg(long, default_value_t = 0.0)]
+        reject_rate: f64,
+        /// A number (E.164) always rejected; repeatable.
+        #[arg(long)]
+        reject_number: Vec<String>,
+        /// A number (E.164) that replied STOP (Twilio 21610); repeatable.
+        #[arg(long)]
+        stop_number: Vec<String>,
+        /// Do not post delivery reports.
+        #[arg(long)]
+        no_reports: bool,
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        report_delay: std::time::Duration,
+        #[arg(long, default_value_t = 0.95)]
+        delivered_ratio: f64,
+        #[arg(long, default_value_t = 0.05)]
+        failed_ratio: f64,
+        /// Post an intermediate report before the final one.
+        #[arg(long)]
+        intermediate: bool,
+        #[arg(long, env = "MOCK_TWILIO_ACCOUNT_SID")]
+        twilio_account_sid: Option<String>,
+        /// Signs Twilio status callbacks (and checks basic auth with the SID).
+        #[arg(long, env = "MOCK_TWILIO_AUTH_TOKEN")]
+        twilio_auth_token: Option<String>,
+        #[arg(long, env = "MOCK_INFOBIP_API_KEY")]
+        infobip_api_key: Option<String>,
+        #[arg(long, env = "MOCK_CM_PRODUCT_TOKEN")]
+        cm_product_token: Option<String>,
+        /// Where CM status reports are posted.
+        #[arg(long)]
+        cm_report_url: Option<String>,
+        #[arg(long)]
+        cm_report_xml: bool,
+    },
     /// Validate a configuration file (plus TRACKLY_* overrides) and print every error.
     CheckConfig {
         #[arg(default_value = "config.toml")]
@@ -175,6 +232,65 @@ fn main() -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Command::MockProvider {
+            bind,
+            workers,
+            latency,
+            throttle_rate,
+            error_rate,
+            hang_rate,
+            hang,
+            reject_rate,
+            reject_number,
+            stop_number,
+            no_reports,
+            report_delay,
+            delivered_ratio,
+            failed_ratio,
+            intermediate,
+            twilio_account_sid,
+            twilio_auth_token,
+            infobip_api_key,
+            cm_product_token,
+            cm_report_url,
+            cm_report_xml,
+        } => {
+            trackly::telemetry::init("warn", false);
+            let cfg = trackly::mock::MockConfig {
+                latency,
+                throttle_rate,
+                error_rate,
+                hang_rate,
+                hang,
+                reject_rate,
+                reject_numbers: reject_number.into_iter().collect(),
+                stop_numbers: stop_number.into_iter().collect(),
+                reports: !no_reports,
+                report_delay,
+                delivered_ratio,
+                failed_ratio,
+                intermediate,
+                twilio_account_sid,
+                twilio_auth_token,
+                infobip_api_key,
+                cm_product_token,
+                cm_report_url,
+                cm_report_xml,
+                seed: std::process::id() as u64,
+            };
+            let result = actix_rt::System::new().block_on(async move {
+                let (server, addr, _state) = trackly::mock::build(cfg, &bind, workers)?;
+                println!("mock provider listening on http://{addr}");
+                server.await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mock provider: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Serve { config } => {
             let cfg = match load(config.as_deref()) {

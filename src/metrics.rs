@@ -14,6 +14,11 @@ pub struct Metrics {
     pub already_attempted: AtomicU64,
     pub provider_calls: AtomicU64,
     pub throttled: AtomicU64,
+    /// Delivery reports received, applied (changed a record), and for
+    /// messages we do not know.
+    pub reports_received: AtomicU64,
+    pub reports_applied: AtomicU64,
+    pub reports_unknown: AtomicU64,
     failed: [AtomicU64; 7],
     /// Milliseconds from a message being due to its provider call.
     due_to_send_ms: Mutex<Option<hdrhistogram::Histogram<u64>>>,

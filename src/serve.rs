@@ -4,11 +4,10 @@
 
 use crate::app::{Daemon, DaemonParts};
 use crate::clock::SystemClock;
-use crate::config::{Config, RateLimitBackend, StoreBackend};
+use crate::config::{Config, RateLimitBackend, Secrets, StoreBackend};
 use crate::http::AppState;
 use crate::messages::Shutdown;
 use crate::providers::ProviderRegistry;
-use crate::providers::fake::{FakeProvider, FakeSettings};
 use crate::ratelimit::PermitBackend;
 use crate::ratelimit::local::LocalPermits;
 use crate::ratelimit::redis::{RedisPermits, pool};
@@ -85,17 +84,6 @@ pub async fn connect_permits(cfg: &Config) -> Result<Arc<dyn PermitBackend>, Str
     }
 }
 
-/// The providers this daemon's configuration enables.
-pub fn providers(cfg: &Config) -> ProviderRegistry {
-    let mut reg = ProviderRegistry::new();
-    if cfg.providers.fake.enabled {
-        reg = reg.with_fake(Arc::new(FakeProvider::new(FakeSettings::from(
-            &cfg.providers.fake,
-        ))));
-    }
-    reg
-}
-
 /// Run the daemon until a signal stops it. Returns the process exit code.
 pub async fn run(cfg: Config) -> i32 {
     let cfg = Arc::new(cfg);
@@ -115,15 +103,29 @@ pub async fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
+    let secrets = Arc::new(Secrets::from_env());
+    let providers = match ProviderRegistry::from_config(&cfg, &secrets) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return 1;
+        }
+    };
+    tracing::info!(providers = ?providers.describe(), "providers configured");
+    if secrets.webhook_token.is_none() && (!secrets.infobip.is_empty() || !secrets.cm.is_empty()) {
+        tracing::warn!(
+            "TRACKLY_WEBHOOK_TOKEN is not set: Infobip and CM delivery reports are refused (403)"
+        );
+    }
     let daemon = Daemon::start(DaemonParts {
         config: cfg.clone(),
         daemon_id,
-        stores: stores.clone(),
-        permits: permits.clone(),
-        providers: providers(&cfg),
+        stores,
+        permits,
+        providers,
         clock: Arc::new(SystemClock),
     });
-    let state = AppState { stores, permits };
+    let state: AppState = daemon.http_state(secrets, &cfg.http.public_url);
     let mut server = actix_web::HttpServer::new(move || {
         actix_web::App::new().configure(crate::http::configure(state.clone()))
     })

@@ -3,7 +3,7 @@
 //! ```text
 //! Coordinator ──┬── ListSupervisor (one per sending list) ── 6 × Worker
 //!               └── ...
-//! RateLimiter · Billing · DeadLetter   (shared, one each per daemon)
+//! RateLimiter · Billing · DeadLetter · DeliveryIntake   (one each per daemon)
 //! ```
 //!
 //! Each file starts with the actor's contract: what it owns, what it handles,
@@ -12,6 +12,7 @@
 pub mod billing;
 pub mod coordinator;
 pub mod dead_letter;
+pub mod delivery_intake;
 pub mod rate_limiter;
 pub mod supervisor;
 pub mod worker;

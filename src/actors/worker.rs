@@ -502,6 +502,13 @@ impl BatchRun {
         // 8. The provider call, in provider-sized requests sent together.
         let provider = self.list.provider.clone();
         let size = provider.max_batch().max(1);
+        let messaging_service = match &self.list.list.provider {
+            ProviderSettings::Twilio {
+                messaging_service_sid,
+                ..
+            } => messaging_service_sid.clone(),
+            _ => None,
+        };
         let outbound: Vec<OutboundSms> = to_send
             .iter()
             .map(|m| OutboundSms {
@@ -510,6 +517,7 @@ impl BatchRun {
                 from: m.from.clone(),
                 to: m.to.clone(),
                 body: m.body.clone(),
+                messaging_service_sid: messaging_service.clone(),
             })
             .collect();
         let sent_at = self.d.clock.now();

@@ -1,10 +1,16 @@
-//! The HTTP surface. [`configure`] mounts every route; `trackly serve` and
-//! the tests build their `App` from it.
+//! The HTTP surface. [`configure`] mounts every route; `trackly serve`, the
+//! demo and the tests build their `App` from it.
 
 pub mod health;
+pub mod webhooks;
 
+use crate::actors::delivery_intake::ApplyReports;
+use crate::clock::SharedClock;
+use crate::config::Secrets;
+use crate::metrics::Metrics;
 use crate::ratelimit::PermitBackend;
 use crate::store::Stores;
+use actix::Recipient;
 use actix_web::web;
 use std::sync::Arc;
 
@@ -13,11 +19,19 @@ use std::sync::Arc;
 pub struct AppState {
     pub stores: Stores,
     pub permits: Arc<dyn PermitBackend>,
+    /// The HTTP actor that writes delivery reports.
+    pub intake: Recipient<ApplyReports>,
+    pub secrets: Arc<Secrets>,
+    /// This daemon's public base URL (Twilio signs the URL it called).
+    pub public_url: String,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::new(state))
-            .configure(health::configure);
+            .configure(health::configure)
+            .configure(webhooks::configure);
     }
 }

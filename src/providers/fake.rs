@@ -261,6 +261,7 @@ mod tests {
             from: "+15550000001".into(),
             to: E164::parse(&format!("+1200000{i:04}")).unwrap(),
             body: "hi".into(),
+            messaging_service_sid: None,
         }
     }
 

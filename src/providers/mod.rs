@@ -3,12 +3,15 @@
 //! outcomes, which decide what happens to the message (see
 //! [`SendResult`]).
 
+pub mod cm;
 pub mod fake;
+pub mod http;
+pub mod infobip;
+pub mod twilio;
 
 use crate::domain::{E164, MessageId, ProviderKind, ProviderSettings, SendingListId};
 use async_trait::async_trait;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// One message as a provider sees it.
 #[derive(Debug, Clone)]
@@ -20,6 +23,8 @@ pub struct OutboundSms {
     pub from: String,
     pub to: E164,
     pub body: String,
+    /// Twilio: send through this Messaging Service instead of `from`.
+    pub messaging_service_sid: Option<String>,
 }
 
 /// The provider's answer for one message.
@@ -60,16 +65,20 @@ pub trait SmsProvider: Send + Sync {
 
 pub type SharedProvider = Arc<dyn SmsProvider>;
 
-/// The providers this daemon can send through.
+/// The providers this daemon can send through, by kind and credential set.
 #[derive(Clone, Default)]
 pub struct ProviderRegistry {
+    adapters: std::collections::HashMap<(ProviderKind, String), SharedProvider>,
     fake: Option<SharedProvider>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderUnavailable {
-    #[error("provider {0} is not configured on this daemon")]
-    NotConfigured(&'static str),
+    #[error("provider {kind} with credentials {credentials:?} is not configured on this daemon")]
+    NotConfigured {
+        kind: &'static str,
+        credentials: String,
+    },
 }
 
 impl ProviderRegistry {
@@ -82,22 +91,106 @@ impl ProviderRegistry {
         self
     }
 
+    /// Register an adapter for `kind` under a credential set name.
+    pub fn with(mut self, kind: ProviderKind, credentials: &str, adapter: SharedProvider) -> Self {
+        self.adapters
+            .insert((kind, credentials.to_string()), adapter);
+        self
+    }
+
+    /// Build every adapter the configuration and the environment's
+    /// credentials allow, with reports addressed to `public_url`.
+    pub fn from_config(
+        cfg: &crate::config::Config,
+        secrets: &crate::config::Secrets,
+    ) -> Result<Self, String> {
+        let mut reg = ProviderRegistry::new();
+        let public = cfg.http.public_url.trim_end_matches('/');
+        let token = secrets
+            .webhook_token
+            .as_ref()
+            .map(|t| t.expose().to_string());
+        for (name, key) in &secrets.infobip {
+            let notify = token
+                .as_ref()
+                .map(|t| format!("{public}/webhooks/infobip/{t}"));
+            let a = infobip::Infobip::new(&cfg.providers.infobip, key.clone(), notify)?;
+            reg = reg.with(ProviderKind::Infobip, name, Arc::new(a));
+        }
+        for (name, creds) in &secrets.twilio {
+            let callback = format!("{public}/webhooks/twilio/{name}");
+            let a = twilio::Twilio::new(&cfg.providers.twilio, creds.clone(), Some(callback))?;
+            reg = reg.with(ProviderKind::Twilio, name, Arc::new(a));
+        }
+        for (name, tok) in &secrets.cm {
+            let a = cm::Cm::new(&cfg.providers.cm, tok.clone())?;
+            reg = reg.with(ProviderKind::Cm, name, Arc::new(a));
+        }
+        if cfg.providers.fake.enabled {
+            reg = reg.with_fake(Arc::new(fake::FakeProvider::new(fake::FakeSettings::from(
+                &cfg.providers.fake,
+            ))));
+        }
+        Ok(reg)
+    }
+
     /// The provider for a list's settings.
     pub fn for_settings(
         &self,
         s: &ProviderSettings,
     ) -> Result<SharedProvider, ProviderUnavailable> {
-        match s {
-            ProviderSettings::Fake => self
-                .fake
-                .clone()
-                .ok_or(ProviderUnavailable::NotConfigured("fake")),
-            other => Err(ProviderUnavailable::NotConfigured(other.kind().as_str())),
-        }
+        let (kind, creds) = match s {
+            ProviderSettings::Fake => {
+                return self.fake.clone().ok_or(ProviderUnavailable::NotConfigured {
+                    kind: "fake",
+                    credentials: String::new(),
+                });
+            }
+            ProviderSettings::Infobip { credentials } => (ProviderKind::Infobip, credentials),
+            ProviderSettings::Twilio { credentials, .. } => (ProviderKind::Twilio, credentials),
+            ProviderSettings::Cm { credentials } => (ProviderKind::Cm, credentials),
+        };
+        self.adapters
+            .get(&(kind, creds.clone()))
+            .cloned()
+            .ok_or_else(|| ProviderUnavailable::NotConfigured {
+                kind: kind.as_str(),
+                credentials: creds.clone(),
+            })
     }
 
-    /// The longest timeout of any configured provider.
-    pub fn max_timeout(&self) -> Duration {
-        Duration::from_secs(10)
+    /// Which providers are configured (for the start-up log).
+    pub fn describe(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .adapters
+            .keys()
+            .map(|(k, c)| format!("{}:{c}", k.as_str()))
+            .collect();
+        if self.fake.is_some() {
+            v.push("fake".into());
+        }
+        v.sort();
+        v
     }
+}
+
+/// One delivery report, parsed from a provider's payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Our message id, when the report carries one we issued; `None` for a
+    /// reference we do not recognise (counted as unknown, answered 200).
+    pub id: Option<MessageId>,
+    pub state: crate::domain::DeliveryState,
+    /// The provider's error code for failed deliveries.
+    pub error_code: Option<String>,
+}
+
+/// A report payload that does not parse: answered 400, nothing changes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed delivery report: {0}")]
+pub struct MalformedReport(pub String);
+
+/// Our id from a provider-side reference (we send our 24-hex id).
+pub fn our_id(reference: &str) -> Option<MessageId> {
+    reference.trim().parse().ok()
 }

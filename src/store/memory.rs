@@ -318,6 +318,15 @@ impl SentStore for MemoryStore {
     async fn count(&self) -> StoreResult<u64> {
         Ok(self.lock().sent.len() as u64)
     }
+
+    async fn delivery_counts(&self, list: SendingListId) -> StoreResult<DeliveryCounts> {
+        let st = self.lock();
+        let mut c = DeliveryCounts::default();
+        for r in st.sent.values().filter(|r| r.sending_list == list) {
+            c.add(r.submitted, r.delivered);
+        }
+        Ok(c)
+    }
 }
 
 /// The one rule both stores implement: a report applies when the record has

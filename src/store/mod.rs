@@ -151,6 +151,38 @@ pub trait SentStore: Send + Sync {
     async fn get(&self, id: MessageId) -> StoreResult<Option<MessageSent>>;
     async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<MessageSent>>;
     async fn count(&self) -> StoreResult<u64>;
+    /// Attempt records of a list by submitted and delivered state.
+    async fn delivery_counts(&self, list: SendingListId) -> StoreResult<DeliveryCounts>;
+}
+
+/// Attempt records by outcome (campaign statistics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryCounts {
+    pub attempted: u64,
+    pub submitted: u64,
+    pub rejected: u64,
+    pub delivered: u64,
+    pub undelivered: u64,
+    /// Submitted, and no final delivery report yet.
+    pub unknown: u64,
+}
+
+impl DeliveryCounts {
+    pub fn add(&mut self, submitted: Option<bool>, delivered: Option<bool>) {
+        self.attempted += 1;
+        match submitted {
+            Some(true) => {
+                self.submitted += 1;
+                match delivered {
+                    Some(true) => self.delivered += 1,
+                    Some(false) => self.undelivered += 1,
+                    None => self.unknown += 1,
+                }
+            }
+            Some(false) => self.rejected += 1,
+            None => {}
+        }
+    }
 }
 
 /// The dead-letter collection (`FailedMessage`). Only the DeadLetter actor writes.

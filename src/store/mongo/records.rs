@@ -3,8 +3,8 @@
 use super::{MongoStore, map_err, names};
 use crate::domain::*;
 use crate::store::{
-    AttemptResult, DeadLetterStore, DeliveryApplied, DeliveryUpdate, SendOutcome, SentStore,
-    StoreResult,
+    AttemptResult, DeadLetterStore, DeliveryApplied, DeliveryCounts, DeliveryUpdate, SendOutcome,
+    SentStore, StoreResult,
 };
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
@@ -184,6 +184,31 @@ impl SentStore for MongoStore {
             .count_documents(doc! {})
             .await
             .map_err(map_err)
+    }
+
+    async fn delivery_counts(&self, list: SendingListId) -> StoreResult<DeliveryCounts> {
+        let mut cursor = self
+            .coll::<Document>(names::SENT)
+            .aggregate(vec![
+                doc! {"$match": {"sending_list": list}},
+                doc! {"$group": {"_id": {"s": "$submitted", "d": "$delivered"}, "n": {"$sum": 1}}},
+            ])
+            .await
+            .map_err(map_err)?;
+        let mut c = DeliveryCounts::default();
+        while let Some(d) = cursor.try_next().await.map_err(map_err)? {
+            let key = d.get_document("_id").cloned().unwrap_or_default();
+            let flag = |k: &str| key.get(k).and_then(|b| b.as_bool());
+            let n = match d.get("n") {
+                Some(Bson::Int32(n)) => *n as u64,
+                Some(Bson::Int64(n)) => *n as u64,
+                _ => 0,
+            };
+            for _ in 0..n {
+                c.add(flag("s"), flag("d"));
+            }
+        }
+        Ok(c)
     }
 }
 

@@ -1,0 +1,193 @@
+//! Delivery-report webhooks, one route per provider:
+//!
+//! - `POST /webhooks/infobip/{token}`: JSON `{"results": [...]}`;
+//! - `POST /webhooks/twilio/{credentials}?m=<id>`: form-encoded status
+//!   callback, `X-Twilio-Signature` verified with that credential set's auth
+//!   token against the public URL;
+//! - `POST /webhooks/cm/{token}`: JSON or XML.
+//!
+//! Infobip and CM do not sign plain reports, so their URLs carry a secret
+//! (`TRACKLY_WEBHOOK_TOKEN`), compared in constant time.
+//!
+//! Every request is parsed whole before anything is applied: a malformed
+//! payload gets 400 and a forged one 403, and neither changes a record.
+//! Reports for unknown messages are counted and logged and answered 200
+//! (so the provider stops retrying). The answer comes once the reports are
+//! durable.
+
+use super::AppState;
+use crate::actors::delivery_intake::ApplyReports;
+use crate::providers::{MalformedReport, Report, cm, infobip, twilio};
+use crate::store::DeliveryUpdate;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/webhooks")
+            .app_data(web::PayloadConfig::new(4 * 1024 * 1024))
+            .route("/infobip/{token}", web::post().to(infobip_reports))
+            .route("/twilio/{credentials}", web::post().to(twilio_callback))
+            .route("/cm/{token}", web::post().to(cm_reports)),
+    );
+}
+
+fn error(
+    status: actix_web::http::StatusCode,
+    code: &str,
+    message: impl Into<String>,
+) -> HttpResponse {
+    HttpResponse::build(status).json(json!({"error": code, "message": message.into()}))
+}
+
+fn forbidden(message: &str) -> HttpResponse {
+    error(actix_web::http::StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+fn malformed(e: MalformedReport) -> HttpResponse {
+    error(
+        actix_web::http::StatusCode::BAD_REQUEST,
+        "malformed_report",
+        e.0,
+    )
+}
+
+fn token_ok(state: &AppState, given: &str) -> bool {
+    match &state.secrets.webhook_token {
+        Some(t) => twilio::constant_time_eq(t.expose().as_bytes(), given.as_bytes()),
+        None => false,
+    }
+}
+
+/// Apply parsed reports; reports without one of our ids count as unknown.
+async fn apply(state: &AppState, provider: &'static str, reports: Vec<Report>) -> HttpResponse {
+    let received = reports.len();
+    let now = state.clock.now();
+    let mut not_ours = 0u64;
+    let updates: Vec<DeliveryUpdate> = reports
+        .into_iter()
+        .filter_map(|r| match r.id {
+            Some(id) => Some(DeliveryUpdate {
+                id,
+                state: r.state,
+                error_code: r.error_code,
+                at: now,
+            }),
+            None => {
+                not_ours += 1;
+                None
+            }
+        })
+        .collect();
+    if not_ours > 0 {
+        state
+            .metrics
+            .reports_unknown
+            .fetch_add(not_ours, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            provider,
+            count = not_ours,
+            "delivery reports with a reference that is not ours"
+        );
+    }
+    match state.intake.send(ApplyReports(updates)).await {
+        Ok(Ok(r)) => {
+            HttpResponse::Ok().json(json!({"received": received, "unknown": r.unknown + not_ours}))
+        }
+        Ok(Err(e)) => {
+            tracing::error!(provider, error = %e, "delivery reports not stored");
+            error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "reports not stored; retry",
+            )
+        }
+        Err(e) => {
+            tracing::error!(provider, error = %e, "delivery intake unreachable");
+            error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "reports not stored; retry",
+            )
+        }
+    }
+}
+
+async fn infobip_reports(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if !token_ok(&state, &token) {
+        return forbidden("bad webhook token");
+    }
+    match infobip::parse_reports(&body) {
+        Ok(reports) => apply(&state, "infobip", reports).await,
+        Err(e) => malformed(e),
+    }
+}
+
+async fn cm_reports(
+    state: web::Data<AppState>,
+    token: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    if !token_ok(&state, &token) {
+        return forbidden("bad webhook token");
+    }
+    let ctype = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let xml =
+        ctype.contains("xml") || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+    let parsed = if xml {
+        cm::parse_xml_reports(&body)
+    } else {
+        cm::parse_json_reports(&body)
+    };
+    match parsed {
+        Ok(reports) => apply(&state, "cm", reports).await,
+        Err(e) => malformed(e),
+    }
+}
+
+async fn twilio_callback(
+    state: web::Data<AppState>,
+    credentials: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let Some(creds) = state.secrets.twilio.get(credentials.as_str()) else {
+        return forbidden("unknown credential set");
+    };
+    let Some(given) = req
+        .headers()
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return forbidden("missing X-Twilio-Signature");
+    };
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    // The URL Twilio requested: our public base, this path, this query.
+    let url = format!(
+        "{}{}",
+        state.public_url.trim_end_matches('/'),
+        req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("")
+    );
+    if !twilio::verify(creds.auth_token.expose(), &url, &params, given) {
+        return forbidden("X-Twilio-Signature does not match");
+    }
+    let ours = req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "m")
+            .map(|(_, v)| v.into_owned())
+    });
+    match twilio::parse_callback(&params, ours.as_deref()) {
+        Ok(Some(report)) => apply(&state, "twilio", vec![report]).await,
+        Ok(None) => HttpResponse::Ok().json(json!({"received": 1, "ignored": 1})),
+        Err(e) => malformed(e),
+    }
+}

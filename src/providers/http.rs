@@ -1,0 +1,71 @@
+//! What adapters share: one pooled HTTP client per adapter, and the
+//! classification of what happened on the wire. The one rule that keeps
+//! guarantee 1: only an error that provably happened before the request
+//! left (connection refused, DNS) may be retried; anything after that is
+//! "no response" unless the provider answered.
+
+use std::time::Duration;
+
+/// What one HTTP exchange produced.
+#[derive(Debug)]
+pub enum Exchange {
+    /// The provider answered (any status).
+    Answered { status: u16, body: bytes::Bytes },
+    /// Nothing was sent (could not connect): safe to retry.
+    NotSent(String),
+    /// The request may have been received and no (complete) answer came back.
+    NoAnswer(String),
+}
+
+pub fn client(timeout: Duration, max_idle: usize) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(5)))
+        .pool_max_idle_per_host(max_idle)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .user_agent(concat!("trackly/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
+
+pub async fn exchange(req: reqwest::RequestBuilder) -> Exchange {
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            match resp.bytes().await {
+                Ok(body) => Exchange::Answered { status, body },
+                Err(e) => {
+                    Exchange::NoAnswer(format!("HTTP {status}, body not read: {}", short(&e)))
+                }
+            }
+        }
+        Err(e) if e.is_connect() => Exchange::NotSent(short(&e)),
+        Err(e) if e.is_builder() => Exchange::NotSent(short(&e)),
+        Err(e) => Exchange::NoAnswer(short(&e)),
+    }
+}
+
+/// An error's text without the URL (which may carry credentials or numbers).
+fn short(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "broken response body"
+    } else {
+        "request failed"
+    };
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = src {
+        detail = s.to_string();
+        src = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
