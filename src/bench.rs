@@ -288,3 +288,280 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, String> {
         duplicates: fake.duplicates().len(),
     })
 }
+
+// ------------------------------------------------------------ providers
+
+/// One adapter's figures.
+#[derive(Debug, Clone)]
+pub struct ProviderBench {
+    pub provider: &'static str,
+    pub messages: u64,
+    pub seconds: f64,
+    pub msg_per_sec: f64,
+    /// CPU the mock process used, as a share of one core.
+    pub mock_cpu: f64,
+    /// CPU this process (daemon and bench) used, as a share of one core.
+    pub daemon_cpu: f64,
+    pub duplicates: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestBench {
+    pub reports: u64,
+    pub seconds: f64,
+    pub per_sec: f64,
+}
+
+/// CPU seconds (user + system) used so far by a process (`/proc`).
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields, in USER_HZ (100 on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Send `messages` through one real adapter to a mock provider running as a
+/// separate process (`trackly mock-provider`, no reports), with the
+/// in-memory store and the rate limit set high.
+pub async fn provider_throughput(
+    kind: ProviderKind,
+    messages: u64,
+    latency: Duration,
+) -> Result<ProviderBench, String> {
+    let secrets = crate::embedded::mock_secrets();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let twilio = &secrets.twilio["default"];
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "mock-provider",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--no-reports",
+        ])
+        .args(["--latency", &format!("{}ms", latency.as_millis())])
+        .args(["--twilio-account-sid", twilio.account_sid.expose()])
+        .args(["--twilio-auth-token", twilio.auth_token.expose()])
+        .args(["--infobip-api-key", secrets.infobip["default"].expose()])
+        .args(["--cm-product-token", secrets.cm["default"].expose()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start the mock provider: {e}"))?;
+    let pid = child.id().to_string();
+    let result = async {
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let mut up = false;
+        for _ in 0..100 {
+            if client
+                .get(format!("{base}/mock/stats"))
+                .send()
+                .await
+                .is_ok()
+            {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !up {
+            return Err("the mock provider did not start".to_string());
+        }
+        let mut cfg = Config::default();
+        cfg.store.backend = StoreBackend::Memory;
+        cfg.rate_limit.backend = RateLimitBackend::Local;
+        cfg.rate_limit.inter_batch_delay = Dur::millis(1);
+        crate::embedded::use_mock(&mut cfg, &base);
+        let providers = ProviderRegistry::from_config(&cfg, &secrets)?;
+        let stores = Stores::memory();
+        let now = SystemClock.now();
+        seed::campaign(
+            &stores,
+            messages,
+            crate::embedded::settings_for(kind),
+            1_000_000_000,
+            Money::from_micros(i64::MAX / 4),
+            now,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let d = Daemon::start(DaemonParts {
+            config: Arc::new(cfg),
+            daemon_id: "bench-providers".into(),
+            stores: stores.clone(),
+            permits: Arc::new(LocalPermits::new()),
+            providers,
+            clock: Arc::new(SystemClock),
+        });
+        let (mock0, self0) = (cpu_seconds(&pid), cpu_seconds("self"));
+        let t0 = Instant::now();
+        d.coordinator.do_send(Nudge);
+        wait_done(&d, messages, Duration::from_secs(600)).await?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let (mock1, self1) = (cpu_seconds(&pid), cpu_seconds("self"));
+        let stats: serde_json::Value = client
+            .get(format!("{base}/mock/stats"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = d
+            .coordinator
+            .send(Shutdown {
+                grace: Duration::from_secs(5),
+            })
+            .await;
+        Ok(ProviderBench {
+            provider: kind.as_str(),
+            messages,
+            seconds,
+            msg_per_sec: messages as f64 / seconds,
+            mock_cpu: (mock1 - mock0) / seconds,
+            daemon_cpu: (self1 - self0) / seconds,
+            duplicates: stats["duplicates"].as_u64().unwrap_or(0) as usize,
+        })
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// Post Infobip-format report batches (100 per request, `concurrency` in
+/// flight) at the daemon's webhook, in-memory store, and count reports
+/// durably applied per second.
+pub async fn report_ingestion(reports: u64, concurrency: usize) -> Result<IngestBench, String> {
+    let stores = Stores::memory();
+    let now = SystemClock.now();
+    let c = seed::campaign(&stores, 0, ProviderSettings::Fake, 1000, Money(1), now)
+        .await
+        .map_err(|e| e.to_string())?;
+    let contact = seed::contact(c.account.id, c.list.id, 0, now);
+    let mut ids = Vec::with_capacity(reports as usize);
+    let mut batch = Vec::with_capacity(1000);
+    for _ in 0..reports {
+        let q = seed::queued(&c.list, &contact, "x", now);
+        ids.push(q.id);
+        batch.push(crate::domain::MessageSent {
+            id: q.id,
+            account: q.account,
+            sending_list: q.sending_list,
+            contact: q.contact,
+            schedule: None,
+            run: None,
+            creative: None,
+            variant: None,
+            send_type: q.send_type,
+            from: q.from.clone(),
+            to: q.to.clone(),
+            length: 1,
+            segments: 1,
+            cost: Money(1),
+            provider: ProviderKind::Infobip,
+            attempt_token: "bench".into(),
+            attempted_at: now,
+            submitted: Some(true),
+            submitted_at: Some(now),
+            provider_message_id: Some(q.id.to_hex()),
+            error_code: None,
+            error_text: None,
+            delivered: None,
+            delivery_state: None,
+            delivery_updated_at: None,
+            delivery_error_code: None,
+        });
+        if batch.len() == 1000 {
+            stores
+                .sent
+                .record_attempts(std::mem::take(&mut batch))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    stores
+        .sent
+        .record_attempts(batch)
+        .await
+        .map_err(|e| e.to_string())?;
+    let h = crate::embedded::HttpDaemon::start(
+        Config::default(),
+        stores.clone(),
+        Arc::new(LocalPermits::new()),
+        Arc::new(SystemClock),
+        None,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    let metrics = h.daemon.metrics.clone();
+    let webhook_token = h
+        .secrets
+        .webhook_token
+        .as_ref()
+        .map(|t| t.expose().to_string())
+        .ok_or("no webhook token")?;
+    let target = format!("{}/webhooks/infobip/{webhook_token}", h.public_url);
+    let bodies: Vec<String> = ids
+        .chunks(100)
+        .map(|chunk| {
+            let results: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|id| serde_json::json!({"messageId": id.to_hex(), "to": "41793026727",
+                    "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"},
+                    "error": {"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR", "permanent": false}}))
+                .collect();
+            serde_json::json!({"results": results}).to_string()
+        })
+        .collect();
+    let client = crate::providers::http::client(Duration::from_secs(30), concurrency)
+        .map_err(|e| e.to_string())?;
+
+    let t0 = Instant::now();
+    let posts: Vec<_> = bodies
+        .into_iter()
+        .map(|b| {
+            let client = client.clone();
+            let target = target.clone();
+            async move {
+                client
+                    .post(target)
+                    .header("content-type", "application/json")
+                    .body(b)
+                    .send()
+                    .await
+                    .map(|r| r.status().is_success())
+                    .unwrap_or(false)
+            }
+        })
+        .collect();
+    use futures::StreamExt;
+    let ok = futures::stream::iter(posts)
+        .buffer_unordered(concurrency)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
+    let seconds = t0.elapsed().as_secs_f64();
+    let applied = metrics
+        .reports_applied
+        .load(std::sync::atomic::Ordering::Relaxed);
+    h.stop().await;
+    if (ok as u64) * 100 < reports || applied < reports {
+        return Err(format!(
+            "only {ok} posts succeeded, {applied} reports applied"
+        ));
+    }
+    Ok(IngestBench {
+        reports,
+        seconds,
+        per_sec: reports as f64 / seconds,
+    })
+}

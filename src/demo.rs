@@ -25,6 +25,10 @@ pub struct DemoOptions {
     pub reject_rate: f64,
     pub transient_rate: f64,
     pub quiet: bool,
+    /// Send through this provider's adapter to an in-process mock provider
+    /// over HTTP (reports come back to the daemon's webhooks), instead of
+    /// the in-process fake.
+    pub via_mock: Option<ProviderKind>,
 }
 
 impl Default for DemoOptions {
@@ -36,6 +40,7 @@ impl Default for DemoOptions {
             reject_rate: 0.005,
             transient_rate: 0.01,
             quiet: false,
+            via_mock: None,
         }
     }
 }
@@ -49,6 +54,9 @@ pub struct DemoSummary {
     pub duplicates_at_provider: usize,
     pub duration: Duration,
     pub charged: Money,
+    /// Through the mock: the provider, and delivery reports received.
+    pub via: Option<ProviderKind>,
+    pub delivery: Option<crate::store::DeliveryCounts>,
 }
 
 impl DemoSummary {
@@ -65,6 +73,15 @@ impl DemoSummary {
         out.push_str(&line("sent (accepted by provider)", self.sent.to_string()));
         for (r, n) in &self.failed {
             out.push_str(&line(&format!("failed: {r}"), n.to_string()));
+        }
+        if let (Some(kind), Some(d)) = (self.via, self.delivery) {
+            out.push_str(&line(
+                "provider (mock, over HTTP)",
+                kind.as_str().to_string(),
+            ));
+            out.push_str(&line("delivered (reports)", d.delivered.to_string()));
+            out.push_str(&line("undelivered (reports)", d.undelivered.to_string()));
+            out.push_str(&line("awaiting a report", d.unknown.to_string()));
         }
         out.push_str(&line("sent twice", self.duplicates_at_provider.to_string()));
         out.push_str(&line(
@@ -99,6 +116,7 @@ pub fn demo_config(o: &DemoOptions) -> Config {
 async fn seed_demo(
     stores: &Stores,
     o: &DemoOptions,
+    provider: ProviderSettings,
     now: Timestamp,
 ) -> Result<(Account, SendingList), String> {
     let err = |e: crate::store::StoreError| e.to_string();
@@ -109,7 +127,7 @@ async fn seed_demo(
         .insert_account(account.clone())
         .await
         .map_err(err)?;
-    let mut list = seed::list(account.id, ProviderSettings::Fake, o.rate_per_minute, now);
+    let mut list = seed::list(account.id, provider, o.rate_per_minute, now);
     list.blocked_words = vec!["casino".into()];
     stores.lists.insert_list(list.clone()).await.map_err(err)?;
     let bodies = [
@@ -154,20 +172,50 @@ async fn seed_demo(
 
 /// Run the demo on the current actix system.
 pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
-    let cfg = Arc::new(demo_config(&o));
+    let cfg = demo_config(&o);
     let stores = Stores::memory();
     let clock = Arc::new(SystemClock);
     let now = clock.now();
-    let (account, _list) = seed_demo(&stores, &o, now).await?;
-    let fake = Arc::new(FakeProvider::new(FakeSettings::from(&cfg.providers.fake)));
-    let daemon = Daemon::start(DaemonParts {
-        config: cfg.clone(),
-        daemon_id: "demo".into(),
-        stores: stores.clone(),
-        permits: Arc::new(LocalPermits::new()),
-        providers: ProviderRegistry::new().with_fake(fake.clone()),
-        clock,
-    });
+    let provider = o
+        .via_mock
+        .map_or(ProviderSettings::Fake, crate::embedded::settings_for);
+    let (account, list) = seed_demo(&stores, &o, provider, now).await?;
+    // Either the in-process fake, or the real adapter to a mock over HTTP.
+    let (daemon, fake, http) = match o.via_mock {
+        None => {
+            let fake = Arc::new(FakeProvider::new(FakeSettings::from(&cfg.providers.fake)));
+            let daemon = Daemon::start(DaemonParts {
+                config: Arc::new(cfg),
+                daemon_id: "demo".into(),
+                stores: stores.clone(),
+                permits: Arc::new(LocalPermits::new()),
+                providers: ProviderRegistry::new().with_fake(fake.clone()),
+                clock,
+            });
+            (daemon, Some(fake), None)
+        }
+        Some(_) => {
+            let mock = crate::mock::MockConfig {
+                latency: o.latency,
+                reject_rate: o.reject_rate,
+                error_rate: o.transient_rate,
+                report_delay: Duration::from_millis(500),
+                delivered_ratio: 0.96,
+                failed_ratio: 0.04,
+                ..Default::default()
+            };
+            let h = crate::embedded::HttpDaemon::start(
+                cfg,
+                stores.clone(),
+                Arc::new(LocalPermits::new()),
+                clock,
+                None,
+                Some(mock),
+            )
+            .map_err(|e| format!("cannot start the daemon and the mock provider: {e}"))?;
+            (h.daemon.clone(), None, Some(h))
+        }
+    };
     let bar = if o.quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -181,18 +229,40 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
     };
     let start = Instant::now();
     daemon.coordinator.do_send(Nudge);
+    let mut sent_done: Option<Duration> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let done = daemon.metrics.done();
         bar.set_position(done.min(o.messages));
+        let reports = daemon
+            .metrics
+            .reports_received
+            .load(std::sync::atomic::Ordering::Relaxed);
         bar.set_message(format!(
-            "sent {}, failed {}",
+            "sent {}, failed {}, reports {reports}",
             daemon.metrics.sent(),
             daemon.metrics.failed_total()
         ));
         let depth = stores.queue.depth().await.map_err(|e| e.to_string())?;
-        if depth == 0 && done >= o.messages {
-            break;
+        if depth == 0 && done >= o.messages && sent_done.is_none() {
+            sent_done = Some(start.elapsed());
+        }
+        if let Some(sent) = sent_done {
+            // Through the mock, wait for the delivery reports too.
+            let settled = match &http {
+                None => true,
+                Some(_) => {
+                    let c = stores
+                        .sent
+                        .delivery_counts(list.id)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    c.unknown == 0 || start.elapsed() > sent + Duration::from_secs(30)
+                }
+            };
+            if settled {
+                break;
+            }
         }
         if start.elapsed() > Duration::from_secs(600) {
             return Err(format!(
@@ -201,7 +271,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
             ));
         }
     }
-    let duration = start.elapsed();
+    let duration = sent_done.unwrap_or_else(|| start.elapsed());
     bar.finish();
     let failed = stores
         .dead_letters
@@ -217,12 +287,32 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
         .map_err(|e| e.to_string())?
         .map(|a| a.balance)
         .unwrap_or(Money::ZERO);
+    let delivery = match &http {
+        Some(_) => Some(
+            stores
+                .sent
+                .delivery_counts(list.id)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
+    let duplicates = match (&fake, &http) {
+        (Some(f), _) => f.duplicates().len(),
+        (None, Some(h)) => h.mock.as_ref().map_or(0, |m| m.state.duplicates().len()),
+        _ => 0,
+    };
+    if let Some(h) = http {
+        h.stop().await;
+    }
     Ok(DemoSummary {
         messages: o.messages,
         sent: daemon.metrics.sent(),
         failed,
-        duplicates_at_provider: fake.duplicates().len(),
+        duplicates_at_provider: duplicates,
         duration,
         charged: Money(account.balance.0 - balance.0),
+        via: o.via_mock,
+        delivery,
     })
 }

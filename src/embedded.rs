@@ -92,6 +92,8 @@ pub struct HttpDaemon {
     pub public_url: String,
     pub server: actix_web::dev::ServerHandle,
     pub mock: Option<MockServer>,
+    /// The secrets the daemon runs with (mock credentials, webhook token).
+    pub secrets: Arc<Secrets>,
 }
 
 impl HttpDaemon {
@@ -130,7 +132,8 @@ impl HttpDaemon {
             providers,
             clock,
         });
-        let state = daemon.http_state(Arc::new(secrets), &public_url);
+        let secrets = Arc::new(secrets);
+        let state = daemon.http_state(secrets.clone(), &public_url);
         let server = http_server(state, listener, 1)?;
         let handle = server.handle();
         actix_rt::spawn(server);
@@ -140,6 +143,7 @@ impl HttpDaemon {
             public_url,
             server: handle,
             mock,
+            secrets,
         })
     }
 

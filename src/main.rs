@@ -43,10 +43,28 @@ enum Command {
         /// Fraction of provider calls that fail transiently (retried).
         #[arg(long, default_value_t = 0.01)]
         transient_rate: f64,
+        /// Send through a real adapter (infobip, twilio or cm) to a mock
+        /// provider over HTTP on 127.0.0.1, with delivery reports coming back
+        /// to the daemon's webhooks.
+        #[arg(long, value_parser = parse_provider)]
+        via_mock: Option<trackly::domain::ProviderKind>,
     },
     /// Measure end-to-end throughput, latency and round trips with the fake
     /// provider (build with --release). Not a test.
     Bench {
+        /// executor (store and actors, fake provider), providers (adapters to
+        /// the mock over HTTP, and report ingestion), or all.
+        #[arg(long, default_value = "executor")]
+        suite: String,
+        /// Messages through each batch adapter (Infobip, CM).
+        #[arg(long, default_value_t = 100_000)]
+        provider_messages: u64,
+        /// Messages through Twilio's per-message API.
+        #[arg(long, default_value_t = 30_000)]
+        twilio_messages: u64,
+        /// Delivery reports for the ingestion figure.
+        #[arg(long, default_value_t = 100_000)]
+        reports: u64,
         /// memory, mongodb, or both.
         #[arg(long, default_value = "both")]
         store: String,
@@ -138,6 +156,16 @@ enum Command {
     },
 }
 
+fn parse_provider(s: &str) -> Result<trackly::domain::ProviderKind, String> {
+    use trackly::domain::ProviderKind;
+    match s {
+        "infobip" => Ok(ProviderKind::Infobip),
+        "twilio" => Ok(ProviderKind::Twilio),
+        "cm" => Ok(ProviderKind::Cm),
+        other => Err(format!("expected infobip, twilio or cm, not {other:?}")),
+    }
+}
+
 fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|errs| {
         eprint!("{errs}");
@@ -161,6 +189,7 @@ fn main() -> ExitCode {
             latency,
             reject_rate,
             transient_rate,
+            via_mock,
         } => {
             trackly::telemetry::init("warn", false);
             let opts = trackly::demo::DemoOptions {
@@ -170,6 +199,7 @@ fn main() -> ExitCode {
                 reject_rate,
                 transient_rate,
                 quiet: false,
+                via_mock,
             };
             match actix_rt::System::new().block_on(trackly::demo::run(opts)) {
                 Ok(summary) => {
@@ -183,6 +213,10 @@ fn main() -> ExitCode {
             }
         }
         Command::Bench {
+            suite,
+            provider_messages,
+            twilio_messages,
+            reports,
             store,
             messages,
             mongo_messages,
@@ -195,6 +229,15 @@ fn main() -> ExitCode {
         } => {
             trackly::telemetry::init("warn", false);
             use trackly::config::StoreBackend;
+            let (executor, providers) = match suite.as_str() {
+                "executor" => (true, false),
+                "providers" => (false, true),
+                "all" => (true, true),
+                other => {
+                    eprintln!("--suite must be executor, providers or all, not {other:?}");
+                    return ExitCode::from(2);
+                }
+            };
             let stores: Vec<StoreBackend> = match store.as_str() {
                 "memory" => vec![StoreBackend::Memory],
                 "mongodb" => vec![StoreBackend::Mongodb],
@@ -205,26 +248,70 @@ fn main() -> ExitCode {
                 }
             };
             println!(
-                "trackly bench: fake provider latency {latency:?}, {} cores",
+                "trackly bench: provider latency {latency:?}, {} cores",
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             );
-            for s in stores {
-                let mongo = s == StoreBackend::Mongodb;
-                let opts = trackly::bench::BenchOptions {
-                    store: s,
-                    messages: if mongo { mongo_messages } else { messages },
-                    latency,
-                    steady_rate: if mongo {
-                        mongo_steady_rate
-                    } else {
-                        steady_rate
-                    },
-                    steady_secs,
-                    mongodb_uri: mongodb_uri.clone(),
-                    redis_url: redis_url.clone(),
-                };
-                match actix_rt::System::new().block_on(trackly::bench::run(opts)) {
-                    Ok(r) => println!("{}", r.table()),
+            if executor {
+                for s in stores {
+                    let mongo = s == StoreBackend::Mongodb;
+                    let opts = trackly::bench::BenchOptions {
+                        store: s,
+                        messages: if mongo { mongo_messages } else { messages },
+                        latency,
+                        steady_rate: if mongo {
+                            mongo_steady_rate
+                        } else {
+                            steady_rate
+                        },
+                        steady_secs,
+                        mongodb_uri: mongodb_uri.clone(),
+                        redis_url: redis_url.clone(),
+                    };
+                    match actix_rt::System::new().block_on(trackly::bench::run(opts)) {
+                        Ok(r) => println!("{}", r.table()),
+                        Err(e) => {
+                            eprintln!("bench failed: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
+            if providers {
+                use trackly::domain::ProviderKind;
+                println!(
+                    "\nadapters to `trackly mock-provider` (a separate process) over HTTP on 127.0.0.1, in-memory store:"
+                );
+                for (kind, n) in [
+                    (ProviderKind::Infobip, provider_messages),
+                    (ProviderKind::Cm, provider_messages),
+                    (ProviderKind::Twilio, twilio_messages),
+                ] {
+                    let r = actix_rt::System::new()
+                        .block_on(trackly::bench::provider_throughput(kind, n, latency));
+                    match r {
+                        Ok(r) => println!(
+                            "  {:<8} {} messages in {:.2} s = {:.0} msg/s; CPU: mock {:.0}% of a core, daemon {:.0}%; sent twice: {}",
+                            r.provider,
+                            r.messages,
+                            r.seconds,
+                            r.msg_per_sec,
+                            r.mock_cpu * 100.0,
+                            r.daemon_cpu * 100.0,
+                            r.duplicates
+                        ),
+                        Err(e) => {
+                            eprintln!("bench failed: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                match actix_rt::System::new()
+                    .block_on(trackly::bench::report_ingestion(reports, 16))
+                {
+                    Ok(r) => println!(
+                        "  report ingestion: {} Infobip reports (100 per POST, 16 in flight) in {:.2} s = {:.0} reports/s, durable before each answer",
+                        r.reports, r.seconds, r.per_sec
+                    ),
                     Err(e) => {
                         eprintln!("bench failed: {e}");
                         return ExitCode::FAILURE;

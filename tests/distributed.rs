@@ -453,6 +453,10 @@ async fn a_daemon_killed_mid_campaign_leaves_nothing_lost_or_sent_twice() {
             .env("TRACKLY_PROVIDERS__FAKE__LATENCY", "30ms")
             .env("TRACKLY_PROVIDERS__FAKE__BATCH_SIZE", "5")
             .env("TRACKLY_PROVIDERS__FAKE__TIMEOUT", "1s")
+            // The in-doubt window counts every provider's timeout.
+            .env("TRACKLY_PROVIDERS__INFOBIP__TIMEOUT", "1s")
+            .env("TRACKLY_PROVIDERS__TWILIO__TIMEOUT", "1s")
+            .env("TRACKLY_PROVIDERS__CM__TIMEOUT", "1s")
             .env("TRACKLY_PROVIDERS__FAKE__RECORD_FILE", &record)
             .env("TRACKLY_WORKER__PERMIT_TIMEOUT", "2s")
             .env("TRACKLY_WORKER__NO_RESPONSE_MARGIN", "1s")
