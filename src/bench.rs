@@ -453,32 +453,10 @@ pub async fn report_ingestion(reports: u64, concurrency: usize) -> Result<Ingest
         let q = seed::queued(&c.list, &contact, "x", now);
         ids.push(q.id);
         batch.push(crate::domain::MessageSent {
-            id: q.id,
-            account: q.account,
-            sending_list: q.sending_list,
-            contact: q.contact,
-            schedule: None,
-            run: None,
-            creative: None,
-            variant: None,
-            send_type: q.send_type,
-            from: q.from.clone(),
-            to: q.to.clone(),
-            length: 1,
-            segments: 1,
-            cost: Money(1),
-            provider: ProviderKind::Infobip,
-            attempt_token: "bench".into(),
-            attempted_at: now,
             submitted: Some(true),
             submitted_at: Some(now),
             provider_message_id: Some(q.id.to_hex()),
-            error_code: None,
-            error_text: None,
-            delivered: None,
-            delivery_state: None,
-            delivery_updated_at: None,
-            delivery_error_code: None,
+            ..crate::domain::MessageSent::attempt(&q, ProviderKind::Infobip, "bench", Money(1), now)
         });
         if batch.len() == 1000 {
             stores

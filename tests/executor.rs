@@ -541,32 +541,14 @@ async fn a_message_already_attempted_elsewhere_is_never_sent_again() {
     // Another daemon recorded attempts for two of them: one answered, one
     // still in doubt.
     let other = |m: &QueuedTextMessage, submitted: Option<bool>| MessageSent {
-        id: m.id,
-        account: m.account,
-        sending_list: m.sending_list,
-        contact: m.contact,
-        schedule: None,
-        run: None,
-        creative: None,
-        variant: None,
-        send_type: m.send_type,
-        from: m.from.clone(),
-        to: m.to.clone(),
-        length: 1,
-        segments: 1,
-        cost: Money::ZERO,
-        provider: ProviderKind::Fake,
-        attempt_token: "other-daemon:1".into(),
-        attempted_at: t.now(),
         submitted,
-        submitted_at: None,
-        provider_message_id: None,
-        error_code: None,
-        error_text: None,
-        delivered: None,
-        delivery_state: None,
-        delivery_updated_at: None,
-        delivery_error_code: None,
+        ..MessageSent::attempt(
+            m,
+            ProviderKind::Fake,
+            "other-daemon:1",
+            Money::ZERO,
+            t.now(),
+        )
     };
     stores
         .sent

@@ -45,34 +45,7 @@ fn msgs(w: &World, send_at: Timestamp) -> Vec<QueuedTextMessage> {
 }
 
 fn attempt(m: &QueuedTextMessage, token: &str, at: Timestamp) -> MessageSent {
-    MessageSent {
-        id: m.id,
-        account: m.account,
-        sending_list: m.sending_list,
-        contact: m.contact,
-        schedule: None,
-        run: None,
-        creative: None,
-        variant: None,
-        send_type: m.send_type,
-        from: m.from.clone(),
-        to: m.to.clone(),
-        length: 5,
-        segments: 1,
-        cost: Money::from_micros(10_000),
-        provider: ProviderKind::Fake,
-        attempt_token: token.into(),
-        attempted_at: at,
-        submitted: None,
-        submitted_at: None,
-        provider_message_id: None,
-        error_code: None,
-        error_text: None,
-        delivered: None,
-        delivery_state: None,
-        delivery_updated_at: None,
-        delivery_error_code: None,
-    }
+    MessageSent::attempt(m, ProviderKind::Fake, token, Money::from_micros(10_000), at)
 }
 
 // ---------------------------------------------------------------- the contract

@@ -44,34 +44,13 @@ async fn setup(stores: Stores, n: usize) -> Setup {
         let c = trackly::seed::contact(acc.id, list.id, i as u64, now);
         let q = trackly::seed::queued(&list, &c, "hi", now);
         ids.push(q.id);
-        recs.push(MessageSent {
-            id: q.id,
-            account: acc.id,
-            sending_list: list.id,
-            contact: c.id,
-            schedule: None,
-            run: None,
-            creative: None,
-            variant: None,
-            send_type: SendType::Campaign,
-            from: q.from.clone(),
-            to: q.to.clone(),
-            length: 2,
-            segments: 1,
-            cost: Money(1),
-            provider: ProviderKind::Infobip,
-            attempt_token: "t".into(),
-            attempted_at: now,
-            submitted: None,
-            submitted_at: None,
-            provider_message_id: None,
-            error_code: None,
-            error_text: None,
-            delivered: None,
-            delivery_state: None,
-            delivery_updated_at: None,
-            delivery_error_code: None,
-        });
+        recs.push(MessageSent::attempt(
+            &q,
+            ProviderKind::Infobip,
+            "t",
+            Money(1),
+            now,
+        ));
     }
     for chunk in recs.chunks(1000) {
         stores.sent.record_attempts(chunk.to_vec()).await.unwrap();

@@ -15,12 +15,12 @@
 //! Restart: nothing is lost; an unanswered request fails its HTTP request
 //! (503), and the provider sends the report again.
 
+use super::coalesce::{Coalescer, answer};
 use crate::metrics::Metrics;
 use crate::store::{DeliveryApplied, DeliveryUpdate, SentStore, StoreError};
 use actix::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::sync::oneshot;
 
 /// Webhook handler → DeliveryIntake: apply these reports.
 #[derive(Message, Debug)]
@@ -34,17 +34,10 @@ pub struct IntakeResult {
     pub unknown: u64,
 }
 
-type Waiter = (
-    Vec<DeliveryUpdate>,
-    oneshot::Sender<Result<IntakeResult, StoreError>>,
-);
-
 pub struct DeliveryIntake {
     store: Arc<dyn SentStore>,
     metrics: Arc<Metrics>,
-    max_batch: usize,
-    pending: Vec<Waiter>,
-    flushing: bool,
+    writes: Coalescer<DeliveryUpdate, IntakeResult>,
 }
 
 impl DeliveryIntake {
@@ -52,35 +45,21 @@ impl DeliveryIntake {
         DeliveryIntake {
             store,
             metrics,
-            max_batch: max_batch.max(1),
-            pending: Vec::new(),
-            flushing: false,
+            writes: Coalescer::new(max_batch),
         }
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        if self.flushing || self.pending.is_empty() {
+        let Some(requests) = self.writes.take() else {
             return;
-        }
-        self.flushing = true;
-        // Take whole requests up to about `max_batch` reports.
-        let mut take = 0;
-        let mut n = 0;
-        for (u, _) in &self.pending {
-            if take > 0 && n + u.len() > self.max_batch {
-                break;
-            }
-            n += u.len();
-            take += 1;
-        }
-        let waiters: Vec<Waiter> = self.pending.drain(..take).collect();
+        };
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         let fut = async move {
-            let mut all = Vec::with_capacity(n);
-            let mut senders = Vec::with_capacity(waiters.len());
-            for (updates, tx) in waiters {
-                senders.push((updates.iter().map(|u| u.id).collect::<Vec<_>>(), tx));
+            let mut all = Vec::new();
+            let mut answers = Vec::with_capacity(requests.len());
+            for (updates, tx) in requests {
+                answers.push((updates.iter().map(|u| u.id).collect::<Vec<_>>(), tx));
                 all.extend(updates);
             }
             let total = all.len() as u64;
@@ -105,16 +84,23 @@ impl DeliveryIntake {
                     tracing::error!(error = %e, reports = total, "delivery reports not written")
                 }
             }
-            for (ids, tx) in senders {
-                let answer = res.clone().map(|r| {
-                    let unknown = ids.iter().filter(|id| r.unknown.contains(id)).count() as u64;
-                    IntakeResult { unknown }
-                });
-                let _ = tx.send(answer);
+            let res = res.map(|r| {
+                r.unknown
+                    .into_iter()
+                    .collect::<std::collections::HashSet<_>>()
+            });
+            for (ids, tx) in answers {
+                let result = match &res {
+                    Ok(unknown) => Ok(IntakeResult {
+                        unknown: ids.iter().filter(|id| unknown.contains(id)).count() as u64,
+                    }),
+                    Err(e) => Err(e.clone()),
+                };
+                let _ = tx.send(result);
             }
         };
         ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
-            act.flushing = false;
+            act.writes.done();
             act.flush(ctx);
         }));
     }
@@ -134,12 +120,8 @@ impl Handler<ApplyReports> for DeliveryIntake {
         if msg.0.is_empty() {
             return Box::pin(async { Ok(IntakeResult::default()) });
         }
-        let (tx, rx) = oneshot::channel();
-        self.pending.push((msg.0, tx));
+        let rx = self.writes.push(msg.0);
         self.flush(ctx);
-        Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(StoreError::Other("delivery intake stopped".into())))
-        })
+        Box::pin(answer(rx, "delivery intake"))
     }
 }

@@ -10,6 +10,7 @@
 //! what it sends, and what happens when it restarts.
 
 pub mod billing;
+pub mod coalesce;
 pub mod coordinator;
 pub mod dead_letter;
 pub mod delivery_intake;

@@ -718,34 +718,7 @@ impl BatchRun {
     }
 
     fn attempt_record(&self, m: &QueuedTextMessage, cost: Money, now: Timestamp) -> MessageSent {
-        MessageSent {
-            id: m.id,
-            account: m.account,
-            sending_list: m.sending_list,
-            contact: m.contact,
-            schedule: m.schedule,
-            run: m.run,
-            creative: m.creative,
-            variant: m.variant.clone(),
-            send_type: m.send_type,
-            from: m.from.clone(),
-            to: m.to.clone(),
-            length: m.body.chars().count() as u32,
-            segments: m.segments,
-            cost,
-            provider: self.list.provider.kind(),
-            attempt_token: self.token.clone(),
-            attempted_at: now,
-            submitted: None,
-            submitted_at: None,
-            provider_message_id: None,
-            error_code: None,
-            error_text: None,
-            delivered: None,
-            delivery_state: None,
-            delivery_updated_at: None,
-            delivery_error_code: None,
-        }
+        MessageSent::attempt(m, self.list.provider.kind(), &self.token, cost, now)
     }
 
     /// Dead letters, then requeues, then refunds, then delete what is left of

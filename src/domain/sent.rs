@@ -60,6 +60,47 @@ pub struct MessageSent {
     pub delivery_error_code: Option<String>,
 }
 
+impl MessageSent {
+    /// The attempt record for `m`, written before the provider call:
+    /// `submitted` and `delivered` are still unknown.
+    pub fn attempt(
+        m: &super::QueuedTextMessage,
+        provider: ProviderKind,
+        attempt_token: &str,
+        cost: Money,
+        at: Timestamp,
+    ) -> MessageSent {
+        MessageSent {
+            id: m.id,
+            account: m.account,
+            sending_list: m.sending_list,
+            contact: m.contact,
+            schedule: m.schedule,
+            run: m.run,
+            creative: m.creative,
+            variant: m.variant.clone(),
+            send_type: m.send_type,
+            from: m.from.clone(),
+            to: m.to.clone(),
+            length: m.body.chars().count() as u32,
+            segments: m.segments,
+            cost,
+            provider,
+            attempt_token: attempt_token.to_string(),
+            attempted_at: at,
+            submitted: None,
+            submitted_at: None,
+            provider_message_id: None,
+            error_code: None,
+            error_text: None,
+            delivered: None,
+            delivery_state: None,
+            delivery_updated_at: None,
+            delivery_error_code: None,
+        }
+    }
+}
+
 /// Normalised delivery state of a report. `Pending` is intermediate; the rest
 /// are final and never replaced by a later intermediate report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -23,7 +23,6 @@ use crate::config::CmConfig;
 use crate::domain::{DeliveryState, ProviderKind};
 use crate::telemetry::Secret;
 use async_trait::async_trait;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -68,17 +67,10 @@ impl SmsProvider for Cm {
     }
 
     async fn send(&self, msgs: &[OutboundSms]) -> Vec<SendResult> {
-        let requests: Vec<_> = msgs
-            .chunks(self.batch_size)
-            .map(|c| self.send_one_request(c))
-            .collect();
-        futures::stream::iter(requests)
-            .buffered(self.concurrency)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        http::in_batches(msgs, self.batch_size, self.concurrency, |c| {
+            self.send_one_request(c)
+        })
+        .await
     }
 }
 

@@ -69,3 +69,26 @@ fn short(e: &reqwest::Error) -> String {
         format!("{kind}: {detail}")
     }
 }
+
+/// Send `msgs` in requests of up to `batch` messages with at most
+/// `concurrency` requests in flight; results come back in message order.
+pub async fn in_batches<'a, F, Fut>(
+    msgs: &'a [super::OutboundSms],
+    batch: usize,
+    concurrency: usize,
+    send: F,
+) -> Vec<super::SendResult>
+where
+    F: Fn(&'a [super::OutboundSms]) -> Fut,
+    Fut: std::future::Future<Output = Vec<super::SendResult>>,
+{
+    use futures::StreamExt;
+    let requests: Vec<Fut> = msgs.chunks(batch.max(1)).map(send).collect();
+    futures::stream::iter(requests)
+        .buffered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}

@@ -35,6 +35,7 @@ impl MongoStore {
         max: usize,
         token: &str,
         now: Timestamp,
+        skip: u64,
     ) -> StoreResult<Claim> {
         if max == 0 {
             return Ok(Claim::Empty);
@@ -44,6 +45,7 @@ impl MongoStore {
         let found: Vec<QueuedTextMessage> = typed
             .find(ready_filter(list, now))
             .sort(doc! {"_id": 1})
+            .skip(skip)
             .limit(max as i64)
             .batch_size(max.min(u32::MAX as usize) as u32)
             .await
@@ -149,12 +151,16 @@ impl QueueStore for MongoStore {
         now: Timestamp,
     ) -> StoreResult<Vec<QueuedTextMessage>> {
         // Claimers on other daemons read the same head of the queue; the one
-        // whose update lands second gets nothing and simply tries the next
-        // ready messages (a few times) instead of reporting "no work".
-        for _ in 0..4 {
-            match self.claim_once(list, max, token, now).await? {
+        // whose update lands second gets nothing and tries again further
+        // along (a few times) instead of reporting "no work". Under such
+        // contention FIFO holds per claim, not strictly across daemons.
+        for attempt in 0..4u64 {
+            // After a lost race, look past the range the winner is taking.
+            let skip = attempt * max as u64;
+            match self.claim_once(list, max, token, now, skip).await? {
                 Claim::Got(v) => return Ok(v),
-                Claim::Empty => return Ok(vec![]),
+                Claim::Empty if skip == 0 => return Ok(vec![]),
+                Claim::Empty => continue,
                 Claim::LostRace => continue,
             }
         }
