@@ -468,8 +468,8 @@ async fn a_daemon_killed_mid_campaign_leaves_nothing_lost_or_sent_twice() {
             .spawn()
             .expect("spawn trackly serve")
     };
-    let mut victim = spawn("victim");
-    let mut survivor = spawn("survivor");
+    let mut victim = Guard(spawn("victim"));
+    let mut survivor = Guard(spawn("survivor"));
     let count = |dir: std::path::PathBuf| {
         move || {
             let dir = dir.clone();
@@ -490,14 +490,14 @@ async fn a_daemon_killed_mid_campaign_leaves_nothing_lost_or_sent_twice() {
         wait_until(Duration::from_secs(60), count(dir.clone())).await,
         "campaign did not start"
     );
-    victim.kill().expect("SIGKILL");
-    let _ = victim.wait();
+    victim.0.kill().expect("SIGKILL");
+    let _ = victim.0.wait();
     assert!(
         wait_drained(&stores, Duration::from_secs(90)).await,
         "survivor did not finish the work"
     );
-    unsafe_sigterm(&survivor);
-    let status = survivor.wait().unwrap();
+    unsafe_sigterm(&survivor.0);
+    let status = survivor.0.wait().unwrap();
     assert!(status.success(), "survivor exit: {status:?}");
 
     // Never twice: no id appears twice across both provider records.
@@ -548,4 +548,62 @@ fn unsafe_sigterm(child: &std::process::Child) {
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
+}
+
+#[actix_rt::test]
+async fn sending_pauses_while_redis_is_down_and_resumes_when_it_returns() {
+    let Some(svc) = services("redis_outage") else {
+        return;
+    };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let proxy = Proxy::start(&host_port(&svc.redis_url), true).await;
+    let pool = pool(
+        &format!("redis://127.0.0.1:{}", proxy.port),
+        4,
+        Duration::from_millis(500),
+    )
+    .unwrap();
+    let permits = Arc::new(RedisPermits::new(
+        pool,
+        &unique_name("redis_outage"),
+        Duration::from_millis(500),
+    ));
+    let mut cfg = fast_config();
+    cfg.rate_limit.unavailable_retry = Dur::millis(100);
+    proxy.down();
+    let t = start_daemon(cfg, stores.clone(), permits, FakeSettings::default());
+    let c = seed::campaign(
+        &stores,
+        30,
+        ProviderSettings::Fake,
+        1_000_000,
+        Money::from_micros(1_000_000_000),
+        t.now(),
+    )
+    .await
+    .unwrap();
+    t.daemon.coordinator.do_send(Nudge);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        t.provider.accepted_count(),
+        0,
+        "never send without a permit"
+    );
+    assert_eq!(stores.queue.depth().await.unwrap(), 30, "nothing lost");
+    for msg in &c.messages {
+        assert!(
+            stores.sent.get(msg.id).await.unwrap().is_none(),
+            "no attempt left behind"
+        );
+    }
+    proxy.up();
+    assert!(
+        wait_drained(&stores, Duration::from_secs(30)).await,
+        "did not resume"
+    );
+    let ids: Vec<MessageId> = c.messages.iter().map(|m| m.id).collect();
+    let (sent, failed) = outcomes(&stores, &ids).await;
+    assert_eq!((sent.len(), failed.len()), (30, 0));
+    let _ = m.drop_database().await;
 }

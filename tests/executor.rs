@@ -894,3 +894,44 @@ async fn messages_not_yet_due_wait_for_their_send_time() {
     let seen: HashSet<MessageId> = t.provider.accepted().keys().copied().collect();
     assert!(seen.contains(&later.id));
 }
+
+#[actix_rt::test]
+async fn an_idle_supervisor_stops_and_new_work_starts_it_again() {
+    let stores = Stores::memory();
+    let mut cfg = test_config();
+    cfg.coordinator.idle_supervisor_after = Dur::millis(100);
+    let t = start_daemon(
+        cfg,
+        stores.clone(),
+        local_permits(),
+        FakeSettings::default(),
+    );
+    let c = seed_campaign(
+        &stores,
+        5,
+        1_000_000,
+        Money::from_micros(10_000_000),
+        t.now(),
+    )
+    .await;
+    t.daemon.coordinator.do_send(Nudge);
+    assert!(t.drained(T).await);
+    assert_eq!(
+        t.daemon.coordinator.send(ActiveLists).await.unwrap(),
+        vec![c.list.id]
+    );
+    let coord = t.daemon.coordinator.clone();
+    assert!(
+        wait_until(T, || {
+            let coord = coord.clone();
+            async move { coord.send(ActiveLists).await.unwrap().is_empty() }
+        })
+        .await,
+        "the supervisor should stop when idle"
+    );
+    let more = seed::queued(&c.list, &c.contacts[0], "again", t.now());
+    stores.queue.enqueue(vec![more.clone()]).await.unwrap();
+    t.daemon.coordinator.do_send(Nudge);
+    assert!(t.drained(T).await);
+    assert!(t.provider.accepted().contains_key(&more.id));
+}

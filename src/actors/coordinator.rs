@@ -392,6 +392,20 @@ impl Handler<SweepNow> for Coordinator {
     }
 }
 
+impl Handler<ActiveLists> for Coordinator {
+    type Result = Vec<SendingListId>;
+    fn handle(&mut self, _: ActiveLists, _: &mut Self::Context) -> Vec<SendingListId> {
+        let mut v: Vec<SendingListId> = self
+            .supervisors
+            .iter()
+            .filter(|(_, a)| a.connected())
+            .map(|(l, _)| *l)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
 impl Handler<SupervisorStopped> for Coordinator {
     type Result = ();
     fn handle(&mut self, msg: SupervisorStopped, _: &mut Self::Context) {

@@ -64,6 +64,11 @@ pub struct Stop {
     pub grace: Duration,
 }
 
+/// Operator query: the lists that have a running supervisor (Coordinator).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Vec<SendingListId>")]
+pub struct ActiveLists;
+
 /// Test and operator hook: run the poll now (Coordinator).
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]

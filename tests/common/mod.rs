@@ -222,3 +222,85 @@ pub fn services(test: &str) -> Option<Services> {
         db: unique_name(test),
     })
 }
+
+// ------------------------------------------------------------ TCP proxy
+
+/// A TCP proxy in front of a real service, to take the service "down" and
+/// bring it back without touching the shared server: while down, open
+/// connections are cut and new ones are closed at once.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    /// Start on a free port, forwarding to `target` ("host:port"). Runs on
+    /// the current tokio runtime.
+    pub async fn start(target: &str, up: bool) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("proxy bind");
+        let port = listener.local_addr().unwrap().port();
+        let up_flag = Arc::new(std::sync::atomic::AtomicBool::new(up));
+        let (cut, cut_rx) = tokio::sync::watch::channel(0u64);
+        let target = target.to_string();
+        let flag = up_flag.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let target = target.clone();
+                let mut cut_rx = cut_rx.clone();
+                // Only cuts after this connection was made concern it.
+                cut_rx.borrow_and_update();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            up: up_flag,
+            cut,
+        }
+    }
+
+    pub fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// "host:port" of a mongodb:// or redis:// URL.
+pub fn host_port(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split(['/', '?']).next().unwrap_or(rest).to_string()
+}
+
+/// Kills a child process when dropped, so a failing test never leaves a
+/// daemon running (it would hold the test's output open).
+pub struct Guard(pub std::process::Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
