@@ -40,19 +40,9 @@ struct BalanceView {
 #[async_trait]
 impl ContactStore for MongoStore {
     async fn insert_contacts(&self, contacts: Vec<Contact>) -> StoreResult<u64> {
-        if contacts.is_empty() {
-            return Ok(0);
-        }
         let total = contacts.len() as u64;
-        match self
-            .coll::<Contact>(names::CONTACTS)
-            .insert_many(contacts)
-            .ordered(false)
-            .await
-        {
-            Ok(r) => Ok(r.inserted_ids.len() as u64),
-            Err(e) => Ok(total - super::duplicate_indexes(e)?.len() as u64),
-        }
+        let existing = self.insert_new(names::CONTACTS, contacts).await?;
+        Ok(total - existing.len() as u64)
     }
 
     async fn get_contact(&self, id: ContactId) -> StoreResult<Option<Contact>> {

@@ -297,6 +297,23 @@ pub(crate) fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     }
 }
 
+impl MongoStore {
+    /// Unordered bulk insert in which an existing `_id` (or other unique
+    /// key) is not an error: returns the input indexes that already existed.
+    pub(crate) async fn insert_new<T>(&self, coll: &str, docs: Vec<T>) -> StoreResult<Vec<usize>>
+    where
+        T: serde::Serialize + Send + Sync,
+    {
+        if docs.is_empty() {
+            return Ok(vec![]);
+        }
+        match self.coll::<T>(coll).insert_many(docs).ordered(false).await {
+            Ok(_) => Ok(vec![]),
+            Err(e) => duplicate_indexes(e),
+        }
+    }
+}
+
 /// For an unordered `insert_many` that failed: the input indexes that failed
 /// only because the key existed. Any other failure is returned as an error.
 pub(crate) fn duplicate_indexes(e: mongodb::error::Error) -> StoreResult<Vec<usize>> {

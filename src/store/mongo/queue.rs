@@ -104,22 +104,9 @@ impl MongoStore {
 #[async_trait]
 impl QueueStore for MongoStore {
     async fn enqueue(&self, msgs: Vec<QueuedTextMessage>) -> StoreResult<u64> {
-        if msgs.is_empty() {
-            return Ok(0);
-        }
         let total = msgs.len() as u64;
-        match self
-            .coll::<QueuedTextMessage>(names::QUEUE)
-            .insert_many(msgs)
-            .ordered(false)
-            .await
-        {
-            Ok(r) => Ok(r.inserted_ids.len() as u64),
-            Err(e) => {
-                let dups = super::duplicate_indexes(e)?;
-                Ok(total - dups.len() as u64)
-            }
-        }
+        let existing = self.insert_new(names::QUEUE, msgs).await?;
+        Ok(total - existing.len() as u64)
     }
 
     async fn due_lists(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<SendingListId>> {

@@ -18,22 +18,15 @@ fn ts(t: Timestamp) -> bson::DateTime {
 #[async_trait]
 impl SentStore for MongoStore {
     async fn record_attempts(&self, records: Vec<MessageSent>) -> StoreResult<AttemptResult> {
-        if records.is_empty() {
-            return Ok(AttemptResult::default());
-        }
         let ids: Vec<MessageId> = records.iter().map(|r| r.id).collect();
-        let dup_idx: HashSet<usize> = match self
-            .coll::<MessageSent>(names::SENT)
-            .insert_many(records)
-            .ordered(false)
-            .await
-        {
-            Ok(_) => HashSet::new(),
-            Err(e) => super::duplicate_indexes(e)?.into_iter().collect(),
-        };
+        let existing: HashSet<usize> = self
+            .insert_new(names::SENT, records)
+            .await?
+            .into_iter()
+            .collect();
         let mut res = AttemptResult::default();
         for (i, id) in ids.into_iter().enumerate() {
-            if dup_idx.contains(&i) {
+            if existing.contains(&i) {
                 res.already_attempted.push(id);
             } else {
                 res.inserted.push(id);
@@ -215,19 +208,9 @@ impl SentStore for MongoStore {
 #[async_trait]
 impl DeadLetterStore for MongoStore {
     async fn record(&self, failures: Vec<FailedMessage>) -> StoreResult<u64> {
-        if failures.is_empty() {
-            return Ok(0);
-        }
         let total = failures.len() as u64;
-        match self
-            .coll::<FailedMessage>(names::FAILED)
-            .insert_many(failures)
-            .ordered(false)
-            .await
-        {
-            Ok(r) => Ok(r.inserted_ids.len() as u64),
-            Err(e) => Ok(total - super::duplicate_indexes(e)?.len() as u64),
-        }
+        let existing = self.insert_new(names::FAILED, failures).await?;
+        Ok(total - existing.len() as u64)
     }
 
     async fn get(&self, id: MessageId) -> StoreResult<Option<FailedMessage>> {
