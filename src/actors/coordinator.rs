@@ -16,7 +16,8 @@
 //!   record NO_RESPONSE for attempts still unanswered after the in-doubt
 //!   window (their daemon died mid-send) and remove them from the queue —
 //!   never sending them again (guarantee 1);
-//! - [`ListControl`] (operators), [`Shutdown`] (SIGTERM), [`SupervisorStopped`].
+//! - [`ListControl`] (operators), [`ActiveLists`] (which lists have a
+//!   running supervisor), [`Shutdown`] (SIGTERM), [`SupervisorStopped`].
 //!
 //! Restart: all its state is derived (supervisors are restarted on the next
 //! poll); claims and attempts live in the store.

@@ -314,6 +314,33 @@ impl MongoStore {
     }
 }
 
+impl MongoStore {
+    /// Documents with these ids, in one reply: a limit as well as a batch
+    /// size, so no getMore round trip follows.
+    pub(crate) async fn find_by_ids<T>(
+        &self,
+        coll: &str,
+        ids: &[crate::domain::MessageId],
+    ) -> StoreResult<Vec<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync,
+    {
+        use futures::TryStreamExt;
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        self.coll::<T>(coll)
+            .find(doc! {"_id": {"$in": ids.to_vec()}})
+            .limit(ids.len() as i64)
+            .batch_size(ids.len().min(u32::MAX as usize) as u32)
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)
+    }
+}
+
 /// For an unordered `insert_many` that failed: the input indexes that failed
 /// only because the key existed. Any other failure is returned as an error.
 pub(crate) fn duplicate_indexes(e: mongodb::error::Error) -> StoreResult<Vec<usize>> {

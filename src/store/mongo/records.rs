@@ -158,18 +158,7 @@ impl SentStore for MongoStore {
     }
 
     async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<MessageSent>> {
-        if ids.is_empty() {
-            return Ok(vec![]);
-        }
-        self.coll::<MessageSent>(names::SENT)
-            .find(doc! {"_id": {"$in": ids.to_vec()}})
-            .limit(ids.len() as i64)
-            .batch_size(ids.len().min(u32::MAX as usize) as u32)
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)
+        self.find_by_ids(names::SENT, ids).await
     }
 
     async fn count(&self) -> StoreResult<u64> {
@@ -221,18 +210,7 @@ impl DeadLetterStore for MongoStore {
     }
 
     async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<FailedMessage>> {
-        if ids.is_empty() {
-            return Ok(vec![]);
-        }
-        self.coll::<FailedMessage>(names::FAILED)
-            .find(doc! {"_id": {"$in": ids.to_vec()}})
-            .limit(ids.len() as i64)
-            .batch_size(ids.len().min(u32::MAX as usize) as u32)
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)
+        self.find_by_ids(names::FAILED, ids).await
     }
 
     async fn count_by_reason(&self) -> StoreResult<BTreeMap<FailureReason, u64>> {
