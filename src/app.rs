@@ -3,30 +3,38 @@
 //! run the same system.
 
 use crate::actors::billing::Billing;
-use crate::actors::coordinator::Coordinator;
+use crate::actors::coordinator::{Coordinator, CoordinatorDeps};
 use crate::actors::dead_letter::DeadLetter;
 use crate::actors::delivery_intake::DeliveryIntake;
+use crate::actors::lease::Lease;
 use crate::actors::rate_limiter::RateLimiter;
+use crate::actors::recovery::{Recovery, RecoveryDeps, UnservableLists};
 use crate::actors::supervisor::SupervisorDeps;
 use crate::actors::worker::WorkerDeps;
+use crate::bus::SharedBus;
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{Config, Secrets};
+use crate::instance::Instance;
 use crate::metrics::Metrics;
 use crate::providers::ProviderRegistry;
 use crate::ratelimit::PermitBackend;
 use crate::store::Stores;
 use actix::prelude::*;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 /// What a daemon is made of.
 pub struct DaemonParts {
     pub config: Arc<Config>,
+    /// The configured daemon id; the instance id adds a random part.
     pub daemon_id: String,
     pub stores: Stores,
     pub permits: Arc<dyn PermitBackend>,
     pub providers: ProviderRegistry,
     pub clock: SharedClock,
+    /// Cross-daemon hints (Redis pub/sub, or in-process).
+    pub bus: SharedBus,
+    /// Provider credentials (for the lease's timing window).
+    pub secrets: Arc<Secrets>,
 }
 
 /// A running daemon's actors.
@@ -38,11 +46,17 @@ pub struct Daemon {
     pub dead_letter: Addr<DeadLetter>,
     /// The HTTP actor: writes delivery reports.
     pub intake: Addr<DeliveryIntake>,
+    pub recovery: Addr<Recovery>,
+    pub lease: Addr<Lease>,
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
     pub permits: Arc<dyn PermitBackend>,
     pub clock: SharedClock,
-    pub shutting_down: Arc<AtomicBool>,
+    pub bus: SharedBus,
+    /// This instance: id, tokens, lease window, shutdown flag.
+    pub instance: Arc<Instance>,
+    /// Lists no live daemon can serve (Recovery's finding, for `/readyz`).
+    pub unservable: UnservableLists,
 }
 
 impl Daemon {
@@ -50,10 +64,26 @@ impl Daemon {
     pub fn start(parts: DaemonParts) -> Daemon {
         let cfg = parts.config.clone();
         let metrics = Arc::new(Metrics::new());
-        let shutting_down = Arc::new(AtomicBool::new(false));
+        let instance = Arc::new(Instance::new(&parts.daemon_id));
+        let unservable: UnservableLists = Default::default();
+        let lease = Lease::new(
+            instance.clone(),
+            parts.stores.leases.clone(),
+            parts.clock.clone(),
+            cfg.daemon.heartbeat_interval.get(),
+            cfg.daemon.lease_ttl.get(),
+            cfg.longest_send(&parts.secrets),
+            parts.providers.describe(),
+        )
+        .start();
         let rate_limiter = RateLimiter::new(parts.permits.clone(), cfg.rate_limit.clone()).start();
-        let billing =
-            Billing::new(parts.stores.accounts.clone(), cfg.billing.price_cache.get()).start();
+        let billing = Billing::new(
+            parts.stores.accounts.clone(),
+            parts.stores.sent.clone(),
+            cfg.billing.price_cache.get(),
+            cfg.coordinator.max_batch * 4,
+        )
+        .start();
         let dead_letter = DeadLetter::new(
             parts.stores.dead_letters.clone(),
             metrics.clone(),
@@ -64,44 +94,63 @@ impl Daemon {
             parts.stores.sent.clone(),
             metrics.clone(),
             cfg.webhooks.max_batch,
+            cfg.webhooks.max_pending_bytes,
         )
+        .start();
+        let recovery = Recovery::new(RecoveryDeps {
+            stores: parts.stores.clone(),
+            clock: parts.clock.clone(),
+            config: cfg.clone(),
+            instance: instance.clone(),
+            settle: billing.clone().recipient(),
+            unservable: unservable.clone(),
+        })
         .start();
         let worker = Arc::new(WorkerDeps {
             stores: parts.stores.clone(),
             clock: parts.clock.clone(),
             config: cfg.clone(),
+            instance: instance.clone(),
             acquire: rate_limiter.clone().recipient(),
             throttled: rate_limiter.clone().recipient(),
             charge: billing.clone().recipient(),
-            refund: billing.clone().recipient(),
+            settle: billing.clone().recipient(),
             dead_letter: dead_letter.clone().recipient(),
             metrics: metrics.clone(),
-            shutting_down: shutting_down.clone(),
         });
         let providers = parts.providers.clone();
         let check = rate_limiter.clone().recipient();
-        let coordinator = Coordinator::new(
-            parts.daemon_id.clone(),
-            Box::new(move |addr| SupervisorDeps {
+        let coordinator = Coordinator::start_with(
+            CoordinatorDeps {
+                stores: parts.stores.clone(),
+                clock: parts.clock.clone(),
+                config: cfg.clone(),
+                instance: instance.clone(),
+                bus: parts.bus.clone(),
+            },
+            move |addr| SupervisorDeps {
                 worker,
                 providers,
                 request_work: addr.clone().recipient(),
                 stopped: addr.recipient(),
                 check_rate_limiter: check,
-            }),
-        )
-        .start();
+            },
+        );
         Daemon {
             coordinator,
             rate_limiter,
             billing,
             dead_letter,
             intake,
+            recovery,
+            lease,
             metrics,
             stores: parts.stores,
             permits: parts.permits,
             clock: parts.clock,
-            shutting_down,
+            bus: parts.bus,
+            instance,
+            unservable,
         }
     }
 
@@ -119,7 +168,21 @@ impl Daemon {
             public_url: public_url.to_string(),
             clock: self.clock.clone(),
             metrics: self.metrics.clone(),
+            instance: self.instance.clone(),
+            unservable: self.unservable.clone(),
         }
+    }
+
+    /// Stop claiming, let in-flight sends finish within `grace`, then mark
+    /// the lease stopped so recovery elsewhere need not wait for it to lapse.
+    pub async fn shutdown(&self, grace: std::time::Duration) -> crate::messages::ShutdownReport {
+        let report = self
+            .coordinator
+            .send(crate::messages::Shutdown { grace })
+            .await
+            .unwrap_or_default();
+        let _ = self.lease.send(crate::messages::StopLease).await;
+        report
     }
 }
 

@@ -143,6 +143,8 @@ fn start(cfg: &Arc<Config>, b: &Backends, fake: &Arc<FakeProvider>, id: &str) ->
         permits: b.permits.clone(),
         providers: ProviderRegistry::new().with_fake(fake.clone()),
         clock: Arc::new(SystemClock),
+        bus: Arc::new(crate::bus::LocalBus::new()),
+        secrets: Arc::new(crate::config::Secrets::default()),
     })
 }
 
@@ -400,6 +402,8 @@ pub async fn provider_throughput(
             permits: Arc::new(LocalPermits::new()),
             providers,
             clock: Arc::new(SystemClock),
+            bus: Arc::new(crate::bus::LocalBus::new()),
+            secrets: Arc::new(crate::config::Secrets::default()),
         });
         let (mock0, self0) = (cpu_seconds(&pid), cpu_seconds("self"));
         let t0 = Instant::now();
@@ -449,28 +453,43 @@ pub async fn report_ingestion(reports: u64, concurrency: usize) -> Result<Ingest
     let contact = seed::contact(c.account.id, c.list.id, 0, now);
     let mut ids = Vec::with_capacity(reports as usize);
     let mut batch = Vec::with_capacity(1000);
+    // Sent messages to report on: attempt records (free, so nothing is
+    // debited), answered as accepted.
+    let record = |batch: Vec<crate::domain::MessageSent>| {
+        let stores = stores.clone();
+        let account = c.account.id;
+        async move {
+            let settle = batch
+                .iter()
+                .map(|r| crate::store::Settlement::Sent {
+                    id: r.id,
+                    at: now,
+                    provider_message_id: Some(r.id.to_hex()),
+                    resolved_by: None,
+                })
+                .collect();
+            stores.sent.begin_attempts(account, batch).await?;
+            stores.sent.settle(settle).await
+        }
+    };
     for _ in 0..reports {
         let q = seed::queued(&c.list, &contact, "x", now);
         ids.push(q.id);
-        batch.push(crate::domain::MessageSent {
-            submitted: Some(true),
-            submitted_at: Some(now),
-            provider_message_id: Some(q.id.to_hex()),
-            ..crate::domain::MessageSent::attempt(&q, ProviderKind::Infobip, "bench", Money(1), now)
-        });
+        batch.push(crate::domain::MessageSent::attempt(
+            &q,
+            ProviderKind::Infobip,
+            "bench",
+            "bench",
+            Money::ZERO,
+            now,
+        ));
         if batch.len() == 1000 {
-            stores
-                .sent
-                .record_attempts(std::mem::take(&mut batch))
+            record(std::mem::take(&mut batch))
                 .await
                 .map_err(|e| e.to_string())?;
         }
     }
-    stores
-        .sent
-        .record_attempts(batch)
-        .await
-        .map_err(|e| e.to_string())?;
+    record(batch).await.map_err(|e| e.to_string())?;
     let h = crate::embedded::HttpDaemon::start(
         Config::default(),
         stores.clone(),

@@ -61,6 +61,7 @@ pub struct Config {
     pub mongo: MongoConfig,
     pub redis: RedisConfig,
     pub coordinator: CoordinatorConfig,
+    pub recovery: RecoveryConfig,
     pub supervisor: SupervisorConfig,
     pub worker: WorkerConfig,
     pub rate_limit: RateLimitConfig,
@@ -79,6 +80,13 @@ pub struct DaemonConfig {
     pub shutdown_grace: Dur,
     /// Retry MongoDB/Redis at start for at most this long (0: forever).
     pub startup_timeout: Dur,
+    /// How often this daemon renews its lease.
+    pub heartbeat_interval: Dur,
+    /// A lease not renewed for this long (on the database's clock) has
+    /// lapsed: recovery takes the daemon's claims and judges its unanswered
+    /// attempts. The daemon itself stops claiming and sending earlier (this
+    /// minus the longest provider timeout after its last renewal).
+    pub lease_ttl: Dur,
 }
 
 impl Default for DaemonConfig {
@@ -87,6 +95,8 @@ impl Default for DaemonConfig {
             id: String::new(),
             shutdown_grace: Dur::secs(20),
             startup_timeout: Dur::secs(0),
+            heartbeat_interval: Dur::secs(5),
+            lease_ttl: Dur::secs(30),
         }
     }
 }
@@ -96,7 +106,11 @@ impl Default for DaemonConfig {
 pub struct HttpConfig {
     /// Address the HTTP server listens on.
     pub bind: String,
-    /// Public base URL of this daemon, given to providers for delivery reports.
+    /// The base URL providers post delivery reports to. It must reach every
+    /// daemon (a load balancer or a shared host name in front of all of
+    /// them), not this daemon's own address: any daemon accepts any report,
+    /// and a daemon that stops must not take its messages' reports with it.
+    /// Twilio signs the exact URL it calls, so this is also the URL checked.
     pub public_url: String,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
@@ -206,10 +220,6 @@ pub struct CoordinatorConfig {
     pub claim_lookahead: Dur,
     /// Largest batch one claim takes (one worker's batch).
     pub max_batch: usize,
-    /// Claims older than this are released for any daemon to take.
-    pub stale_claim_after: Dur,
-    /// How often stale claims and in-doubt sends are swept.
-    pub sweep_interval: Dur,
     /// A list supervisor with no work for this long is stopped.
     pub idle_supervisor_after: Dur,
     /// Most lists served per poll.
@@ -223,10 +233,31 @@ impl Default for CoordinatorConfig {
             max_poll_interval: Dur::secs(4),
             claim_lookahead: Dur::secs(2),
             max_batch: 1000,
-            stale_claim_after: Dur::secs(600),
-            sweep_interval: Dur::secs(30),
             idle_supervisor_after: Dur::secs(60),
             max_lists: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecoveryConfig {
+    /// How often the claims and unanswered attempts of daemons whose lease
+    /// lapsed are recovered.
+    pub sweep_interval: Dur,
+    /// An attempt unanswered this long (database time) is in doubt even if
+    /// its daemon is alive (a wedged worker): the hard horizon.
+    pub in_doubt_horizon: Dur,
+    /// How often lists that no live daemon can serve are looked for.
+    pub unservable_check: Dur,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            sweep_interval: Dur::secs(10),
+            in_doubt_horizon: Dur::secs(3600),
+            unservable_check: Dur::secs(60),
         }
     }
 }
@@ -261,9 +292,6 @@ pub struct WorkerConfig {
     /// A message that gets no rate-limit permit within this is dead-lettered
     /// RATE_LIMIT_TIMEOUT.
     pub permit_timeout: Dur,
-    /// Added to the provider timeout to form the in-doubt window: an attempt
-    /// still unanswered after both is recorded NO_RESPONSE.
-    pub no_response_margin: Dur,
 }
 
 impl Default for WorkerConfig {
@@ -273,7 +301,6 @@ impl Default for WorkerConfig {
             retry_base: Dur::secs(2),
             retry_max: Dur::secs(300),
             permit_timeout: Dur::secs(60),
-            no_response_margin: Dur::secs(60),
         }
     }
 }
@@ -361,11 +388,17 @@ impl Default for DeadLetterConfig {
 pub struct WebhooksConfig {
     /// Largest number of delivery reports written in one bulk update.
     pub max_batch: usize,
+    /// Most report bytes waiting to be written; past it a request is
+    /// answered 503 (the provider retries later).
+    pub max_pending_bytes: usize,
 }
 
 impl Default for WebhooksConfig {
     fn default() -> Self {
-        WebhooksConfig { max_batch: 5000 }
+        WebhooksConfig {
+            max_batch: 5000,
+            max_pending_bytes: 16 * 1024 * 1024,
+        }
     }
 }
 
@@ -637,6 +670,7 @@ impl Config {
                 }]));
             }
         };
+        let env: Vec<(String, String)> = env.into_iter().collect();
         check_shape(&value, &defaults, "", &mut errors);
         if !errors.is_empty() {
             // Unknown keys and wrong types are reported; drop them so the
@@ -645,11 +679,11 @@ impl Config {
                 remove_path(&mut value, &e.key);
             }
         }
-        for (name, raw) in env {
+        for (name, raw) in &env {
             if let Some(rest) = name.strip_prefix(ENV_PREFIX)
                 && rest.contains("__")
             {
-                apply_env(&mut value, &defaults, &name, rest, &raw, &mut errors);
+                apply_env(&mut value, &defaults, name, rest, raw, &mut errors);
             }
         }
         // Values of the right shape can still be wrong ("soon" is not a
@@ -683,12 +717,65 @@ impl Config {
                 message: "could not be read".into(),
             }]));
         };
-        cfg.validate()?;
+        cfg.validate_with(&Secrets::from_vars(env))?;
         Ok(cfg)
     }
 
-    /// Semantic checks, all of them, reported together.
+    /// Semantic checks with no provider credentials configured.
     pub fn validate(&self) -> Result<(), ConfigErrors> {
+        self.validate_with(&Secrets::default())
+    }
+
+    /// The providers this daemon would send through, as `(name, timeout,
+    /// longest chunk send)`: those with credentials in `secrets`, and the
+    /// fake when enabled. A chunk is at most four provider-sized requests,
+    /// sent `concurrency` at a time.
+    pub fn configured_providers(
+        &self,
+        secrets: &Secrets,
+    ) -> Vec<(&'static str, Duration, Duration)> {
+        let p = &self.providers;
+        let rounds = |requests: usize, concurrency: usize| {
+            requests.div_ceil(concurrency.max(1)).max(1) as u32
+        };
+        let mut v = Vec::new();
+        if !secrets.infobip.is_empty() {
+            v.push((
+                "infobip",
+                p.infobip.timeout.0,
+                p.infobip.timeout.0 * rounds(4, p.infobip.concurrency),
+            ));
+        }
+        if !secrets.twilio.is_empty() {
+            // One message per request, `concurrency` in flight: a chunk of
+            // four times that takes four rounds.
+            v.push(("twilio", p.twilio.timeout.0, p.twilio.timeout.0 * 4));
+        }
+        if !secrets.cm.is_empty() {
+            v.push((
+                "cm",
+                p.cm.timeout.0,
+                p.cm.timeout.0 * rounds(4, p.cm.concurrency),
+            ));
+        }
+        if p.fake.enabled {
+            v.push(("fake", p.fake.timeout.0, p.fake.timeout.0 * 4));
+        }
+        v
+    }
+
+    /// The longest provider timeout among configured providers.
+    pub fn longest_send(&self, secrets: &Secrets) -> Duration {
+        self.configured_providers(secrets)
+            .iter()
+            .map(|(_, t, _)| *t)
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Semantic checks, all of them, reported together; timing checks use
+    /// the providers configured in `secrets` (and the fake when enabled).
+    pub fn validate_with(&self, secrets: &Secrets) -> Result<(), ConfigErrors> {
         let mut errs = Vec::new();
         let mut err = |key: &str, message: String| {
             errs.push(ConfigError {
@@ -741,14 +828,11 @@ impl Config {
                 "coordinator.claim_lookahead",
                 self.coordinator.claim_lookahead,
             ),
-            (
-                "coordinator.stale_claim_after",
-                self.coordinator.stale_claim_after,
-            ),
-            (
-                "coordinator.sweep_interval",
-                self.coordinator.sweep_interval,
-            ),
+            ("daemon.heartbeat_interval", self.daemon.heartbeat_interval),
+            ("daemon.lease_ttl", self.daemon.lease_ttl),
+            ("recovery.sweep_interval", self.recovery.sweep_interval),
+            ("recovery.in_doubt_horizon", self.recovery.in_doubt_horizon),
+            ("recovery.unservable_check", self.recovery.unservable_check),
             (
                 "coordinator.idle_supervisor_after",
                 self.coordinator.idle_supervisor_after,
@@ -818,18 +902,48 @@ impl Config {
                 "must not be shorter than billing.backoff".into(),
             );
         }
-        // A claim must outlive any send in flight, or the sweep would hand a
-        // message to a second daemon while the first is still sending it
-        // (harmless for duplicates, thanks to the attempt record, but it would
-        // turn normal sends into in-doubt ones).
-        let in_flight_max = self.providers.max_timeout().0 + self.worker.permit_timeout.0;
-        if self.coordinator.stale_claim_after.0 <= in_flight_max {
+        // Timing, against the providers this daemon would use. A live
+        // daemon must be able to miss one renewal and still finish a send
+        // it started within its lease; otherwise recovery elsewhere would
+        // judge its sends in doubt while they are in flight.
+        let providers = self.configured_providers(secrets);
+        let longest = providers
+            .iter()
+            .map(|p| p.1)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        let need = self.daemon.heartbeat_interval.0 * 2 + longest;
+        if self.daemon.lease_ttl.0 <= need {
             err(
-                "coordinator.stale_claim_after",
+                "daemon.lease_ttl",
                 format!(
-                    "must exceed the longest send (provider timeout + worker.permit_timeout = {})",
-                    humantime::format_duration(in_flight_max)
+                    "must exceed twice daemon.heartbeat_interval plus the longest configured provider timeout ({}; providers: {})",
+                    humantime::format_duration(need),
+                    names(&providers)
                 ),
+            );
+        }
+        // The hard horizon must not catch a live daemon's chunk in flight.
+        let chunk = providers
+            .iter()
+            .map(|p| p.2)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        let need = self.daemon.lease_ttl.0 + chunk;
+        if self.recovery.in_doubt_horizon.0 <= need {
+            err(
+                "recovery.in_doubt_horizon",
+                format!(
+                    "must exceed daemon.lease_ttl plus the longest a chunk can take to send ({}; providers: {})",
+                    humantime::format_duration(need),
+                    names(&providers)
+                ),
+            );
+        }
+        if !(1024..=1 << 34).contains(&self.webhooks.max_pending_bytes) {
+            err(
+                "webhooks.max_pending_bytes",
+                "must be 1 KiB to 16 GiB".into(),
             );
         }
         if !(self.rate_limit.burst_seconds > 0.0 && self.rate_limit.burst_seconds <= 60.0) {
@@ -907,25 +1021,13 @@ impl Config {
             .unwrap_or_else(|| "trackly".into());
         format!("{host}-{}", std::process::id())
     }
-
-    /// The in-doubt window: an attempt unanswered for this long is NO_RESPONSE.
-    pub fn no_response_window(&self) -> Duration {
-        self.providers.max_timeout().0 + self.worker.no_response_margin.0
-    }
 }
 
-impl ProvidersConfig {
-    /// The longest request timeout of any provider.
-    pub fn max_timeout(&self) -> Dur {
-        [
-            self.infobip.timeout,
-            self.twilio.timeout,
-            self.cm.timeout,
-            self.fake.timeout,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(self.fake.timeout)
+fn names(providers: &[(&'static str, Duration, Duration)]) -> String {
+    if providers.is_empty() {
+        "none configured".into()
+    } else {
+        providers.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -1150,7 +1252,8 @@ mod tests {
             workers = 0
             [coordinator]
             max_batch = 0
-            stale_claim_after = "1s"
+            [daemon]
+            lease_ttl = "1s"
             [http]
             bind = "not-an-address"
         "#;
@@ -1159,11 +1262,43 @@ mod tests {
         for k in [
             "supervisor.workers",
             "coordinator.max_batch",
-            "coordinator.stale_claim_after",
+            "daemon.lease_ttl",
             "http.bind",
         ] {
             assert!(keys.contains(&k), "{k} missing in {errs}");
         }
+    }
+
+    #[test]
+    fn timing_is_checked_against_the_configured_providers_only() {
+        // Twilio's 10 s timeout needs a lease longer than 2 × 5 s + 10 s;
+        // with only the fake (1 s timeout) configured, 15 s is enough.
+        let text = r#"
+            [daemon]
+            lease_ttl = "15s"
+            [providers.fake]
+            enabled = true
+            timeout = "1s"
+        "#;
+        assert!(Config::from_sources(text, env(&[])).is_ok());
+        let errs = Config::from_sources(
+            text,
+            env(&[
+                ("TRACKLY_TWILIO_ACCOUNT_SID", "AC1"),
+                ("TRACKLY_TWILIO_AUTH_TOKEN", "t"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs}");
+        assert_eq!(errs.0[0].key, "daemon.lease_ttl");
+        assert!(errs.0[0].message.contains("twilio"), "{errs}");
+        // The hard horizon must outlast a lease plus a chunk in flight.
+        let errs = Config::from_sources(
+            "[recovery]\nin_doubt_horizon = \"20s\"\n[providers.fake]\nenabled = true",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(errs.0[0].key, "recovery.in_doubt_horizon", "{errs}");
     }
 
     #[test]

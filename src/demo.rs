@@ -191,6 +191,8 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
                 permits: Arc::new(LocalPermits::new()),
                 providers: ProviderRegistry::new().with_fake(fake.clone()),
                 clock,
+                bus: Arc::new(crate::bus::LocalBus::new()),
+                secrets: Arc::new(crate::config::Secrets::default()),
             });
             (daemon, Some(fake), None)
         }

@@ -131,6 +131,8 @@ impl HttpDaemon {
             permits,
             providers,
             clock,
+            bus: Arc::new(crate::bus::LocalBus::new()),
+            secrets: Arc::new(secrets.clone()),
         });
         let secrets = Arc::new(secrets);
         let state = daemon.http_state(secrets.clone(), &public_url);

@@ -21,12 +21,15 @@
 pub mod actors;
 pub mod app;
 pub mod bench;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod embedded;
+pub mod failpoint;
 pub mod http;
+pub mod instance;
 pub mod messages;
 pub mod metrics;
 pub mod mock;

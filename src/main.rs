@@ -108,6 +108,21 @@ enum Command {
         /// Fraction of requests answered 5xx.
         #[arg(long, default_value_t = 0.0)]
         error_rate: f64,
+        /// The 5xx status of those answers.
+        #[arg(long, default_value_t = 500)]
+        error_status: u16,
+        /// Take the messages before answering 5xx (the in-doubt case).
+        #[arg(long)]
+        accept_on_error: bool,
+        /// Twilio: a number (E.164) taken and then answered 5xx; repeatable.
+        #[arg(long)]
+        error_number: Vec<String>,
+        /// Twilio: a number answered 429 the first time only; repeatable.
+        #[arg(long)]
+        throttle_once_number: Vec<String>,
+        /// Retries of a failed report POST (backoff from 200 ms, doubling).
+        #[arg(long, default_value_t = 5)]
+        report_retries: u32,
         /// Fraction of requests that hang for --hang before answering.
         #[arg(long, default_value_t = 0.0)]
         hang_rate: f64,
@@ -326,6 +341,11 @@ fn main() -> ExitCode {
             latency,
             throttle_rate,
             error_rate,
+            error_status,
+            accept_on_error,
+            error_number,
+            throttle_once_number,
+            report_retries,
             hang_rate,
             hang,
             reject_rate,
@@ -348,6 +368,11 @@ fn main() -> ExitCode {
                 latency,
                 throttle_rate,
                 error_rate,
+                error_status,
+                accept_on_error,
+                error_numbers: error_number.into_iter().collect(),
+                throttle_once_numbers: throttle_once_number.into_iter().collect(),
+                report_retries,
                 hang_rate,
                 hang,
                 reject_rate,

@@ -19,7 +19,7 @@ pub struct Metrics {
     pub reports_received: AtomicU64,
     pub reports_applied: AtomicU64,
     pub reports_unknown: AtomicU64,
-    failed: [AtomicU64; 7],
+    failed: [AtomicU64; FailureReason::ALL.len()],
     /// Milliseconds from a message being due to its provider call.
     due_to_send_ms: Mutex<Option<hdrhistogram::Histogram<u64>>>,
 }

@@ -27,8 +27,21 @@ pub struct MockConfig {
     pub latency: Duration,
     /// Requests answered 429.
     pub throttle_rate: f64,
-    /// Requests answered 5xx.
+    /// Requests answered 5xx (`error_status`).
     pub error_rate: f64,
+    /// The 5xx status of an error answer.
+    pub error_status: u16,
+    /// Take the request's messages (record them as accepted, schedule their
+    /// reports) and then answer 5xx: the ambiguous case a client must treat
+    /// as in doubt.
+    pub accept_on_error: bool,
+    /// Twilio: numbers whose messages are taken and then answered 5xx.
+    pub error_numbers: HashSet<String>,
+    /// Twilio: numbers answered 429 the first time, taken afterwards.
+    pub throttle_once_numbers: HashSet<String>,
+    /// A report POST that fails is tried again this many times (backoff
+    /// from 200 ms, doubling), as providers retry their webhooks.
+    pub report_retries: u32,
     /// Requests taken (recorded as accepted) but answered only after `hang`.
     pub hang_rate: f64,
     pub hang: Duration,
@@ -68,6 +81,11 @@ impl Default for MockConfig {
             latency: Duration::ZERO,
             throttle_rate: 0.0,
             error_rate: 0.0,
+            error_status: 500,
+            accept_on_error: false,
+            error_numbers: HashSet::new(),
+            throttle_once_numbers: HashSet::new(),
+            report_retries: 5,
             hang_rate: 0.0,
             hang: Duration::from_secs(30),
             reject_rate: 0.0,
@@ -110,7 +128,7 @@ enum Outcome {
     Failed,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Target {
     Infobip {
         url: String,
@@ -130,12 +148,16 @@ enum Target {
 struct Pending {
     due: Instant,
     target: Target,
+    /// Failed POSTs of this report so far.
+    tries: u32,
 }
 
 pub struct MockState {
     config: RwLock<MockConfig>,
     rng: Mutex<rand::rngs::StdRng>,
     accepted: Mutex<HashMap<String, u32>>,
+    /// `throttle_once_numbers` already throttled.
+    throttled_once: Mutex<HashSet<String>>,
     pub counters: Counters,
     reports: mpsc::UnboundedSender<Pending>,
 }
@@ -229,10 +251,25 @@ impl MockState {
     }
 
     fn schedule(&self, delay: Duration, target: Target) {
+        self.schedule_try(delay, target, 0);
+    }
+
+    fn schedule_try(&self, delay: Duration, target: Target, tries: u32) {
         let _ = self.reports.send(Pending {
             due: Instant::now() + delay,
             target,
+            tries,
         });
+    }
+
+    /// Whether `to` is answered 429 now (the first time only).
+    fn throttle_once(&self, cfg: &MockConfig, to: &str) -> bool {
+        cfg.throttle_once_numbers.contains(to)
+            && self
+                .throttled_once
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(to.to_string())
     }
 }
 
@@ -241,6 +278,17 @@ enum Fate {
     Throttle,
     Error,
     Hang,
+}
+
+/// How a request that got past the prelude ends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum After {
+    /// Answer normally.
+    Answer,
+    /// Answer only after `hang` (the client times out).
+    Hang,
+    /// Take the messages, then answer 5xx.
+    ErrorAfterAccept,
 }
 
 /// A running mock on its own thread.
@@ -318,6 +366,7 @@ pub fn build(
         rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(cfg.seed)),
         config: RwLock::new(cfg),
         accepted: Mutex::new(HashMap::new()),
+        throttled_once: Mutex::new(HashSet::new()),
         counters: Counters::default(),
         reports: report_tx,
     });
@@ -371,13 +420,13 @@ async fn accepted(state: web::Data<MockState>) -> HttpResponse {
     HttpResponse::Ok().json(state.accepted())
 }
 
-/// Latency, then the request's fate. `Some(response)` ends the request.
+/// Latency, then the request's fate. `Err(response)` ends the request now.
 async fn prelude(
     state: &MockState,
     cfg: &MockConfig,
     throttle: HttpResponse,
     error: HttpResponse,
-) -> Result<bool, HttpResponse> {
+) -> Result<After, HttpResponse> {
     state.counters.requests.fetch_add(1, Ordering::Relaxed);
     if !cfg.latency.is_zero() {
         tokio::time::sleep(cfg.latency).await;
@@ -389,14 +438,26 @@ async fn prelude(
         }
         Fate::Error => {
             state.counters.errors.fetch_add(1, Ordering::Relaxed);
-            Err(error)
+            if cfg.accept_on_error {
+                Ok(After::ErrorAfterAccept)
+            } else {
+                Err(error)
+            }
         }
         Fate::Hang => {
             state.counters.hangs.fetch_add(1, Ordering::Relaxed);
-            Ok(true)
+            Ok(After::Hang)
         }
-        Fate::Normal => Ok(false),
+        Fate::Normal => Ok(After::Answer),
     }
+}
+
+/// The status of an error answer (a 5xx).
+fn error_status(cfg: &MockConfig) -> actix_web::http::StatusCode {
+    actix_web::http::StatusCode::from_u16(cfg.error_status)
+        .ok()
+        .filter(|s| s.is_server_error())
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 // ------------------------------------------------------------------ Infobip
@@ -425,11 +486,12 @@ async fn infobip_send(
         "action": "Check request rate limit specified in the API endpoint documentation resource.",
         "violations": [], "resources": [{"name": "Throttling handling errors",
         "url": "/docs/developer-resources/api-fundamentals/rate-limits-and-throttling"}]}));
-    let error = HttpResponse::InternalServerError()
-        .json(json!({"requestError": {"serviceException": {
-        "messageId": "GENERAL_ERROR", "text": "Something went wrong. Please contact support."}}}));
-    let hang = match prelude(&state, &cfg, throttle, error).await {
-        Ok(h) => h,
+    let error = || {
+        HttpResponse::build(error_status(&cfg)).json(json!({"requestError": {"serviceException": {
+        "messageId": "GENERAL_ERROR", "text": "Something went wrong. Please contact support."}}}))
+    };
+    let after = match prelude(&state, &cfg, throttle, error()).await {
+        Ok(a) => a,
         Err(resp) => return resp,
     };
     let Ok(request) = serde_json::from_slice::<infobip::SendRequest>(&body) else {
@@ -467,8 +529,10 @@ async fn infobip_send(
             }
         }
     }
-    if hang {
-        tokio::time::sleep(cfg.hang).await;
+    match after {
+        After::Hang => tokio::time::sleep(cfg.hang).await,
+        After::ErrorAfterAccept => return error(),
+        After::Answer => {}
     }
     HttpResponse::Ok().json(json!({"bulkId": format!("BULK-{}", crate::domain::MessageId::new().to_hex()), "messages": out}))
 }
@@ -524,14 +588,17 @@ async fn twilio_send(
                 "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401}));
         }
     }
-    let throttle = HttpResponse::TooManyRequests()
-        .json(json!({"code": 20429, "message": "Too Many Requests",
-        "more_info": "https://www.twilio.com/docs/errors/20429", "status": 429}));
-    let error = HttpResponse::InternalServerError()
-        .json(json!({"code": 20500, "message": "Internal Server Error",
-        "more_info": "https://www.twilio.com/docs/errors/20500", "status": 500}));
-    let hang = match prelude(&state, &cfg, throttle, error).await {
-        Ok(h) => h,
+    let throttle = || {
+        HttpResponse::TooManyRequests().json(json!({"code": 20429, "message": "Too Many Requests",
+        "more_info": "https://www.twilio.com/docs/errors/20429", "status": 429}))
+    };
+    let error = || {
+        let status = error_status(&cfg);
+        HttpResponse::build(status).json(json!({"code": 20500, "message": "Internal Server Error",
+        "more_info": "https://www.twilio.com/docs/errors/20500", "status": status.as_u16()}))
+    };
+    let mut after = match prelude(&state, &cfg, throttle(), error()).await {
+        Ok(a) => a,
         Err(resp) => return resp,
     };
     let params: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
@@ -541,6 +608,14 @@ async fn twilio_send(
             "more_info": "https://www.twilio.com/docs/errors/21604", "status": 400}),
         );
     };
+    if state.throttle_once(&cfg, &to) {
+        state.counters.throttled.fetch_add(1, Ordering::Relaxed);
+        return throttle();
+    }
+    if cfg.error_numbers.contains(&to) {
+        state.counters.errors.fetch_add(1, Ordering::Relaxed);
+        after = After::ErrorAfterAccept;
+    }
     if cfg.stop_numbers.contains(&to) {
         state.counters.rejected.fetch_add(1, Ordering::Relaxed);
         return HttpResponse::BadRequest().json(
@@ -595,8 +670,10 @@ async fn twilio_send(
             );
         }
     }
-    if hang {
-        tokio::time::sleep(cfg.hang).await;
+    match after {
+        After::Hang => tokio::time::sleep(cfg.hang).await,
+        After::ErrorAfterAccept => return error(),
+        After::Answer => {}
     }
     let now = chrono::Utc::now().to_rfc2822();
     HttpResponse::Created().json(json!({
@@ -626,10 +703,12 @@ async fn cm_send(state: web::Data<MockState>, body: web::Bytes) -> HttpResponse 
     }
     let throttle = HttpResponse::TooManyRequests()
         .json(json!({"details": "Too many requests", "errorCode": 999, "messages": []}));
-    let error = HttpResponse::InternalServerError()
-        .json(json!({"details": "Internal server error", "errorCode": 500, "messages": []}));
-    let hang = match prelude(&state, &cfg, throttle, error).await {
-        Ok(h) => h,
+    let error = || {
+        HttpResponse::build(error_status(&cfg))
+            .json(json!({"details": "Internal server error", "errorCode": 500, "messages": []}))
+    };
+    let after = match prelude(&state, &cfg, throttle, error()).await {
+        Ok(a) => a,
         Err(resp) => return resp,
     };
     let mut out = Vec::new();
@@ -685,8 +764,10 @@ async fn cm_send(state: web::Data<MockState>, body: web::Bytes) -> HttpResponse 
             }
         }
     }
-    if hang {
-        tokio::time::sleep(cfg.hang).await;
+    match after {
+        After::Hang => tokio::time::sleep(cfg.hang).await,
+        After::ErrorAfterAccept => return error(),
+        After::Answer => {}
     }
     let total = out.len();
     if accepted == total {
@@ -741,9 +822,11 @@ async fn report_sender(mut rx: mpsc::UnboundedReceiver<Pending>, state: Arc<Mock
         }
         let now = Instant::now();
         let mut due = Vec::new();
+        // Retries come back later than new reports: keep the queue by due time.
+        queue.make_contiguous().sort_by_key(|p| p.due);
         while queue.front().is_some_and(|p| p.due <= now) {
             if let Some(p) = queue.pop_front() {
-                due.push(p.target);
+                due.push((p.target, p.tries));
             }
         }
         if due.is_empty() {
@@ -751,28 +834,37 @@ async fn report_sender(mut rx: mpsc::UnboundedReceiver<Pending>, state: Arc<Mock
         }
         let mut infobip: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
         let mut sends = Vec::new();
-        for t in due {
+        for (t, tries) in due {
             match t {
-                Target::Infobip { url, entry } => infobip.entry(url).or_default().push(entry),
-                other => sends.push(other),
+                // A retried Infobip batch is already a `{"results": [...]}`.
+                Target::Infobip { url, entry } if tries == 0 => {
+                    infobip.entry(url).or_default().push(entry)
+                }
+                other => sends.push((other, tries)),
             }
         }
         for (url, entries) in infobip {
             for chunk in entries.chunks(100) {
-                sends.push(Target::Infobip {
-                    url: url.clone(),
-                    entry: json!({"results": chunk}),
-                });
+                sends.push((
+                    Target::Infobip {
+                        url: url.clone(),
+                        entry: json!({"results": chunk}),
+                    },
+                    0,
+                ));
             }
         }
-        let token = state.config().twilio_auth_token;
-        for t in sends {
+        let cfg = state.config();
+        let token = cfg.twilio_auth_token.clone();
+        let retries = cfg.report_retries;
+        for (t, tries) in sends {
             let Ok(permit) = limit.clone().acquire_owned().await else {
                 return;
             };
             let client = client.clone();
             let state = state.clone();
             let token = token.clone();
+            let again = t.clone();
             actix_rt::spawn(async move {
                 let (req, n) = match t {
                     Target::Infobip { url, entry } => {
@@ -809,12 +901,18 @@ async fn report_sender(mut rx: mpsc::UnboundedReceiver<Pending>, state: Arc<Mock
                     ),
                 };
                 let ok = matches!(req.send().await, Ok(r) if r.status().is_success());
-                let c = if ok {
-                    &state.counters.reports_sent
+                if ok {
+                    state.counters.reports_sent.fetch_add(n, Ordering::Relaxed);
+                } else if tries < retries {
+                    // As providers do: try the webhook again later.
+                    let delay = Duration::from_millis(200) * 2u32.saturating_pow(tries);
+                    state.schedule_try(delay, again, tries + 1);
                 } else {
-                    &state.counters.reports_failed
-                };
-                c.fetch_add(n, Ordering::Relaxed);
+                    state
+                        .counters
+                        .reports_failed
+                        .fetch_add(n, Ordering::Relaxed);
+                }
                 drop(permit);
             });
         }

@@ -3,10 +3,10 @@
 //! SIGTERM or SIGINT.
 
 use crate::app::{Daemon, DaemonParts};
+use crate::bus::{LocalBus, RedisBus, SharedBus};
 use crate::clock::SystemClock;
 use crate::config::{Config, RateLimitBackend, Secrets, StoreBackend};
 use crate::http::AppState;
-use crate::messages::Shutdown;
 use crate::providers::ProviderRegistry;
 use crate::ratelimit::PermitBackend;
 use crate::ratelimit::local::LocalPermits;
@@ -70,16 +70,24 @@ pub async fn connect_store(cfg: &Config) -> Result<Stores, String> {
     }
 }
 
-/// Build the configured permit backend, waiting for Redis to answer.
-pub async fn connect_permits(cfg: &Config) -> Result<Arc<dyn PermitBackend>, String> {
+/// Build the configured permit backend and event bus, waiting for Redis to
+/// answer. With the local rate limiter both are in-process.
+pub async fn connect_permits(cfg: &Config) -> Result<(Arc<dyn PermitBackend>, SharedBus), String> {
     match cfg.rate_limit.backend {
-        RateLimitBackend::Local => Ok(Arc::new(LocalPermits::new())),
+        RateLimitBackend::Local => Ok((Arc::new(LocalPermits::new()), Arc::new(LocalBus::new()))),
         RateLimitBackend::Redis => {
             tracing::info!(url = %mask_url(&cfg.redis.url), "connecting to Redis");
             let p = pool(&cfg.redis.url, cfg.redis.pool_size, cfg.redis.timeout.get())?;
-            let permits = RedisPermits::new(p, &cfg.redis.key_prefix, cfg.redis.timeout.get());
+            let permits =
+                RedisPermits::new(p.clone(), &cfg.redis.key_prefix, cfg.redis.timeout.get());
             with_retry("Redis", cfg.daemon.startup_timeout.get(), || permits.ping()).await?;
-            Ok(Arc::new(permits))
+            let bus = RedisBus::start(
+                &cfg.redis.url,
+                p,
+                &cfg.redis.key_prefix,
+                cfg.redis.timeout.get(),
+            )?;
+            Ok((Arc::new(permits), bus))
         }
     }
 }
@@ -96,7 +104,7 @@ pub async fn run(cfg: Config) -> i32 {
             return 1;
         }
     };
-    let permits = match connect_permits(&cfg).await {
+    let (permits, bus) = match connect_permits(&cfg).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -112,6 +120,10 @@ pub async fn run(cfg: Config) -> i32 {
         }
     };
     tracing::info!(providers = ?providers.describe(), "providers configured");
+    if !providers.describe().iter().all(|p| p == "fake") && is_loopback_url(&cfg.http.public_url) {
+        tracing::warn!(public_url = %cfg.http.public_url,
+            "http.public_url is a loopback address: providers elsewhere cannot deliver reports; set it to the address every daemon stands behind");
+    }
     if secrets.webhook_token.is_none() && (!secrets.infobip.is_empty() || !secrets.cm.is_empty()) {
         tracing::warn!(
             "TRACKLY_WEBHOOK_TOKEN is not set: Infobip and CM delivery reports are refused (403)"
@@ -124,6 +136,8 @@ pub async fn run(cfg: Config) -> i32 {
         permits,
         providers,
         clock: Arc::new(SystemClock),
+        bus,
+        secrets: secrets.clone(),
     });
     let state: AppState = daemon.http_state(secrets, &cfg.http.public_url);
     let mut server = actix_web::HttpServer::new(move || {
@@ -148,20 +162,31 @@ pub async fn run(cfg: Config) -> i32 {
     let signal = wait_for_signal().await;
     tracing::info!(signal, "stopping");
     let grace = cfg.daemon.shutdown_grace.get();
-    let report = daemon.coordinator.send(Shutdown { grace }).await;
-    match report {
-        Ok(r) => tracing::info!(
-            drained = r.drained,
-            timed_out = r.timed_out,
-            "in-flight work finished"
-        ),
-        Err(e) => tracing::warn!(error = %e, "coordinator did not answer the shutdown"),
-    }
+    let r = daemon.shutdown(grace).await;
+    tracing::info!(
+        drained = r.drained,
+        timed_out = r.timed_out,
+        "in-flight work finished; lease released"
+    );
     // HTTP stops last, so delivery reports keep landing while sends finish.
     handle.stop(true).await;
     let _ = server_task.await;
     tracing::info!("stopped");
     0
+}
+
+/// Whether a URL's host is a loopback or unspecified address.
+fn is_loopback_url(url: &str) -> bool {
+    let host = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_string()));
+    match host.as_deref() {
+        Some("localhost") => true,
+        Some(h) => h
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified()),
+        None => false,
+    }
 }
 
 async fn wait_for_signal() -> &'static str {

@@ -121,7 +121,7 @@ async fn a_campaign_through_cm_gets_every_status_report_xml() {
 }
 
 #[actix_rt::test]
-async fn provider_throttling_slows_the_list_and_nothing_is_sent_twice() {
+async fn throttling_is_retried_5xx_is_in_doubt_and_nothing_is_sent_twice() {
     let Some(svc) = services("e2e_throttle") else {
         return;
     };
@@ -131,9 +131,12 @@ async fn provider_throttling_slows_the_list_and_nothing_is_sent_twice() {
     let mut cfg = test_config();
     cfg.worker.retry_base = trackly::config::Dur::millis(100);
     cfg.worker.retry_max = trackly::config::Dur::millis(400);
+    // 429s (retried) and 502s after taking the messages (in doubt).
     let mock = MockConfig {
         throttle_rate: 0.3,
         error_rate: 0.1,
+        error_status: 502,
+        accept_on_error: true,
         report_delay: Duration::from_millis(50),
         ..Default::default()
     };
@@ -173,12 +176,29 @@ async fn provider_throttling_slows_the_list_and_nothing_is_sent_twice() {
             .load(std::sync::atomic::Ordering::Relaxed)
             > 0
     );
-    assert!(mock.state.duplicates().is_empty());
+    assert!(mock.state.duplicates().is_empty(), "nothing sent twice");
     assert_eq!(
         mock.state.accepted_count(),
         40,
-        "every message went through after retries"
+        "every message reached the provider exactly once"
     );
+    // Those answered 502 are in doubt (NO_RESPONSE) or already resolved by
+    // their delivery report; all others are sent. None was retried.
+    let ids: Vec<MessageId> = c.messages.iter().map(|m| m.id).collect();
+    let records = stores.sent.get_many(&ids).await.unwrap();
+    assert_eq!(records.len(), 40);
+    let doubtful = records
+        .iter()
+        .filter(|r| r.error_code.as_deref() == Some("NO_RESPONSE"))
+        .count() as u64;
+    let errors = mock
+        .state
+        .counters
+        .errors
+        .load(std::sync::atomic::Ordering::Relaxed);
+    if errors > 0 {
+        assert!(doubtful > 0, "a 502 leaves its messages in doubt");
+    }
     let f = d
         .daemon
         .rate_limiter

@@ -12,7 +12,7 @@ use trackly::config::Dur;
 use trackly::domain::*;
 use trackly::messages::*;
 use trackly::providers::fake::{FakeSettings, Scripted};
-use trackly::ratelimit::{Grant, PermitBackend, RateLimitError};
+use trackly::ratelimit::{Bucket, Grant, PermitBackend, RateLimitError};
 use trackly::seed;
 use trackly::store::Stores;
 
@@ -181,13 +181,21 @@ async fn stale_blocked_content_and_blocked_contacts_are_dead_lettered() {
         .balance;
     assert_eq!(balance, Money::from_micros(10_000_000 - 7_500));
     let f = stores.dead_letters.get(spam.id).await.unwrap().unwrap();
-    assert_eq!(f.original, {
+    let original = f.original.clone().unwrap();
+    assert_eq!(original, {
         let mut o = spam.clone();
-        o.claimed_by = f.original.claimed_by.clone();
-        o.claimed_at = f.original.claimed_at;
+        o.claimed_by = original.claimed_by.clone();
+        o.claimed_at = original.claimed_at;
+        o.claim_owner = original.claim_owner.clone();
         o.claim_count = 1;
         o
     });
+    assert_eq!(
+        original.claim_owner.as_deref(),
+        Some(t.daemon.instance.id.as_str())
+    );
+    // Nothing never attempted has an attempt record.
+    assert!(stores.sent.get(spam.id).await.unwrap().is_none());
     assert!(f.detail.contains("casino"));
 }
 
@@ -351,13 +359,16 @@ async fn transient_errors_until_stale_end_as_provider_error() {
         .unwrap()
         .expect("dead-lettered");
     assert_eq!(f.reason, FailureReason::ProviderError);
-    assert_eq!(f.provider_code.as_deref(), Some("503"));
+    assert_eq!(f.provider_code.as_deref(), Some("CONNECT"));
     assert!(f.detail.contains("went stale"), "{}", f.detail);
+    // Its last attempt's charge was refunded with the failure.
+    let r = stores.sent.get(c.messages[0].id).await.unwrap().unwrap();
+    assert_eq!((r.submitted, r.refunded), (Some(false), true));
     assert_eq!(terminal_states(&stores, &ids(&c)).await, (0, 1));
 }
 
 #[actix_rt::test]
-async fn a_timeout_after_sending_is_no_response_and_never_resent() {
+async fn an_ambiguous_answer_is_in_doubt_and_never_resent() {
     let stores = Stores::memory();
     let t = test_daemon(&stores);
     let c = seed_campaign(
@@ -368,8 +379,9 @@ async fn a_timeout_after_sending_is_no_response_and_never_resent() {
         t.now(),
     )
     .await;
+    // A 502 after the fake took the message (a gateway timing out).
     t.provider
-        .script(c.contacts[0].phone.as_str(), Scripted::NoResponse);
+        .script(c.contacts[0].phone.as_str(), Scripted::InDoubt);
     t.daemon.coordinator.do_send(Nudge);
     assert!(t.drained(T).await);
     let f = stores
@@ -379,12 +391,50 @@ async fn a_timeout_after_sending_is_no_response_and_never_resent() {
         .unwrap()
         .unwrap();
     assert_eq!(f.reason, FailureReason::NoResponse);
+    assert_eq!(f.provider_code.as_deref(), Some("HTTP 502"));
     let s = stores.sent.get(c.messages[0].id).await.unwrap().unwrap();
     assert_eq!(
         (s.submitted, s.error_code.as_deref()),
         (Some(false), Some("NO_RESPONSE"))
     );
+    assert!(
+        !s.refunded,
+        "the provider may have sent it: the charge stands"
+    );
     assert_eq!(t.provider.calls(), 1, "no retry");
+    assert!(t.provider.duplicates().is_empty());
+    // A delivery report proves it was sent: resolved, one terminal state.
+    t.daemon
+        .intake
+        .send(ApplyReports(vec![trackly::store::DeliveryUpdate {
+            id: c.messages[0].id,
+            state: DeliveryState::Delivered,
+            error_code: None,
+            at: t.now(),
+        }]))
+        .await
+        .unwrap()
+        .unwrap();
+    let s = stores.sent.get(c.messages[0].id).await.unwrap().unwrap();
+    assert_eq!((s.submitted, s.delivered), (Some(true), Some(true)));
+    let f = stores
+        .dead_letters
+        .get(c.messages[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(f.resolved.is_some());
+    assert_eq!(
+        stores
+            .accounts
+            .get_account(c.account.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .balance,
+        Money::from_micros(10_000_000 - 2 * 7_500),
+        "both billed as sent"
+    );
 }
 
 #[actix_rt::test]
@@ -455,7 +505,7 @@ async fn billing_blocks_back_off_clear_on_top_up_and_expire_after_the_ttl() {
     // Top up one message's worth: one more goes after the next backoff.
     stores
         .accounts
-        .credit(c.account.id, Money::from_micros(7_500))
+        .top_up(c.account.id, Money::from_micros(7_500))
         .await
         .unwrap();
     t.clock.advance(Duration::from_secs(5 * 60));
@@ -540,22 +590,32 @@ async fn a_message_already_attempted_elsewhere_is_never_sent_again() {
     .await;
     // Another daemon recorded attempts for two of them: one answered, one
     // still in doubt.
-    let other = |m: &QueuedTextMessage, submitted: Option<bool>| MessageSent {
-        submitted,
-        ..MessageSent::attempt(
+    let other = |m: &QueuedTextMessage| {
+        MessageSent::attempt(
             m,
             ProviderKind::Fake,
-            "other-daemon:1",
+            "other-daemon:x:1",
+            "other-daemon:x",
             Money::ZERO,
             t.now(),
         )
     };
     stores
         .sent
-        .record_attempts(vec![
-            other(&c.messages[0], Some(true)),
-            other(&c.messages[1], None),
-        ])
+        .begin_attempts(
+            c.account.id,
+            vec![other(&c.messages[0]), other(&c.messages[1])],
+        )
+        .await
+        .unwrap();
+    stores
+        .sent
+        .settle(vec![trackly::store::Settlement::Sent {
+            id: c.messages[0].id,
+            at: t.now(),
+            provider_message_id: None,
+            resolved_by: None,
+        }])
         .await
         .unwrap();
     t.daemon.coordinator.do_send(Nudge);
@@ -572,13 +632,13 @@ async fn a_message_already_attempted_elsewhere_is_never_sent_again() {
         1,
         "only the untouched message was sent"
     );
-    // The in-doubt one waits for the window, then the sweep records
-    // NO_RESPONSE and removes it; it is never sent.
+    // The unanswered one is left to Recovery, which finds its owner has no
+    // lease: in doubt, NO_RESPONSE, removed; it is never sent.
     let waiting = stores.queue.get(c.messages[1].id).await.unwrap().unwrap();
     assert!(waiting.claimed_by.is_none() && waiting.not_before > t.now());
-    t.clock.advance(Duration::from_secs(3600));
-    let report = t.daemon.coordinator.send(SweepNow).await.unwrap();
+    let report = t.daemon.recovery.send(SweepNow).await.unwrap();
     assert_eq!(report.no_response, 1);
+    assert_eq!(report.dead_owners, vec!["other-daemon:x".to_string()]);
     assert_eq!(
         stores
             .dead_letters
@@ -591,7 +651,7 @@ async fn a_message_already_attempted_elsewhere_is_never_sent_again() {
     );
     assert!(t.drained(T).await);
     assert_eq!(t.provider.accepted_count(), 1);
-    // The billing for skipped messages was refunded.
+    // Only what this daemon attempted was charged.
     let balance = stores
         .accounts
         .get_account(c.account.id)
@@ -620,7 +680,7 @@ async fn a_crashed_worker_is_restarted_and_nothing_is_sent_twice() {
     // The worker panics in the middle of its provider call. Its supervisor
     // restarts it and releases the claim; the batch is claimed again, but
     // every message of it has an attempt record with no answer: in doubt,
-    // so none is sent again. They wait, unclaimed, for the in-doubt window.
+    // so none is sent again. They wait, unclaimed, for Recovery.
     let q = stores.queue.clone();
     let first = c.messages[0].id;
     assert!(
@@ -648,9 +708,9 @@ async fn a_crashed_worker_is_restarted_and_nothing_is_sent_twice() {
         "nothing resent"
     );
     assert_eq!(stores.queue.depth().await.unwrap(), 20);
-    // After the window the sweep records NO_RESPONSE for each; never resent.
-    t.clock.advance(Duration::from_secs(3600));
-    let report = t.daemon.coordinator.send(SweepNow).await.unwrap();
+    // The batch that made them is gone (its token is no longer running):
+    // Recovery records NO_RESPONSE for each at once; never resent.
+    let report = t.daemon.recovery.send(SweepNow).await.unwrap();
     assert_eq!(report.no_response, 20);
     assert!(t.drained(T).await);
     assert_eq!(terminal_states(&stores, &ids(&c)).await, (0, 20));
@@ -800,6 +860,7 @@ impl PermitBackend for Switchable {
     async fn acquire(
         &self,
         list: SendingListId,
+        bucket: Bucket,
         rate: f64,
         cap: f64,
         n: u32,
@@ -807,7 +868,7 @@ impl PermitBackend for Switchable {
         if !self.up.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(RateLimitError::Unavailable("connection refused".into()));
         }
-        self.inner.acquire(list, rate, cap, n).await
+        self.inner.acquire(list, bucket, rate, cap, n).await
     }
     async fn ping(&self) -> Result<(), RateLimitError> {
         if self.up.load(std::sync::atomic::Ordering::SeqCst) {

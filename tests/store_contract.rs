@@ -44,8 +44,76 @@ fn msgs(w: &World, send_at: Timestamp) -> Vec<QueuedTextMessage> {
         .collect()
 }
 
+/// An attempt record costing 0.01 (the world's price per segment).
 fn attempt(m: &QueuedTextMessage, token: &str, at: Timestamp) -> MessageSent {
-    MessageSent::attempt(m, ProviderKind::Fake, token, Money::from_micros(10_000), at)
+    MessageSent::attempt(
+        m,
+        ProviderKind::Fake,
+        token,
+        &format!("owner-{token}"),
+        Money::from_micros(10_000),
+        at,
+    )
+}
+
+fn claimant(token: &str) -> Claimant {
+    Claimant {
+        token: token.into(),
+        owner: format!("owner-{token}"),
+    }
+}
+
+async fn claim(
+    s: &Stores,
+    list: SendingListId,
+    max: usize,
+    token: &str,
+    t: Timestamp,
+) -> Vec<QueuedTextMessage> {
+    s.queue
+        .claim(list, max, &claimant(token), t)
+        .await
+        .unwrap()
+        .messages
+}
+
+fn sent(id: MessageId, t: Timestamp) -> Settlement {
+    Settlement::Sent {
+        id,
+        at: t,
+        provider_message_id: Some(format!("p-{id}")),
+        resolved_by: None,
+    }
+}
+
+fn rejected(m: &QueuedTextMessage, t: Timestamp, refund: bool) -> Settlement {
+    Settlement::Failed {
+        at: t,
+        code: "21211".into(),
+        text: "invalid number".into(),
+        refund,
+        dead_letter: Box::new(failed(m, FailureReason::ProviderError, t)),
+    }
+}
+
+fn failed(m: &QueuedTextMessage, reason: FailureReason, t: Timestamp) -> FailedMessage {
+    FailedMessage {
+        id: m.id,
+        account: m.account,
+        sending_list: m.sending_list,
+        reason,
+        detail: "test".into(),
+        provider_code: Some("E400".into()),
+        provider_text: Some("Bad request".into()),
+        failed_at: t,
+        original: Some(m.clone()),
+        raw: None,
+        resolved: None,
+    }
+}
+
+async fn balance(s: &Stores, a: AccountId) -> Money {
+    s.accounts.get_account(a).await.unwrap().unwrap().balance
 }
 
 // ---------------------------------------------------------------- the contract
@@ -57,24 +125,23 @@ async fn claim_takes_oldest_first_and_stamps_the_token(s: &Stores) {
     assert_eq!(s.queue.enqueue(queued.clone()).await.unwrap(), 10);
     // Enqueue is idempotent by id.
     assert_eq!(s.queue.enqueue(queued[..3].to_vec()).await.unwrap(), 0);
-    let got = s.queue.claim(w.list.id, 4, "tok-a", t).await.unwrap();
+    let got = claim(s, w.list.id, 4, "tok-a", t).await;
     let ids: Vec<MessageId> = got.iter().map(|m| m.id).collect();
     let expected: Vec<MessageId> = queued[..4].iter().map(|m| m.id).collect();
     assert_eq!(ids, expected, "FIFO by id");
-    assert!(
-        got.iter()
-            .all(|m| m.claimed_by.as_deref() == Some("tok-a") && m.claimed_at == Some(t))
-    );
-    let rest = s.queue.claim(w.list.id, 100, "tok-b", t).await.unwrap();
+    assert!(got.iter().all(|m| m.claimed_by.as_deref() == Some("tok-a")
+        && m.claim_owner.as_deref() == Some("owner-tok-a")
+        && m.claimed_at == Some(t)));
+    let stored = s.queue.get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(stored.claim_owner.as_deref(), Some("owner-tok-a"));
+    let rest = claim(s, w.list.id, 100, "tok-b", t).await;
     assert_eq!(rest.len(), 6);
-    assert!(
-        s.queue
-            .claim(w.list.id, 100, "tok-c", t)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim(s, w.list.id, 100, "tok-c", t).await.is_empty());
     assert_eq!(s.queue.depth().await.unwrap(), 10);
+    assert_eq!(
+        s.queue.depth_by_list().await.unwrap().get(&w.list.id),
+        Some(&10)
+    );
 }
 
 async fn concurrent_claimers_never_share_a_message(s: &Stores) {
@@ -83,15 +150,12 @@ async fn concurrent_claimers_never_share_a_message(s: &Stores) {
     s.queue.enqueue(msgs(&w, t)).await.unwrap();
     let mut handles = vec![];
     for k in 0..6 {
-        let q = s.queue.clone();
+        let s = s.clone();
         let list = w.list.id;
         handles.push(tokio::spawn(async move {
             let mut mine = vec![];
             loop {
-                let got = q
-                    .claim(list, 25, &format!("tok-{k}-{}", mine.len()), t)
-                    .await
-                    .unwrap();
+                let got = claim(&s, list, 25, &format!("tok-{k}-{}", mine.len()), t).await;
                 if got.is_empty() {
                     break;
                 }
@@ -117,25 +181,15 @@ async fn messages_not_due_or_in_backoff_are_never_claimed(s: &Stores) {
     queued[0].not_before = queued[0].send_at;
     queued[1].not_before = t + CDur::seconds(30); // in backoff
     s.queue.enqueue(queued.clone()).await.unwrap();
-    let got = s.queue.claim(w.list.id, 100, "tok", t).await.unwrap();
+    let got = claim(s, w.list.id, 100, "tok", t).await;
     let ids: HashSet<MessageId> = got.iter().map(|m| m.id).collect();
     assert_eq!(ids.len(), 4);
     assert!(!ids.contains(&queued[0].id) && !ids.contains(&queued[1].id));
     // Another list's messages are not claimed either.
     let other = seed::list(w.account.id, ProviderSettings::Fake, 100, t);
-    assert!(
-        s.queue
-            .claim(other.id, 100, "tok2", t)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claim(s, other.id, 100, "tok2", t).await.is_empty());
     // Once due, they are.
-    let later = s
-        .queue
-        .claim(w.list.id, 100, "tok3", t + CDur::minutes(6))
-        .await
-        .unwrap();
+    let later = claim(s, w.list.id, 100, "tok3", t + CDur::minutes(6)).await;
     assert_eq!(later.len(), 2);
 }
 
@@ -152,10 +206,7 @@ async fn due_lists_names_lists_with_ready_due_messages(s: &Stores) {
         s.queue.due_lists(t + CDur::minutes(1), 10).await.unwrap(),
         vec![w.list.id]
     );
-    s.queue
-        .claim(w.list.id, 10, "tok", t + CDur::minutes(1))
-        .await
-        .unwrap();
+    claim(s, w.list.id, 10, "tok", t + CDur::minutes(1)).await;
     assert!(
         s.queue
             .due_lists(t + CDur::minutes(2), 10)
@@ -166,43 +217,47 @@ async fn due_lists_names_lists_with_ready_due_messages(s: &Stores) {
     );
 }
 
-async fn stale_claims_are_released_and_fresh_ones_kept(s: &Stores) {
+async fn claims_of_dead_owners_are_released_and_live_ones_kept(s: &Stores) {
     let w = world(s, 4).await;
     let t = now();
     s.queue
         .enqueue(msgs(&w, t - CDur::minutes(20)))
         .await
         .unwrap();
-    let old = s
-        .queue
-        .claim(w.list.id, 2, "old", t - CDur::minutes(11))
-        .await
-        .unwrap();
-    let fresh = s
-        .queue
-        .claim(w.list.id, 2, "fresh", t - CDur::minutes(1))
-        .await
-        .unwrap();
-    assert_eq!((old.len(), fresh.len()), (2, 2));
+    // Claimed long ago by a live daemon, and just now by a dead one: age
+    // does not matter, only the owner.
+    let live = claim(s, w.list.id, 2, "live", t - CDur::minutes(15)).await;
+    let dead = claim(s, w.list.id, 2, "dead", t).await;
+    assert_eq!((live.len(), dead.len()), (2, 2));
+    let mut owners = s.queue.claim_owners().await.unwrap();
+    owners.sort();
+    assert_eq!(owners, vec!["owner-dead".to_string(), "owner-live".into()]);
     assert_eq!(
-        s.queue.release_stale(t - CDur::minutes(10)).await.unwrap(),
+        s.queue
+            .release_owners(&["owner-dead".to_string()])
+            .await
+            .unwrap(),
         2
     );
-    let m = s.queue.get(old[0].id).await.unwrap().unwrap();
-    assert_eq!((m.claimed_by, m.claimed_at), (None, None));
-    let f = s.queue.get(fresh[0].id).await.unwrap().unwrap();
-    assert_eq!(f.claimed_by.as_deref(), Some("fresh"));
-    let again = s.queue.claim(w.list.id, 10, "new", t).await.unwrap();
+    let m = s.queue.get(dead[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (m.claimed_by, m.claim_owner, m.claimed_at),
+        (None, None, None)
+    );
+    let l = s.queue.get(live[0].id).await.unwrap().unwrap();
+    assert_eq!(l.claimed_by.as_deref(), Some("live"));
+    let again = claim(s, w.list.id, 10, "new", t).await;
     let ids: HashSet<MessageId> = again.iter().map(|m| m.id).collect();
-    assert_eq!(ids, old.iter().map(|m| m.id).collect());
+    assert_eq!(ids, dead.iter().map(|m| m.id).collect());
+    assert_eq!(s.queue.release_owners(&[]).await.unwrap(), 0);
 }
 
 async fn requeue_release_and_complete_act_only_on_the_token(s: &Stores) {
     let w = world(s, 6).await;
     let t = now();
     s.queue.enqueue(msgs(&w, t)).await.unwrap();
-    let a = s.queue.claim(w.list.id, 3, "a", t).await.unwrap();
-    let b = s.queue.claim(w.list.id, 3, "b", t).await.unwrap();
+    let a = claim(s, w.list.id, 3, "a", t).await;
+    let b = claim(s, w.list.id, 3, "b", t).await;
     // Requeue with another token: nothing happens.
     let wrong = Requeue {
         id: a[0].id,
@@ -222,11 +277,14 @@ async fn requeue_release_and_complete_act_only_on_the_token(s: &Stores) {
     };
     assert_eq!(s.queue.requeue("a", vec![r]).await.unwrap(), 1);
     let m = s.queue.get(a[0].id).await.unwrap().unwrap();
-    assert_eq!(m.claimed_by, None);
+    assert_eq!((m.claimed_by, m.claim_owner), (None, None));
     assert_eq!(m.not_before, later);
     assert_eq!(m.attempts, 1);
     assert_eq!(m.billing_blocked_since, Some(t));
     assert_eq!(m.last_error.as_deref(), Some("HTTP 503"));
+    // A token no one minted deletes nothing (a restarted daemon's new
+    // tokens never match its predecessor's).
+    assert_eq!(s.queue.complete(w.list.id, "a-other").await.unwrap(), 0);
     // Complete deletes what "a" still holds, not "b"'s, not the requeued one.
     assert_eq!(s.queue.complete(w.list.id, "a").await.unwrap(), 2);
     assert!(s.queue.get(a[1].id).await.unwrap().is_none());
@@ -234,142 +292,242 @@ async fn requeue_release_and_complete_act_only_on_the_token(s: &Stores) {
     assert!(s.queue.get(b[0].id).await.unwrap().is_some());
     // Release puts b's back, unchanged.
     assert_eq!(s.queue.release(w.list.id, "b").await.unwrap(), 3);
-    let again = s.queue.claim(w.list.id, 10, "c", t).await.unwrap();
+    let again = claim(s, w.list.id, 10, "c", t).await;
     assert_eq!(
         again.len(),
         3,
         "released messages are claimable; the backed-off one is not"
     );
-}
-
-async fn attempt_insert_is_idempotent_and_reports_already_attempted(s: &Stores) {
-    let w = world(s, 3).await;
-    let t = now();
-    let queued = msgs(&w, t);
-    let first = s
-        .sent
-        .record_attempts(vec![attempt(&queued[0], "a", t)])
-        .await
-        .unwrap();
-    assert_eq!(first.inserted, vec![queued[0].id]);
-    s.sent
-        .record_outcomes(vec![SendOutcome {
-            id: queued[0].id,
-            submitted: true,
-            at: t,
-            provider_message_id: Some("p-1".into()),
-            error_code: None,
-            error_text: None,
-        }])
-        .await
-        .unwrap();
-    // A second daemon tries the same message plus two new ones.
-    let second = s
-        .sent
-        .record_attempts(queued.iter().map(|m| attempt(m, "b", t)).collect())
-        .await
-        .unwrap();
-    assert_eq!(second.already_attempted, vec![queued[0].id]);
-    assert_eq!(second.inserted, vec![queued[1].id, queued[2].id]);
-    // The first record is untouched.
-    let r = s.sent.get(queued[0].id).await.unwrap().unwrap();
-    assert_eq!(r.attempt_token, "a");
-    assert_eq!(r.submitted, Some(true));
-    assert_eq!(r.provider_message_id.as_deref(), Some("p-1"));
-    assert_eq!(s.sent.count().await.unwrap(), 3);
-}
-
-async fn outcomes_never_overwrite_a_recorded_outcome(s: &Stores) {
-    let w = world(s, 1).await;
-    let t = now();
-    let m = &msgs(&w, t)[0];
-    s.sent
-        .record_attempts(vec![attempt(m, "a", t)])
-        .await
-        .unwrap();
-    let o = |ok: bool| SendOutcome {
-        id: m.id,
-        submitted: ok,
-        at: t,
-        provider_message_id: None,
-        error_code: (!ok).then(|| "21211".to_string()),
-        error_text: None,
-    };
-    assert_eq!(s.sent.record_outcomes(vec![o(false)]).await.unwrap(), 1);
-    assert_eq!(s.sent.record_outcomes(vec![o(true)]).await.unwrap(), 0);
-    let r = s.sent.get(m.id).await.unwrap().unwrap();
+    // The audit's view: what is queued, and who holds it.
+    let scan = s.queue.scan().await.unwrap();
+    assert_eq!(scan.len(), 4);
     assert_eq!(
-        (r.submitted, r.error_code.as_deref()),
-        (Some(false), Some("21211"))
+        scan.iter()
+            .filter(|e| e.claim_owner.as_deref() == Some("owner-c"))
+            .count(),
+        3
     );
 }
 
-async fn discarded_attempts_allow_a_retry_only_when_unanswered(s: &Stores) {
+async fn a_charge_and_its_attempt_records_are_written_together(s: &Stores) {
+    let w = world(s, 3).await; // balance 1.00, 0.01 a message
+    let t = now();
+    let q = msgs(&w, t);
+    let first = s
+        .sent
+        .begin_attempts(w.account.id, vec![attempt(&q[0], "a", t)])
+        .await
+        .unwrap();
+    assert_eq!(first.recorded, vec![q[0].id]);
+    assert_eq!(first.balance, Some(Money::from_micros(990_000)));
+    s.sent.settle(vec![sent(q[0].id, t)]).await.unwrap();
+    // A second daemon tries the same message plus two new ones: the old one
+    // is neither recorded again nor charged.
+    let second = s
+        .sent
+        .begin_attempts(w.account.id, q.iter().map(|m| attempt(m, "b", t)).collect())
+        .await
+        .unwrap();
+    assert_eq!(second.already_attempted, vec![q[0].id]);
+    assert_eq!(second.recorded, vec![q[1].id, q[2].id]);
+    assert_eq!(balance(s, w.account.id).await, Money::from_micros(970_000));
+    // The first record is untouched.
+    let r = s.sent.get(q[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.attempt_token.as_str(), r.owner.as_str()),
+        ("a", "owner-a")
+    );
+    assert_eq!(r.submitted, Some(true));
+    assert_eq!(r.cost, Money::from_micros(10_000));
+    assert_eq!(s.sent.count().await.unwrap(), 3);
+}
+
+async fn only_the_affordable_prefix_is_charged_and_never_below_zero(s: &Stores) {
+    let w = world(s, 120).await; // balance 1.00 = 100 messages
+    let t = now();
+    let q = msgs(&w, t);
+    let got = s
+        .sent
+        .begin_attempts(
+            w.account.id,
+            q[..3].iter().map(|m| attempt(m, "a", t)).collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(got.recorded.len(), 3);
+    // Concurrent charges on one account: exactly the affordable ones pass.
+    let mut hs = vec![];
+    for (k, chunk) in q[3..].chunks(13).enumerate() {
+        let s = s.clone();
+        let recs: Vec<MessageSent> = chunk
+            .iter()
+            .map(|m| attempt(m, &format!("w{k}"), t))
+            .collect();
+        let acc = w.account.id;
+        hs.push(tokio::spawn(async move {
+            s.sent.begin_attempts(acc, recs).await.unwrap()
+        }));
+    }
+    let (mut recorded, mut unaffordable) = (0, 0);
+    for h in hs {
+        let b = h.await.unwrap();
+        recorded += b.recorded.len();
+        unaffordable += b.unaffordable.len();
+    }
+    assert_eq!(recorded, 97, "the balance paid for 100 in all");
+    assert_eq!(unaffordable, 20);
+    assert_eq!(balance(s, w.account.id).await, Money::ZERO);
+    assert_eq!(
+        s.sent.count().await.unwrap(),
+        100,
+        "no record without its charge"
+    );
+    assert!(matches!(
+        s.sent
+            .begin_attempts(AccountId::new(), vec![attempt(&q[119], "x", t)])
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn a_failure_is_recorded_with_its_dead_letter_and_refunded_once(s: &Stores) {
+    let w = world(s, 3).await;
+    let t = now();
+    let q = msgs(&w, t);
+    s.sent
+        .begin_attempts(w.account.id, q.iter().map(|m| attempt(m, "a", t)).collect())
+        .await
+        .unwrap();
+    assert_eq!(balance(s, w.account.id).await, Money::from_micros(970_000));
+    let done = s
+        .sent
+        .settle(vec![
+            sent(q[0].id, t),
+            rejected(&q[1], t, true),
+            outcome_in_doubt(&q[2], t),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(done.sent, 1);
+    assert_eq!(done.failed.len(), 2);
+    assert_eq!(done.refunded, Money::from_micros(10_000));
+    assert_eq!(balance(s, w.account.id).await, Money::from_micros(980_000));
+    let r1 = s.sent.get(q[1].id).await.unwrap().unwrap();
+    assert_eq!((r1.submitted, r1.refunded), (Some(false), true));
+    assert_eq!(r1.error_code.as_deref(), Some("21211"));
+    assert_eq!(
+        s.dead_letters.get(q[1].id).await.unwrap().unwrap().reason,
+        FailureReason::ProviderError
+    );
+    let r2 = s.sent.get(q[2].id).await.unwrap().unwrap();
+    assert!(r2.in_doubt() && !r2.refunded, "in doubt keeps its charge");
+    assert_eq!(
+        s.dead_letters.get(q[2].id).await.unwrap().unwrap().reason,
+        FailureReason::NoResponse
+    );
+    // Settling again (a late writer): nothing changes, nothing is refunded.
+    let again = s
+        .sent
+        .settle(vec![rejected(&q[0], t, true), rejected(&q[1], t, true)])
+        .await
+        .unwrap();
+    assert_eq!((again.failed.len(), again.refunded), (0, Money::ZERO));
+    assert_eq!(balance(s, w.account.id).await, Money::from_micros(980_000));
+    assert!(
+        s.dead_letters.get(q[0].id).await.unwrap().is_none(),
+        "a sent message never gets a dead letter"
+    );
+    assert_eq!(
+        s.sent.get(q[0].id).await.unwrap().unwrap().submitted,
+        Some(true)
+    );
+}
+
+fn outcome_in_doubt(m: &QueuedTextMessage, t: Timestamp) -> Settlement {
+    Settlement::Failed {
+        at: t,
+        code: "NO_RESPONSE".into(),
+        text: "timed out".into(),
+        refund: false,
+        dead_letter: Box::new(failed(m, FailureReason::NoResponse, t)),
+    }
+}
+
+async fn unsent_attempts_are_withdrawn_and_refunded_only_by_their_token(s: &Stores) {
     let w = world(s, 2).await;
     let t = now();
     let q = msgs(&w, t);
     s.sent
-        .record_attempts(q.iter().map(|m| attempt(m, "a", t)).collect())
+        .begin_attempts(w.account.id, q.iter().map(|m| attempt(m, "a", t)).collect())
         .await
         .unwrap();
-    s.sent
-        .record_outcomes(vec![SendOutcome {
-            id: q[1].id,
-            submitted: true,
-            at: t,
-            provider_message_id: None,
-            error_code: None,
-            error_text: None,
-        }])
-        .await
-        .unwrap();
+    s.sent.settle(vec![sent(q[1].id, t)]).await.unwrap();
+    let unsent = |id, token: &str| Settlement::Unsent {
+        id,
+        token: token.into(),
+    };
     // Wrong token: nothing. Answered record: never removed.
-    assert_eq!(
-        s.sent.discard_attempts("zzz", vec![q[0].id]).await.unwrap(),
-        0
-    );
-    assert_eq!(
-        s.sent
-            .discard_attempts("a", vec![q[0].id, q[1].id])
-            .await
-            .unwrap(),
-        1
-    );
+    let r = s.sent.settle(vec![unsent(q[0].id, "zzz")]).await.unwrap();
+    assert!(r.unsent.is_empty());
+    let r = s
+        .sent
+        .settle(vec![unsent(q[0].id, "a"), unsent(q[1].id, "a")])
+        .await
+        .unwrap();
+    assert_eq!(r.unsent, vec![q[0].id]);
+    assert_eq!(r.refunded, Money::from_micros(10_000));
     assert!(s.sent.get(q[0].id).await.unwrap().is_none());
     assert!(s.sent.get(q[1].id).await.unwrap().is_some());
+    assert_eq!(balance(s, w.account.id).await, Money::from_micros(990_000));
     let again = s
         .sent
-        .record_attempts(vec![attempt(&q[0], "b", t)])
+        .begin_attempts(w.account.id, vec![attempt(&q[0], "b", t)])
         .await
         .unwrap();
-    assert_eq!(again.inserted, vec![q[0].id]);
+    assert_eq!(again.recorded, vec![q[0].id], "a retry may record it again");
 }
 
-async fn in_doubt_lists_old_unanswered_attempts(s: &Stores) {
-    let w = world(s, 3).await;
+async fn unanswered_attempts_are_found_by_owner_token_and_horizon(s: &Stores) {
+    let w = world(s, 5).await;
     let t = now();
     let q = msgs(&w, t);
-    let mut recs: Vec<MessageSent> = q
-        .iter()
-        .map(|m| attempt(m, "a", t - CDur::minutes(5)))
-        .collect();
-    recs[2].attempted_at = t;
-    s.sent.record_attempts(recs).await.unwrap();
-    s.sent
-        .record_outcomes(vec![SendOutcome {
-            id: q[1].id,
-            submitted: true,
-            at: t,
-            provider_message_id: None,
-            error_code: None,
-            error_text: None,
-        }])
+    let mut recs = vec![
+        attempt(&q[0], "dead-1", t), // owner-dead-1: not live
+        attempt(&q[1], "live-1", t), // a live owner's, in flight
+        attempt(&q[2], "me-1", t),   // mine, batch still running
+        attempt(&q[3], "me-2", t),   // mine, batch given up
+        attempt(&q[4], "live-2", t), // live, but past the horizon
+    ];
+    recs[2].owner = "me".into();
+    recs[3].owner = "me".into();
+    recs[1].owner = "owner-live".into();
+    recs[4].owner = "owner-live".into();
+    recs[4].attempted_at = t - CDur::hours(2);
+    s.sent.begin_attempts(w.account.id, recs).await.unwrap();
+    let q0 = UnansweredQuery {
+        live_owners: vec!["owner-live".into(), "me".into()],
+        me: "me".into(),
+        active_tokens: vec!["me-1".into()],
+        attempted_before: t - CDur::hours(1),
+        limit: 100,
+    };
+    let mut found: Vec<MessageId> = s
+        .sent
+        .unanswered(&q0)
         .await
-        .unwrap();
-    let doubt = s.sent.in_doubt(t - CDur::minutes(1), 100).await.unwrap();
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    found.sort();
+    let mut want = vec![q[0].id, q[3].id, q[4].id];
+    want.sort();
+    assert_eq!(found, want);
+    let mut owners = s.sent.attempt_owners().await.unwrap();
+    owners.sort();
     assert_eq!(
-        doubt.iter().map(|r| r.id).collect::<Vec<_>>(),
-        vec![q[0].id]
+        owners,
+        vec!["me".to_string(), "owner-dead-1".into(), "owner-live".into()]
     );
 }
 
@@ -378,7 +536,7 @@ async fn delivery_reports_never_replace_a_final_state(s: &Stores) {
     let t = now();
     let q = msgs(&w, t);
     s.sent
-        .record_attempts(q.iter().map(|m| attempt(m, "a", t)).collect())
+        .begin_attempts(w.account.id, q.iter().map(|m| attempt(m, "a", t)).collect())
         .await
         .unwrap();
     let up = |i: usize, st: DeliveryState, code: Option<&str>| DeliveryUpdate {
@@ -434,41 +592,83 @@ async fn delivery_reports_never_replace_a_final_state(s: &Stores) {
     );
     // A report that arrives before the send outcome is kept; the outcome
     // still lands afterwards.
-    s.sent
-        .record_outcomes(vec![SendOutcome {
-            id: q[0].id,
-            submitted: true,
-            at: t,
-            provider_message_id: Some("p0".into()),
-            error_code: None,
-            error_text: None,
-        }])
-        .await
-        .unwrap();
+    s.sent.settle(vec![sent(q[0].id, t)]).await.unwrap();
     let m0 = s.sent.get(q[0].id).await.unwrap().unwrap();
     assert_eq!((m0.submitted, m0.delivered), (Some(true), Some(true)));
+}
+
+async fn a_report_for_an_in_doubt_message_resolves_it_as_sent(s: &Stores) {
+    let w = world(s, 2).await;
+    let t = now();
+    let q = msgs(&w, t);
+    s.sent
+        .begin_attempts(w.account.id, q.iter().map(|m| attempt(m, "a", t)).collect())
+        .await
+        .unwrap();
+    s.sent
+        .settle(vec![outcome_in_doubt(&q[0], t), rejected(&q[1], t, true)])
+        .await
+        .unwrap();
+    let r = s
+        .sent
+        .apply_delivery(vec![
+            DeliveryUpdate {
+                id: q[0].id,
+                state: DeliveryState::Delivered,
+                error_code: None,
+                at: t,
+            },
+            DeliveryUpdate {
+                id: q[1].id,
+                state: DeliveryState::Rejected,
+                error_code: None,
+                at: t,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(r.resolved, vec![q[0].id], "only the in-doubt one");
+    let m0 = s.sent.get(q[0].id).await.unwrap().unwrap();
+    assert_eq!((m0.submitted, m0.delivered), (Some(true), Some(true)));
+    assert_eq!(m0.resolved_by.as_deref(), Some(RESOLVED_BY_REPORT));
+    let f0 = s.dead_letters.get(q[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        f0.resolved.map(|r| r.by),
+        Some(RESOLVED_BY_REPORT.to_string())
+    );
+    // A rejection stays a rejection, with its dead letter unresolved.
+    let m1 = s.sent.get(q[1].id).await.unwrap().unwrap();
+    assert_eq!(m1.submitted, Some(false));
+    assert!(
+        s.dead_letters
+            .get(q[1].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .resolved
+            .is_none()
+    );
+    // The audit's view of both.
+    let scan = s.dead_letters.scan().await.unwrap();
+    assert!(scan.contains(&(q[0].id, FailureReason::NoResponse, true)));
+    assert!(scan.contains(&(q[1].id, FailureReason::ProviderError, false)));
+    let sent_scan = s.sent.scan().await.unwrap();
+    assert!(
+        sent_scan
+            .iter()
+            .any(|e| e.id == q[1].id && e.refunded && e.submitted == Some(false))
+    );
 }
 
 async fn dead_letters_are_written_once(s: &Stores) {
     let w = world(s, 2).await;
     let t = now();
     let q = msgs(&w, t);
-    let f = |m: &QueuedTextMessage, reason| FailedMessage {
-        id: m.id,
-        account: m.account,
-        sending_list: m.sending_list,
-        reason,
-        detail: "test".into(),
-        provider_code: Some("E400".into()),
-        provider_text: Some("Bad request".into()),
-        failed_at: t,
-        original: m.clone(),
-    };
     assert_eq!(
         s.dead_letters
             .record(vec![
-                f(&q[0], FailureReason::Stale),
-                f(&q[1], FailureReason::ProviderError)
+                failed(&q[0], FailureReason::Stale, t),
+                failed(&q[1], FailureReason::ProviderError, t)
             ])
             .await
             .unwrap(),
@@ -476,67 +676,33 @@ async fn dead_letters_are_written_once(s: &Stores) {
     );
     assert_eq!(
         s.dead_letters
-            .record(vec![f(&q[0], FailureReason::NoResponse)])
+            .record(vec![failed(&q[0], FailureReason::NoResponse, t)])
             .await
             .unwrap(),
         0
     );
     let got = s.dead_letters.get(q[0].id).await.unwrap().unwrap();
     assert_eq!(got.reason, FailureReason::Stale, "first record wins");
-    assert_eq!(got.original, q[0]);
+    assert_eq!(got.original.as_ref(), Some(&q[0]));
     let counts = s.dead_letters.count_by_reason().await.unwrap();
     assert_eq!(counts.get(&FailureReason::Stale), Some(&1));
     assert_eq!(counts.get(&FailureReason::ProviderError), Some(&1));
 }
 
-async fn debits_are_atomic_and_never_go_below_zero(s: &Stores) {
-    let w = world(s, 0).await; // balance 1.000000
+async fn top_ups_count_as_funded(s: &Stores) {
+    let w = world(s, 0).await; // opened with 1.00
     let a = w.account.id;
     assert_eq!(
-        s.accounts
-            .debit(a, Money::from_micros(600_000))
-            .await
-            .unwrap(),
-        Debit::Done {
-            balance: Money::from_micros(400_000)
-        }
+        s.accounts.top_up(a, Money::from_micros(5)).await.unwrap(),
+        Money::from_micros(1_000_005)
     );
-    assert_eq!(
-        s.accounts
-            .debit(a, Money::from_micros(500_000))
-            .await
-            .unwrap(),
-        Debit::Insufficient {
-            balance: Money::from_micros(400_000)
-        }
-    );
-    // Many concurrent debits: exactly the affordable number succeed.
-    let mut hs = vec![];
-    for _ in 0..30 {
-        let acc = s.accounts.clone();
-        hs.push(tokio::spawn(async move {
-            acc.debit(a, Money::from_micros(20_000)).await.unwrap()
-        }));
-    }
-    let mut done = 0;
-    for h in hs {
-        if matches!(h.await.unwrap(), Debit::Done { .. }) {
-            done += 1;
-        }
-    }
-    assert_eq!(done, 20);
-    assert_eq!(
-        s.accounts.get_account(a).await.unwrap().unwrap().balance,
-        Money::ZERO
-    );
-    assert_eq!(
-        s.accounts.credit(a, Money::from_micros(5)).await.unwrap(),
-        Money::from_micros(5)
-    );
+    let acc = s.accounts.get_account(a).await.unwrap().unwrap();
+    assert_eq!(acc.funded, Money::from_micros(1_000_005));
     assert!(matches!(
-        s.accounts.debit(AccountId::new(), Money(1)).await,
+        s.accounts.top_up(AccountId::new(), Money(1)).await,
         Err(StoreError::NotFound(_))
     ));
+    assert_eq!(s.accounts.accounts().await.unwrap().len(), 1);
 }
 
 async fn queue_entries_are_deleted_only_after_their_outcome(s: &Stores) {
@@ -545,24 +711,16 @@ async fn queue_entries_are_deleted_only_after_their_outcome(s: &Stores) {
     let t = now();
     let q = msgs(&w, t);
     s.queue.enqueue(q.clone()).await.unwrap();
-    let got = s.queue.claim(w.list.id, 10, "tok", t).await.unwrap();
+    let got = claim(s, w.list.id, 10, "tok", t).await;
     s.sent
-        .record_attempts(got.iter().map(|m| attempt(m, "tok", t)).collect())
+        .begin_attempts(
+            w.account.id,
+            got.iter().map(|m| attempt(m, "tok", t)).collect(),
+        )
         .await
         .unwrap();
     s.sent
-        .record_outcomes(
-            got.iter()
-                .map(|m| SendOutcome {
-                    id: m.id,
-                    submitted: true,
-                    at: t,
-                    provider_message_id: None,
-                    error_code: None,
-                    error_text: None,
-                })
-                .collect(),
-        )
+        .settle(got.iter().map(|m| sent(m.id, t)).collect())
         .await
         .unwrap();
     assert_eq!(s.queue.complete(w.list.id, "tok").await.unwrap(), 2);
@@ -573,6 +731,34 @@ async fn queue_entries_are_deleted_only_after_their_outcome(s: &Stores) {
             Some(true)
         );
     }
+}
+
+async fn leases_are_stamped_and_judged_on_the_stores_clock(s: &Stores) {
+    let renewal = |instance: &str| LeaseRenewal {
+        instance: instance.into(),
+        daemon_id: "d".into(),
+        version: "1".into(),
+        started_at: now(),
+        ttl_ms: 60_000,
+        providers: vec!["fake".into()],
+        lists: vec![SendingListId::new()],
+    };
+    let before = s.leases.server_time().await.unwrap();
+    let at = s.leases.renew_lease(&renewal("d:1")).await.unwrap();
+    assert!(at >= before - CDur::seconds(1));
+    s.leases.renew_lease(&renewal("d:2")).await.unwrap();
+    s.leases.stop_lease("d:2").await.unwrap();
+    let now_s = s.leases.server_time().await.unwrap();
+    let leases = s.leases.leases().await.unwrap();
+    let l1 = leases.iter().find(|l| l.instance == "d:1").unwrap();
+    let l2 = leases.iter().find(|l| l.instance == "d:2").unwrap();
+    assert!(l1.live_at(now_s));
+    assert!(!l1.live_at(now_s + CDur::seconds(61)));
+    assert!(!l2.live_at(now_s), "a stopped lease is expired at once");
+    assert_eq!(l1.providers, vec!["fake".to_string()]);
+    // Renewing again moves heartbeat_at, and revives nothing stopped.
+    let again = s.leases.renew_lease(&renewal("d:1")).await.unwrap();
+    assert!(again >= at);
 }
 
 async fn contact_states_are_read_fresh(s: &Stores) {
@@ -636,6 +822,12 @@ async fn lists_links_and_runs(s: &Stores) {
     assert!(matches!(
         s.lists.insert_list(w.list.clone()).await,
         Err(StoreError::Duplicate(_))
+    ));
+    s.lists.delete_list(w.list.id).await.unwrap();
+    assert!(s.lists.get_list(w.list.id).await.unwrap().is_none());
+    assert!(matches!(
+        s.lists.delete_list(w.list.id).await,
+        Err(StoreError::NotFound(_))
     ));
 
     let link = |code: &str| MessageShortLink {
@@ -771,16 +963,61 @@ both!(
     concurrent_claimers_never_share_a_message,
     messages_not_due_or_in_backoff_are_never_claimed,
     due_lists_names_lists_with_ready_due_messages,
-    stale_claims_are_released_and_fresh_ones_kept,
+    claims_of_dead_owners_are_released_and_live_ones_kept,
     requeue_release_and_complete_act_only_on_the_token,
-    attempt_insert_is_idempotent_and_reports_already_attempted,
-    outcomes_never_overwrite_a_recorded_outcome,
-    discarded_attempts_allow_a_retry_only_when_unanswered,
-    in_doubt_lists_old_unanswered_attempts,
+    a_charge_and_its_attempt_records_are_written_together,
+    only_the_affordable_prefix_is_charged_and_never_below_zero,
+    a_failure_is_recorded_with_its_dead_letter_and_refunded_once,
+    unsent_attempts_are_withdrawn_and_refunded_only_by_their_token,
+    unanswered_attempts_are_found_by_owner_token_and_horizon,
     delivery_reports_never_replace_a_final_state,
+    a_report_for_an_in_doubt_message_resolves_it_as_sent,
     dead_letters_are_written_once,
-    debits_are_atomic_and_never_go_below_zero,
+    top_ups_count_as_funded,
     queue_entries_are_deleted_only_after_their_outcome,
+    leases_are_stamped_and_judged_on_the_stores_clock,
     contact_states_are_read_fresh,
     lists_links_and_runs,
 );
+
+/// MongoDB only (the in-memory store holds typed values): a queued document
+/// that does not decode is quarantined as a MALFORMED dead letter with its
+/// raw content, and the rest of its list is claimed normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_queue_document_is_quarantined_not_blocking_its_list() {
+    let Some(ts) = common::mongo("quarantine").await else {
+        return;
+    };
+    let s = &ts.stores;
+    let w = world(s, 3).await;
+    let t = now();
+    let q = msgs(&w, t);
+    s.queue.enqueue(q.clone()).await.unwrap();
+    // Corrupt the oldest one: `segments` must be a number.
+    let m = ts.mongo.as_ref().unwrap();
+    m.database()
+        .collection::<bson::Document>("queued_text_messages")
+        .update_one(
+            bson::doc! {"_id": q[0].id},
+            bson::doc! {"$set": {"segments": "many"}},
+        )
+        .await
+        .unwrap();
+    let got = s
+        .queue
+        .claim(w.list.id, 10, &claimant("tok"), t)
+        .await
+        .unwrap();
+    assert_eq!(got.quarantined, 1);
+    assert_eq!(
+        got.messages.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![q[1].id, q[2].id]
+    );
+    assert!(s.queue.get(q[0].id).await.unwrap().is_none());
+    let f = s.dead_letters.get(q[0].id).await.unwrap().unwrap();
+    assert_eq!(f.reason, FailureReason::Malformed);
+    assert!(f.original.is_none());
+    assert!(f.raw.as_deref().unwrap_or("").contains("many"), "{f:?}");
+    assert_eq!(f.account, w.account.id);
+    ts.cleanup().await;
+}

@@ -12,7 +12,7 @@ use trackly::config::Secrets;
 use trackly::domain::*;
 use trackly::providers::ProviderRegistry;
 use trackly::providers::twilio;
-use trackly::store::{SendOutcome, Stores};
+use trackly::store::{Settlement, Stores};
 
 struct Setup {
     daemon: Daemon,
@@ -34,9 +34,12 @@ async fn setup(stores: Stores, n: usize) -> Setup {
         permits: local_permits(),
         providers: ProviderRegistry::new(),
         clock: Arc::new(SystemClock),
+        bus: Arc::new(trackly::bus::LocalBus::new()),
+        secrets: Arc::new(Secrets::default()),
     });
     let now = SystemClock.now();
     let acc = trackly::seed::account(Money(1_000_000), Money(1), now);
+    stores.accounts.insert_account(acc.clone()).await.unwrap();
     let list = trackly::seed::list(acc.id, ProviderSettings::Fake, 1000, now);
     let mut ids = vec![];
     let mut recs = vec![];
@@ -48,12 +51,17 @@ async fn setup(stores: Stores, n: usize) -> Setup {
             &q,
             ProviderKind::Infobip,
             "t",
-            Money(1),
+            "t",
+            Money::ZERO,
             now,
         ));
     }
     for chunk in recs.chunks(1000) {
-        stores.sent.record_attempts(chunk.to_vec()).await.unwrap();
+        stores
+            .sent
+            .begin_attempts(acc.id, chunk.to_vec())
+            .await
+            .unwrap();
     }
     Setup {
         daemon,
@@ -145,13 +153,11 @@ async fn infobip_reports_update_delivered_and_unknown_ids_are_counted() {
     // The report came before the send answer: the answer still lands.
     s.stores
         .sent
-        .record_outcomes(vec![SendOutcome {
+        .settle(vec![Settlement::Sent {
             id: s.ids[0],
-            submitted: true,
             at: SystemClock.now(),
             provider_message_id: Some(s.ids[0].to_hex()),
-            error_code: None,
-            error_text: None,
+            resolved_by: None,
         }])
         .await
         .unwrap();

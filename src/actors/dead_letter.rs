@@ -1,6 +1,10 @@
 //! # DeadLetter
 //!
-//! Owns: every write to the `FailedMessage` collection.
+//! Owns: the dead letters of messages that never reached the attempt stage
+//! (STALE, BLOCKED_CONTENT, CONTACT_BLOCKED, RATE_LIMIT_TIMEOUT,
+//! BILLING_BLOCKED, LIST_DELETED): nothing was charged for them. A failure
+//! after an attempt is written by Billing, in one transaction with its
+//! outcome and refund.
 //!
 //! Handles: [`RecordFailures`]. Requests that arrive while a write is in
 //! flight are gathered and written together in the next insert, so a burst

@@ -12,40 +12,41 @@
 //! Order-safe and idempotent by the store's rule: a final delivery state is
 //! never replaced by a later intermediate (or another final) one.
 //!
+//! A report for an in-doubt (NO_RESPONSE) message proves the provider took
+//! it: the message is resolved as sent and its dead letter marked resolved
+//! (the store does it in one transaction).
+//!
+//! What waits is bounded by `webhooks.max_pending_bytes`: past it a request
+//! is answered 503 at once and the provider sends it again later.
+//!
 //! Restart: nothing is lost; an unanswered request fails its HTTP request
 //! (503), and the provider sends the report again.
 
 use super::coalesce::{Coalescer, answer};
+use crate::messages::{ApplyReports, IntakeResult};
 use crate::metrics::Metrics;
-use crate::store::{DeliveryApplied, DeliveryUpdate, SentStore, StoreError};
+use crate::store::{DeliveryApplied, SentStore, StoreError};
 use actix::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-/// Webhook handler → DeliveryIntake: apply these reports.
-#[derive(Message, Debug)]
-#[rtype(result = "Result<IntakeResult, StoreError>")]
-pub struct ApplyReports(pub Vec<DeliveryUpdate>);
-
-/// What became of one request's reports (all durable, or an error).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IntakeResult {
-    /// Reports for messages with no `MessageSent` record.
-    pub unknown: u64,
-}
-
 pub struct DeliveryIntake {
     store: Arc<dyn SentStore>,
     metrics: Arc<Metrics>,
-    writes: Coalescer<DeliveryUpdate, IntakeResult>,
+    writes: Coalescer<crate::store::DeliveryUpdate, IntakeResult>,
 }
 
 impl DeliveryIntake {
-    pub fn new(store: Arc<dyn SentStore>, metrics: Arc<Metrics>, max_batch: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn SentStore>,
+        metrics: Arc<Metrics>,
+        max_batch: usize,
+        max_pending_bytes: usize,
+    ) -> Self {
         DeliveryIntake {
             store,
             metrics,
-            writes: Coalescer::new(max_batch),
+            writes: Coalescer::with_budget(max_batch, max_pending_bytes),
         }
     }
 
@@ -64,6 +65,7 @@ impl DeliveryIntake {
             }
             let total = all.len() as u64;
             let res: Result<DeliveryApplied, StoreError> = store.apply_delivery(all).await;
+            crate::failpoint::hit("intake.applied");
             match &res {
                 Ok(r) => {
                     metrics
@@ -72,6 +74,12 @@ impl DeliveryIntake {
                     metrics
                         .reports_unknown
                         .fetch_add(r.unknown.len() as u64, Ordering::Relaxed);
+                    if !r.resolved.is_empty() {
+                        tracing::info!(
+                            count = r.resolved.len(),
+                            "in-doubt messages resolved as sent by their delivery reports"
+                        );
+                    }
                     if !r.unknown.is_empty() {
                         tracing::warn!(
                             count = r.unknown.len(),

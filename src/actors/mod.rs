@@ -3,7 +3,8 @@
 //! ```text
 //! Coordinator ──┬── ListSupervisor (one per sending list) ── 6 × Worker
 //!               └── ...
-//! RateLimiter · Billing · DeadLetter · DeliveryIntake   (one each per daemon)
+//! RateLimiter · Billing · DeadLetter · DeliveryIntake · Lease · Recovery
+//!                                                       (one each per daemon)
 //! ```
 //!
 //! Each file starts with the actor's contract: what it owns, what it handles,
@@ -14,6 +15,9 @@ pub mod coalesce;
 pub mod coordinator;
 pub mod dead_letter;
 pub mod delivery_intake;
+pub mod lease;
+pub mod outcome;
 pub mod rate_limiter;
+pub mod recovery;
 pub mod supervisor;
 pub mod worker;

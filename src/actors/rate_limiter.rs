@@ -76,17 +76,19 @@ impl Handler<Acquire> for RateLimiter {
     type Result = ResponseFuture<Result<Grant, RateLimitError>>;
 
     fn handle(&mut self, msg: Acquire, _: &mut Self::Context) -> Self::Result {
+        if msg.per_minute == 0 {
+            // 0/min is a pause: nothing is granted (workers check the pause
+            // before asking, so this only covers a change in between).
+            let wait = self.cfg.unavailable_retry.get();
+            return Box::pin(async move { Ok(Grant { granted: 0, wait }) });
+        }
         let factor = self.factor(msg.list);
         let rate = (msg.per_minute as f64 / 60.0) * factor;
-        // Never zero: a list set to 0/min would otherwise divide by zero; it
-        // gets one permit a minute at most... and a paused list is the way to
-        // stop a list.
-        let rate = rate.max(1.0 / 60.0);
         let capacity = (rate * self.cfg.burst_seconds).max(1.0);
         let backend = self.backend.clone();
         Box::pin(async move {
             backend
-                .acquire(msg.list, rate, capacity, msg.n.max(1))
+                .acquire(msg.list, msg.bucket, rate, capacity, msg.n.max(1))
                 .await
         })
     }

@@ -12,6 +12,11 @@ pub struct Account {
     pub name: String,
     /// Prepaid balance. Debited per SMS segment; never below zero.
     pub balance: Money,
+    /// Everything ever paid in (opening balance plus top-ups). With the
+    /// attempt records' charges and refunds it reconciles the balance:
+    /// `balance = funded - charged + refunded` (`trackly audit` checks it).
+    #[serde(default)]
+    pub funded: Money,
     /// Price of one SMS segment.
     pub price_per_segment: Money,
     /// Where delivery-status webhooks for this account's messages are posted.

@@ -20,8 +20,35 @@ pub struct FailedMessage {
     pub provider_text: Option<String>,
     #[serde(with = "super::dt")]
     pub failed_at: Timestamp,
-    /// The message as it was queued, for requeue and investigation.
-    pub original: QueuedTextMessage,
+    /// The message as it was queued, for requeue and investigation. `None`
+    /// only for a quarantined queue document that could not be decoded
+    /// (reason `MALFORMED`; its content is in `raw`).
+    #[serde(default)]
+    pub original: Option<QueuedTextMessage>,
+    /// A quarantined document's stored content, as relaxed extended JSON.
+    #[serde(default)]
+    pub raw: Option<String>,
+    /// Set when later evidence settled what the failure left open: an in-doubt
+    /// (NO_RESPONSE) message that a delivery report showed the provider took.
+    /// A resolved dead letter is no longer a terminal state; its
+    /// `MessageSent` (submitted = true) is.
+    #[serde(default)]
+    pub resolved: Option<Resolution>,
+}
+
+/// How a dead letter was settled after the fact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolution {
+    #[serde(with = "super::dt")]
+    pub at: Timestamp,
+    /// `delivery_report`, `provider_lookup` or `operator`.
+    pub by: String,
+}
+
+/// The account id recorded on a dead letter whose account is unknown (a
+/// quarantined document without a readable account).
+pub fn unknown_account() -> super::AccountId {
+    super::AccountId(bson::oid::ObjectId::from_bytes([0; 12]))
 }
 
 /// Why a message was dead-lettered. Each is a different operator action.
@@ -42,10 +69,15 @@ pub enum FailureReason {
     NoResponse,
     /// The account could not pay for the billing TTL.
     BillingBlocked,
+    /// The message's sending list no longer exists: nobody can send it.
+    ListDeleted,
+    /// The queued document could not be decoded; quarantined with its raw
+    /// content so its list is not blocked behind it.
+    Malformed,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 7] = [
+    pub const ALL: [FailureReason; 9] = [
         FailureReason::Stale,
         FailureReason::BlockedContent,
         FailureReason::ContactBlocked,
@@ -53,6 +85,8 @@ impl FailureReason {
         FailureReason::ProviderError,
         FailureReason::NoResponse,
         FailureReason::BillingBlocked,
+        FailureReason::ListDeleted,
+        FailureReason::Malformed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +98,8 @@ impl FailureReason {
             FailureReason::ProviderError => "PROVIDER_ERROR",
             FailureReason::NoResponse => "NO_RESPONSE",
             FailureReason::BillingBlocked => "BILLING_BLOCKED",
+            FailureReason::ListDeleted => "LIST_DELETED",
+            FailureReason::Malformed => "MALFORMED",
         }
     }
 }

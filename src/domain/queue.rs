@@ -47,6 +47,11 @@ pub struct QueuedTextMessage {
     pub claimed_by: Option<String>,
     #[serde(with = "super::dt_opt", default)]
     pub claimed_at: Option<Timestamp>,
+    /// The daemon instance holding the claim. Recovery releases a claim only
+    /// when this instance's lease has expired: a live daemon's claims are
+    /// never taken from it, however slow it is.
+    #[serde(default)]
+    pub claim_owner: Option<String>,
     /// How many times it has been claimed. More than one means it was handed
     /// out before (retry, backoff, released or stale claim), so the worker
     /// first checks whether it already has an outcome.

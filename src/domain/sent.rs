@@ -38,6 +38,14 @@ pub struct MessageSent {
     pub provider: ProviderKind,
     /// Claim token of the attempt.
     pub attempt_token: String,
+    /// The daemon instance that made the attempt (its lease decides whether
+    /// an unanswered attempt is still in flight or in doubt).
+    #[serde(default)]
+    pub owner: String,
+    /// The charge (`cost`) was given back: written in the same transaction
+    /// as the outcome that refunds it, so a refund happens at most once.
+    #[serde(default)]
+    pub refunded: bool,
     #[serde(with = "super::dt")]
     pub attempted_at: Timestamp,
     pub submitted: Option<bool>,
@@ -58,6 +66,10 @@ pub struct MessageSent {
     pub delivery_updated_at: Option<Timestamp>,
     #[serde(default)]
     pub delivery_error_code: Option<String>,
+    /// An in-doubt outcome (NO_RESPONSE) later settled by evidence that the
+    /// provider took the message: `delivery_report` or `provider_lookup`.
+    #[serde(default)]
+    pub resolved_by: Option<String>,
 }
 
 impl MessageSent {
@@ -67,6 +79,7 @@ impl MessageSent {
         m: &super::QueuedTextMessage,
         provider: ProviderKind,
         attempt_token: &str,
+        owner: &str,
         cost: Money,
         at: Timestamp,
     ) -> MessageSent {
@@ -87,6 +100,8 @@ impl MessageSent {
             cost,
             provider,
             attempt_token: attempt_token.to_string(),
+            owner: owner.to_string(),
+            refunded: false,
             attempted_at: at,
             submitted: None,
             submitted_at: None,
@@ -97,9 +112,18 @@ impl MessageSent {
             delivery_state: None,
             delivery_updated_at: None,
             delivery_error_code: None,
+            resolved_by: None,
         }
     }
+
+    /// Recorded as in doubt (the request may have reached the provider).
+    pub fn in_doubt(&self) -> bool {
+        self.submitted == Some(false) && self.error_code.as_deref() == Some(NO_RESPONSE)
+    }
 }
+
+/// `error_code` of an attempt recorded in doubt.
+pub const NO_RESPONSE: &str = "NO_RESPONSE";
 
 /// Normalised delivery state of a report. `Pending` is intermediate; the rest
 /// are final and never replaced by a later intermediate report.

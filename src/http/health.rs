@@ -1,5 +1,8 @@
 //! `/healthz`: the process is up. `/readyz`: the store and the rate limiter
-//! answer; otherwise 503 naming what fails.
+//! answer; otherwise 503 naming what fails. Its detail also says whether this
+//! instance holds its lease, and names the lists with due messages that no
+//! live daemon can serve (their provider's credentials are missing on every
+//! daemon): the daemon is ready, but those messages wait for an operator.
 
 use super::AppState;
 use actix_web::{HttpResponse, web};
@@ -45,13 +48,24 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             }
         }
     }
+    let unservable = state
+        .unservable
+        .read()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    let detail = json!({
+        "instance": state.instance.id,
+        "lease": if state.instance.lease_valid() { "held" } else { "not renewed" },
+        "unservable_lists": unservable,
+    });
     if failing.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks}))
+        HttpResponse::Ok().json(json!({"status": "ready", "checks": checks, "detail": detail}))
     } else {
         HttpResponse::ServiceUnavailable().json(json!({
             "status": "unavailable",
             "failing": failing,
             "checks": checks,
+            "detail": detail,
         }))
     }
 }

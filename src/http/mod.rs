@@ -4,9 +4,11 @@
 pub mod health;
 pub mod webhooks;
 
-use crate::actors::delivery_intake::ApplyReports;
+use crate::actors::recovery::UnservableLists;
 use crate::clock::SharedClock;
 use crate::config::Secrets;
+use crate::instance::Instance;
+use crate::messages::ApplyReports;
 use crate::metrics::Metrics;
 use crate::ratelimit::PermitBackend;
 use crate::store::Stores;
@@ -26,6 +28,8 @@ pub struct AppState {
     pub public_url: String,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    pub instance: Arc<Instance>,
+    pub unservable: UnservableLists,
 }
 
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {

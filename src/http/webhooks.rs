@@ -16,7 +16,7 @@
 //! durable.
 
 use super::AppState;
-use crate::actors::delivery_intake::ApplyReports;
+use crate::messages::ApplyReports;
 use crate::providers::{MalformedReport, Report, cm, infobip, twilio};
 use crate::store::DeliveryUpdate;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -93,6 +93,14 @@ async fn apply(state: &AppState, provider: &'static str, reports: Vec<Report>) -
     match state.intake.send(ApplyReports(updates)).await {
         Ok(Ok(r)) => {
             HttpResponse::Ok().json(json!({"received": received, "unknown": r.unknown + not_ours}))
+        }
+        Ok(Err(crate::store::StoreError::Overloaded(e))) => {
+            tracing::warn!(provider, error = %e, "delivery reports refused: too many wait to be written");
+            error(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "too many reports waiting; retry later",
+            )
         }
         Ok(Err(e)) => {
             tracing::error!(provider, error = %e, "delivery reports not stored");

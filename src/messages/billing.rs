@@ -1,32 +1,30 @@
-//! Worker → Billing. Billing is the only writer of balances.
+//! Worker / Recovery → Billing. Billing is the ledger: every balance change
+//! goes through it, together with the attempt records and outcomes that
+//! justify it, in one store transaction each.
 
-use crate::domain::{AccountId, MessageId, Money};
-use crate::store::StoreError;
+use crate::domain::{AccountId, MessageSent};
+use crate::store::{AttemptsBegun, Settled, Settlement, StoreError};
 use actix::prelude::*;
 
-/// Pay for these messages (segments each) at the account's price, in one
-/// atomic debit. Messages the balance cannot cover are `blocked`.
+/// Charge for these attempts and record them, atomically: the longest
+/// prefix the balance covers is debited (segments × the account's price per
+/// segment, which Billing fills into each record's `cost`) and its attempt
+/// records inserted; records that already exist are never charged (someone
+/// attempted those before: never send them).
 #[derive(Message, Debug, Clone)]
-#[rtype(result = "Result<Charged, StoreError>")]
+#[rtype(result = "Result<AttemptsBegun, StoreError>")]
 pub struct Charge {
     pub account: AccountId,
-    /// `(message, segments)`, in sending order.
-    pub items: Vec<(MessageId, u32)>,
+    /// Attempt records in sending order (`submitted = null`).
+    pub attempts: Vec<MessageSent>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Charged {
-    /// Paid for, with what each cost.
-    pub paid: Vec<(MessageId, Money)>,
-    /// Not covered by the balance.
-    pub blocked: Vec<MessageId>,
-}
-
-/// Give money back for messages that were paid for and not sent (provider
-/// rejection, retry, already attempted elsewhere).
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct Refund {
+/// Record answers for attempted messages of `account`: each failure's
+/// outcome, dead letter and refund are durable together (see
+/// [`Settlement`]). Answered once durable.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Result<Settled, StoreError>")]
+pub struct Settle {
     pub account: AccountId,
-    pub amount: Money,
+    pub items: Vec<Settlement>,
 }

@@ -4,20 +4,23 @@ use crate::domain::SendingListId;
 use actix::prelude::*;
 use std::time::Duration;
 
-/// A control command for one list's supervisor.
+/// A control command for a list.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ListCommand {
-    /// Stop claiming; batches in flight finish.
+    /// Stop sending on every daemon: stored, then broadcast. Chunks already
+    /// permitted finish; the rest of each batch goes back to the queue.
     Pause,
     Resume,
-    /// Change the list's rate (messages per minute) right away.
+    /// Change the list's rate (messages per minute) on every daemon; 0 is a
+    /// pause.
     SetRateLimit(u32),
-    /// Stop claiming and answer once no batch is in flight.
+    /// This daemon only: stop claiming and answer once no batch is in flight.
     Drain,
 }
 
-/// Admin → Coordinator → ListSupervisor. Starts the supervisor if the list
-/// has none yet. Answers whether the list exists.
+/// Admin → Coordinator. Pause, resume and rate changes are stored (the
+/// store is the truth) and then broadcast, so every daemon's supervisor
+/// reloads the list within a second or two. Answers whether the list exists.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Result<(), ControlError>")]
 pub struct ListControl {
@@ -25,19 +28,20 @@ pub struct ListControl {
     pub command: ListCommand,
 }
 
-/// Coordinator → ListSupervisor.
+/// Coordinator → ListSupervisor: stop claiming, answer once no batch is in
+/// flight.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct Control(pub ListCommand);
+pub struct Drain;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ControlError {
     #[error("no such sending list: {0}")]
     UnknownList(SendingListId),
     #[error("the daemon is shutting down")]
     ShuttingDown,
     #[error("store error: {0}")]
-    Store(String),
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Signal handler → Coordinator: stop claiming, let in-flight sends finish
@@ -74,14 +78,28 @@ pub struct ActiveLists;
 #[rtype(result = "()")]
 pub struct PollNow;
 
-/// Test and operator hook: run the stale-claim / in-doubt sweep now
-/// (Coordinator). Answers what it did.
+/// Test and operator hook: run the recovery sweep now (Recovery). Answers
+/// what it did.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "SweepReport")]
 pub struct SweepNow;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SweepReport {
+    /// Instances whose lease had expired and that still held work.
+    pub dead_owners: Vec<String>,
+    /// Claims of dead instances released for any daemon to take.
     pub released_claims: u64,
+    /// Unanswered attempts recorded as in doubt (NO_RESPONSE).
     pub no_response: u64,
+    /// Unanswered attempts a delivery report had already proved sent.
+    pub resolved_sent: u64,
+    /// The sweep could not finish (store error); it runs again next time.
+    pub error: Option<String>,
 }
+
+/// Lease → store, on shutdown: mark this instance's lease stopped (after its
+/// claims were released), so recovery elsewhere need not wait for expiry.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopLease;

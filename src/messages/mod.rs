@@ -4,11 +4,13 @@
 pub mod billing;
 pub mod control;
 pub mod dead_letter;
+pub mod delivery;
 pub mod dispatch;
 pub mod rate_limit;
 
 pub use billing::*;
 pub use control::*;
 pub use dead_letter::*;
+pub use delivery::*;
 pub use dispatch::*;
 pub use rate_limit::*;

@@ -1,15 +1,16 @@
 //! Worker → RateLimiter.
 
 use crate::domain::SendingListId;
-use crate::ratelimit::{Grant, RateLimitError};
+use crate::ratelimit::{Bucket, Grant, RateLimitError};
 use actix::prelude::*;
 
-/// Ask for up to `n` permits on `list`, whose configured rate is
-/// `per_minute`. One round trip to the shared state.
+/// Ask for up to `n` permits from `list`'s `bucket`, whose configured rate
+/// is `per_minute`. One round trip to the shared state.
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "Result<Grant, RateLimitError>")]
 pub struct Acquire {
     pub list: SendingListId,
+    pub bucket: Bucket,
     pub per_minute: u32,
     pub n: u32,
 }

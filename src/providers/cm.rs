@@ -173,7 +173,11 @@ pub fn request_body(msgs: &[OutboundSms], token: &str) -> SendRequest {
     }
 }
 
-/// Request-level codes that are about the account, not the messages.
+/// Request-level codes that are about the account, not the messages: CM's
+/// `TextClientStatusCode` (101 authentication failed, 102 balance
+/// insufficient, 103 product token incorrect) comes back with an empty
+/// `messages` list, CM's way of saying that no message of the request was
+/// created. Not processed: retried.
 fn account_problem(code: i64) -> bool {
     matches!(code, 101..=103)
 }
@@ -186,28 +190,29 @@ pub fn classify(msgs: &[OutboundSms], ex: Exchange) -> Vec<SendResult> {
             text: e,
             throttled: false,
         }),
-        Exchange::NoAnswer(e) => all(SendResult::NoResponse { text: e }),
+        Exchange::NoAnswer(e) => all(http::no_answer(e)),
+        // A 429 is a refusal to take the request at all (RFC 6585 §4); CM
+        // documents no throttling answer of its own (providers.md §3.3).
         Exchange::Answered { status: 429, .. } => all(SendResult::Transient {
             code: "429".into(),
             text: "Too Many Requests".into(),
             throttled: true,
         }),
+        // CM documents 5xx only as "internal server error": it may have
+        // created some of the request's messages. In doubt, never resent.
         Exchange::Answered { status, body } if (500..600).contains(&status) => {
             let details = serde_json::from_slice::<SendResponse>(&body)
                 .map(|r| r.details)
                 .unwrap_or_else(|_| format!("HTTP {status}"));
-            all(SendResult::Transient {
-                code: status.to_string(),
-                text: details,
-                throttled: false,
-            })
+            all(http::in_doubt(format!("HTTP {status}"), details))
         }
         Exchange::Answered { status, body } => {
             let Ok(resp) = serde_json::from_slice::<SendResponse>(&body) else {
                 return if (200..300).contains(&status) {
-                    all(SendResult::NoResponse {
-                        text: format!("HTTP {status} with an unreadable body"),
-                    })
+                    all(http::in_doubt(
+                        format!("HTTP {status}"),
+                        "answer body could not be read",
+                    ))
                 } else {
                     all(SendResult::Rejected {
                         code: status.to_string(),
@@ -254,9 +259,10 @@ pub fn classify(msgs: &[OutboundSms], ex: Exchange) -> Vec<SendResult> {
                         text: r.message_details.clone().unwrap_or_default(),
                         unsubscribed: false,
                     },
-                    None => SendResult::NoResponse {
-                        text: "the provider's answer did not mention this message".into(),
-                    },
+                    None => http::in_doubt(
+                        format!("HTTP {status}"),
+                        "the provider's answer did not mention this message",
+                    ),
                 })
                 .collect()
         }

@@ -65,7 +65,9 @@ pub enum Scripted {
     Transient {
         throttled: bool,
     },
-    NoResponse,
+    /// Taken, but answered ambiguously (in doubt): recorded as accepted at
+    /// the fake, as a provider that timed out after taking it would.
+    InDoubt,
     /// Panic inside the provider call (crash tests).
     Panic,
 }
@@ -143,6 +145,16 @@ impl FakeProvider {
     }
 }
 
+/// Count `m` as received by the fake (and in the record file).
+fn take(inner: &mut Inner, lines: &mut String, s: &FakeSettings, now: Duration, m: &OutboundSms) {
+    *inner.accepted.entry(m.id).or_insert(0) += 1;
+    inner.received.push((now, m.id));
+    if s.record_file.is_some() {
+        lines.push_str(&m.id.to_hex());
+        lines.push('\n');
+    }
+}
+
 #[async_trait]
 impl SmsProvider for FakeProvider {
     fn kind(&self) -> ProviderKind {
@@ -171,20 +183,20 @@ impl SmsProvider for FakeProvider {
                     throttled: true,
                 })
             } else if roll < s.throttle_rate + s.transient_rate {
+                // Refused before anything was written: provably not sent.
                 Some(SendResult::Transient {
-                    code: "503".into(),
-                    text: "Service Unavailable".into(),
+                    code: "CONNECT".into(),
+                    text: "could not connect: connection refused".into(),
                     throttled: false,
-                })
-            } else if roll < s.throttle_rate + s.transient_rate + s.timeout_rate {
-                // The request went out; the fake may or may not have taken
-                // it. Record nothing: an in-doubt send.
-                Some(SendResult::NoResponse {
-                    text: "timed out waiting for the provider".into(),
                 })
             } else {
                 None
             };
+            // The request went out, the fake took it, and the answer got
+            // lost: in doubt (and counted as received, so a resend would
+            // show up as a duplicate).
+            let timed_out = call_failure.is_none()
+                && roll < s.throttle_rate + s.transient_rate + s.timeout_rate;
             if let Some(f) = call_failure {
                 vec![f; msgs.len()]
             } else {
@@ -200,13 +212,17 @@ impl SmsProvider for FakeProvider {
                             unsubscribed,
                         },
                         Some(Scripted::Transient { throttled }) => SendResult::Transient {
-                            code: if throttled { "429" } else { "503" }.into(),
+                            code: if throttled { "429" } else { "CONNECT" }.into(),
                             text: "scripted transient error".into(),
                             throttled,
                         },
-                        Some(Scripted::NoResponse) => SendResult::NoResponse {
-                            text: "scripted timeout".into(),
-                        },
+                        Some(Scripted::InDoubt) => {
+                            take(&mut inner, &mut lines, s, now, m);
+                            SendResult::InDoubt {
+                                code: Some("HTTP 502".into()),
+                                text: "scripted ambiguous answer".into(),
+                            }
+                        }
                         None if inner.rng.random::<f64>() < s.reject_rate => SendResult::Rejected {
                             code: "FAKE_REJECTED".into(),
                             text: "destination rejected".into(),
@@ -216,14 +232,20 @@ impl SmsProvider for FakeProvider {
                             provider_message_id: format!("fake-{}", m.id),
                         },
                     };
-                    if matches!(r, SendResult::Accepted { .. }) {
-                        *inner.accepted.entry(m.id).or_insert(0) += 1;
-                        inner.received.push((now, m.id));
-                        if s.record_file.is_some() {
-                            lines.push_str(&m.id.to_hex());
-                            lines.push('\n');
+                    let r = match r {
+                        SendResult::Accepted { .. } if timed_out => {
+                            take(&mut inner, &mut lines, s, now, m);
+                            SendResult::InDoubt {
+                                code: Some("TIMEOUT".into()),
+                                text: "timed out waiting for the provider".into(),
+                            }
                         }
-                    }
+                        SendResult::Accepted { .. } => {
+                            take(&mut inner, &mut lines, s, now, m);
+                            r
+                        }
+                        r => r,
+                    };
                     out.push(r);
                 }
                 out

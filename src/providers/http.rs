@@ -1,8 +1,12 @@
 //! What adapters share: one pooled HTTP client per adapter, and the
 //! classification of what happened on the wire. The one rule that keeps
 //! guarantee 1: only an error that provably happened before the request
-//! left (connection refused, DNS) may be retried; anything after that is
-//! "no response" unless the provider answered.
+//! left (connection refused, DNS) may be retried; anything after that is in
+//! doubt unless the provider answered, and an answer is "not processed"
+//! only where the provider documents it so (each adapter's classification
+//! names the document). Every 5xx is in doubt: a 500, 502 or 504 does not
+//! prove that nothing was taken (a gateway timing out after the request
+//! went through is exactly the ambiguous case).
 
 use std::time::Duration;
 
@@ -68,6 +72,25 @@ fn short(e: &reqwest::Error) -> String {
     } else {
         format!("{kind}: {detail}")
     }
+}
+
+/// The in-doubt answer for an exchange that went out and came back without
+/// proof of what happened.
+pub fn in_doubt(code: impl Into<String>, text: impl Into<String>) -> super::SendResult {
+    super::SendResult::InDoubt {
+        code: Some(code.into()),
+        text: text.into(),
+    }
+}
+
+/// `TIMEOUT` or `NO_ANSWER` for an exchange that got no complete answer.
+pub fn no_answer(text: String) -> super::SendResult {
+    let code = if text.starts_with("timed out") {
+        "TIMEOUT"
+    } else {
+        "NO_ANSWER"
+    };
+    in_doubt(code, text)
 }
 
 /// Send `msgs` in requests of up to `batch` messages with at most

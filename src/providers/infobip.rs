@@ -11,9 +11,18 @@
 //! - Status group 3 is delivered only for `DELIVERED_TO_HANDSET` (id 5);
 //!   `DELIVERED_TO_OPERATOR` (id 2) is intermediate (Infobip's status-code
 //!   page lists it so): pending.
-//! - 401/403 mean our credentials are wrong, not the message: transient (the
-//!   message waits, retried with backoff until it goes stale), not a dead
-//!   letter per message.
+//! - 401/403 mean our credentials are wrong, not the message: the request
+//!   was refused before anything was processed (RFC 9110 §15.5.2, §15.5.4;
+//!   Infobip's error page lists them as request-level authentication and
+//!   authorization failures), so transient: the message waits, retried with
+//!   backoff until it goes stale, not a dead letter per message.
+//! - 429: Infobip's "Rate limits and throttling" page says requests over the
+//!   limit are rejected with 429 ("Too many requests sent"): not processed,
+//!   retried. Other 4xx: "resending the same request will fail the same
+//!   way" (Infobip's API fundamentals): permanent.
+//! - 5xx: Infobip documents them only as "may be transient", never as "not
+//!   processed": one 5xx for a request of 500 messages may follow sending
+//!   some or all of them. In doubt, never resent.
 
 use super::http::{self, Exchange};
 use super::{MalformedReport, OutboundSms, Report, SendResult, SmsProvider, our_id};
@@ -195,12 +204,13 @@ pub fn classify(msgs: &[OutboundSms], ex: Exchange) -> Vec<SendResult> {
             text: e,
             throttled: false,
         }),
-        Exchange::NoAnswer(e) => all(SendResult::NoResponse { text: e }),
+        Exchange::NoAnswer(e) => all(http::no_answer(e)),
         Exchange::Answered { status, body } if (200..300).contains(&status) => {
             let Ok(resp) = serde_json::from_slice::<SendResponse>(&body) else {
-                return all(SendResult::NoResponse {
-                    text: format!("HTTP {status} with an unreadable body"),
-                });
+                return all(http::in_doubt(
+                    format!("HTTP {status}"),
+                    "answer body could not be read",
+                ));
             };
             let by_id: HashMap<String, &SentMessage> = resp
                 .messages
@@ -221,9 +231,10 @@ pub fn classify(msgs: &[OutboundSms], ex: Exchange) -> Vec<SendResult> {
                             .unwrap_or_else(|| m.id.to_hex()),
                     },
                     // Answered, but not about this message: in doubt.
-                    None => SendResult::NoResponse {
-                        text: "the provider's answer did not mention this message".into(),
-                    },
+                    None => http::in_doubt(
+                        format!("HTTP {status}"),
+                        "the provider's answer did not mention this message",
+                    ),
                 })
                 .collect()
         }
@@ -240,19 +251,13 @@ pub fn classify(msgs: &[OutboundSms], ex: Exchange) -> Vec<SendResult> {
                     text,
                     throttled: false,
                 }),
-                500..=599 => all(SendResult::Transient {
-                    code,
-                    text,
-                    throttled: false,
-                }),
                 400..=499 => all(SendResult::Rejected {
                     code,
                     text,
                     unsubscribed: false,
                 }),
-                _ => all(SendResult::NoResponse {
-                    text: format!("unexpected HTTP {status}"),
-                }),
+                // 5xx and anything unexpected: in doubt (see the top).
+                _ => all(http::in_doubt(format!("HTTP {status} {code}"), text)),
             }
         }
     }

@@ -40,17 +40,21 @@ pub enum SendResult {
         text: String,
         unsubscribed: bool,
     },
-    /// Not taken, and provably nothing was sent (HTTP 429, 5xx, connection
-    /// refused): retried with backoff while the message is fresh.
-    /// `throttled` also slows the list down.
+    /// Provably not taken: the request was never written (could not
+    /// connect), or the provider answered in a way it documents as "nothing
+    /// was processed" (429; each adapter names its documents). Retried with
+    /// backoff while the message is fresh. `throttled` also slows the list.
     Transient {
         code: String,
         text: String,
         throttled: bool,
     },
-    /// The request went out and no answer came back: in doubt. Never retried
-    /// (guarantee 1): NO_RESPONSE.
-    NoResponse { text: String },
+    /// Ambiguous: the request went out and the answer does not prove what
+    /// happened (a timeout, a 5xx, a 2xx that cannot be read, an answer that
+    /// does not mention the message). The provider may have taken it: never
+    /// resent automatically (guarantee 1), recorded NO_RESPONSE. `code` is
+    /// what the wire showed (`HTTP 502`, `TIMEOUT`), when anything.
+    InDoubt { code: Option<String>, text: String },
 }
 
 #[async_trait]

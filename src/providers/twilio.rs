@@ -135,15 +135,13 @@ pub fn classify(ex: Exchange) -> SendResult {
             text: e,
             throttled: false,
         },
-        Exchange::NoAnswer(e) => SendResult::NoResponse { text: e },
+        Exchange::NoAnswer(e) => http::no_answer(e),
         Exchange::Answered { status, body } if (200..300).contains(&status) => {
             match serde_json::from_slice::<MessageResource>(&body) {
                 Ok(r) => SendResult::Accepted {
                     provider_message_id: r.sid,
                 },
-                Err(_) => SendResult::NoResponse {
-                    text: format!("HTTP {status} with an unreadable body"),
-                },
+                Err(_) => http::in_doubt(format!("HTTP {status}"), "answer body could not be read"),
             }
         }
         Exchange::Answered { status, body } => {
@@ -154,17 +152,17 @@ pub fn classify(ex: Exchange) -> SendResult {
                 .unwrap_or_else(|| format!("HTTP {status}"));
             let code_s = code.map_or_else(|| status.to_string(), |c| c.to_string());
             match (status, code) {
+                // Twilio's error 20429 page: "a 429 is never processed and
+                // always safe to retry" after backing off.
                 (429, _) | (_, Some(20429)) => SendResult::Transient {
                     code: code_s,
                     text,
                     throttled: true,
                 },
+                // Authentication (20003) or an unknown account: refused
+                // before the message resource was created (RFC 9110
+                // §15.5.2-5; Twilio creates the resource only on 201).
                 (401 | 403 | 404, _) => SendResult::Transient {
-                    code: code_s,
-                    text,
-                    throttled: false,
-                },
-                (500..=599, _) => SendResult::Transient {
                     code: code_s,
                     text,
                     throttled: false,
@@ -174,9 +172,9 @@ pub fn classify(ex: Exchange) -> SendResult {
                     text,
                     unsubscribed: c == Some(UNSUBSCRIBED),
                 },
-                _ => SendResult::NoResponse {
-                    text: format!("unexpected HTTP {status}"),
-                },
+                // 5xx (Twilio documents no 5xx as "not processed": the
+                // message may have been created) and anything unexpected.
+                _ => http::in_doubt(format!("HTTP {status} {code_s}"), text),
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The in-process permit backend (embedded mode): the same bucket arithmetic
 //! as the Lua script, on this process's monotonic clock.
 
-use super::{Grant, PermitBackend, RateLimitError, TokenBucket};
+use super::{Bucket, Grant, PermitBackend, RateLimitError, TokenBucket};
 use crate::domain::SendingListId;
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 pub struct LocalPermits {
     start: Instant,
-    buckets: Mutex<HashMap<SendingListId, TokenBucket>>,
+    buckets: Mutex<HashMap<(SendingListId, Bucket), TokenBucket>>,
     calls: AtomicU64,
 }
 
@@ -36,6 +36,7 @@ impl PermitBackend for LocalPermits {
     async fn acquire(
         &self,
         list: SendingListId,
+        bucket: Bucket,
         rate_per_sec: f64,
         capacity: f64,
         n: u32,
@@ -44,7 +45,7 @@ impl PermitBackend for LocalPermits {
         let now = self.start.elapsed().as_micros() as i64;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let b = buckets
-            .entry(list)
+            .entry((list, bucket))
             .or_insert_with(|| TokenBucket::full(capacity, now));
         Ok(b.take(now, rate_per_sec, capacity, n))
     }

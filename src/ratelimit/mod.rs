@@ -10,6 +10,17 @@ use crate::domain::SendingListId;
 use async_trait::async_trait;
 use std::time::Duration;
 
+/// Which of a list's two buckets (same rate, same burst) a permit comes
+/// from. `Admit` gates the work before a send (contact re-read, charge,
+/// attempt record), so nothing is written for messages the rate does not
+/// allow yet; `Send` is taken right before the provider call, so sends
+/// reach the provider in the bucket's shape however long that work took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    Admit,
+    Send,
+}
+
 /// Permits granted by one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
@@ -27,11 +38,12 @@ pub enum RateLimitError {
 
 #[async_trait]
 pub trait PermitBackend: Send + Sync {
-    /// Take up to `n` permits from `list`'s bucket, refilled at `rate_per_sec`
-    /// up to `capacity`. One round trip.
+    /// Take up to `n` permits from `list`'s `bucket`, refilled at
+    /// `rate_per_sec` up to `capacity`. One round trip.
     async fn acquire(
         &self,
         list: SendingListId,
+        bucket: Bucket,
         rate_per_sec: f64,
         capacity: f64,
         n: u32,

@@ -2,7 +2,7 @@
 //! (the driver loads the script again by itself after a Redis restart or
 //! `SCRIPT FLUSH`).
 
-use super::{Grant, PermitBackend, RateLimitError};
+use super::{Bucket, Grant, PermitBackend, RateLimitError};
 use crate::domain::SendingListId;
 use async_trait::async_trait;
 use deadpool_redis::redis::Script;
@@ -45,8 +45,11 @@ impl RedisPermits {
         }
     }
 
-    fn key(&self, list: SendingListId) -> String {
-        format!("{}:rl:{}", self.prefix, list)
+    fn key(&self, list: SendingListId, bucket: Bucket) -> String {
+        match bucket {
+            Bucket::Admit => format!("{}:rl:{}", self.prefix, list),
+            Bucket::Send => format!("{}:rl:{}:send", self.prefix, list),
+        }
     }
 
     async fn with_timeout<T, F>(&self, fut: F) -> Result<T, RateLimitError>
@@ -68,12 +71,13 @@ impl PermitBackend for RedisPermits {
     async fn acquire(
         &self,
         list: SendingListId,
+        bucket: Bucket,
         rate_per_sec: f64,
         capacity: f64,
         n: u32,
     ) -> Result<Grant, RateLimitError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let key = self.key(list);
+        let key = self.key(list, bucket);
         self.with_timeout(async {
             let mut conn = self.pool.get().await.map_err(unavailable)?;
             let (granted, wait_ms): (i64, i64) = self

@@ -1,8 +1,10 @@
 //! The in-memory store: same semantics as MongoDB, for the embedded mode and
 //! actor tests. One mutex guards all state; every critical section is short
-//! and never held across an `.await`.
+//! and never held across an `.await`, so each operation is atomic, as the
+//! MongoDB adapter's transactions are.
 
 use super::*;
+use crate::clock::{SharedClock, SystemClock};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
@@ -11,6 +13,9 @@ struct State {
     queue: HashMap<MessageId, QueuedTextMessage>,
     /// Ready (unclaimed) ids per list, in FIFO order.
     ready: HashMap<SendingListId, BTreeSet<MessageId>>,
+    /// Claimed ids per claim token, so `complete` and `release` touch only
+    /// their own batch instead of scanning the queue.
+    claims: HashMap<String, BTreeSet<MessageId>>,
     sent: HashMap<MessageId, MessageSent>,
     failed: HashMap<MessageId, FailedMessage>,
     contacts: HashMap<ContactId, Contact>,
@@ -25,16 +30,31 @@ struct State {
     schedules: HashMap<ScheduleId, Schedule>,
     runs: HashMap<ScheduleRunId, ScheduleRun>,
     run_keys: HashSet<(ScheduleId, i64)>,
+    leases: HashMap<String, DaemonLease>,
 }
 
-#[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// The "server clock" leases are stamped and judged with.
+    clock: SharedClock,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_clock(std::sync::Arc::new(SystemClock))
+    }
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_clock(clock: SharedClock) -> Self {
+        MemoryStore {
+            state: Mutex::new(State::default()),
+            clock,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -53,17 +73,47 @@ impl State {
             set.remove(&id);
         }
     }
-    fn claimed_by<'a>(
-        &'a self,
-        list: Option<SendingListId>,
-        token: &'a str,
-    ) -> impl Iterator<Item = MessageId> + 'a {
-        self.queue
-            .values()
-            .filter(move |m| {
-                m.claimed_by.as_deref() == Some(token) && list.is_none_or(|l| m.sending_list == l)
+    /// Forget `id`'s claim (its token's index entry).
+    fn unclaim(&mut self, id: MessageId) -> Option<SendingListId> {
+        let m = self.queue.get_mut(&id)?;
+        if let Some(t) = m.claimed_by.take()
+            && let Some(set) = self.claims.get_mut(&t)
+        {
+            set.remove(&id);
+            if set.is_empty() {
+                self.claims.remove(&t);
+            }
+        }
+        m.claimed_at = None;
+        m.claim_owner = None;
+        Some(m.sending_list)
+    }
+    /// Ids claimed by `token` on `list`.
+    fn held(&self, list: SendingListId, token: &str) -> Vec<MessageId> {
+        self.claims
+            .get(token)
+            .map(|set| {
+                set.iter()
+                    .copied()
+                    .filter(|id| self.queue.get(id).is_some_and(|m| m.sending_list == list))
+                    .collect()
             })
-            .map(|m| m.id)
+            .unwrap_or_default()
+    }
+    fn remove_queued(&mut self, id: MessageId) -> bool {
+        self.unclaim(id);
+        match self.queue.remove(&id) {
+            Some(m) => {
+                self.unmark_ready(m.sending_list, id);
+                true
+            }
+            None => false,
+        }
+    }
+    fn credit(&mut self, account: AccountId, amount: Money) {
+        if let Some(a) = self.accounts.get_mut(&account) {
+            a.balance = Money(a.balance.0.saturating_add(amount.0));
+        }
     }
 }
 
@@ -72,13 +122,15 @@ impl QueueStore for MemoryStore {
     async fn enqueue(&self, msgs: Vec<QueuedTextMessage>) -> StoreResult<u64> {
         let mut st = self.lock();
         let mut n = 0;
-        for m in msgs {
+        for mut m in msgs {
             if st.queue.contains_key(&m.id) {
                 continue;
             }
-            if m.claimed_by.is_none() {
-                st.mark_ready(m.sending_list, m.id);
-            }
+            // Enqueued messages are ready; a claim is only ever made by `claim`.
+            m.claimed_by = None;
+            m.claimed_at = None;
+            m.claim_owner = None;
+            st.mark_ready(m.sending_list, m.id);
             st.queue.insert(m.id, m);
             n += 1;
         }
@@ -105,9 +157,9 @@ impl QueueStore for MemoryStore {
         &self,
         list: SendingListId,
         max: usize,
-        token: &str,
+        claimant: &Claimant,
         now: Timestamp,
-    ) -> StoreResult<Vec<QueuedTextMessage>> {
+    ) -> StoreResult<Claimed> {
         let mut st = self.lock();
         let ids: Vec<MessageId> = match st.ready.get(&list) {
             Some(set) => set
@@ -116,37 +168,45 @@ impl QueueStore for MemoryStore {
                 .take(max)
                 .copied()
                 .collect(),
-            None => return Ok(vec![]),
+            None => return Ok(Claimed::default()),
         };
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             st.unmark_ready(list, id);
             if let Some(m) = st.queue.get_mut(&id) {
-                m.claimed_by = Some(token.to_string());
+                m.claimed_by = Some(claimant.token.clone());
                 m.claimed_at = Some(now);
+                m.claim_owner = Some(claimant.owner.clone());
                 m.claim_count += 1;
                 out.push(m.clone());
+                st.claims
+                    .entry(claimant.token.clone())
+                    .or_default()
+                    .insert(id);
             }
         }
-        Ok(out)
+        Ok(Claimed {
+            messages: out,
+            quarantined: 0,
+        })
     }
 
     async fn requeue(&self, token: &str, items: Vec<Requeue>) -> StoreResult<u64> {
         let mut st = self.lock();
         let mut n = 0;
         for r in items {
-            let list = match st.queue.get_mut(&r.id) {
-                Some(m) if m.claimed_by.as_deref() == Some(token) => {
-                    m.claimed_by = None;
-                    m.claimed_at = None;
-                    m.not_before = r.not_before;
-                    m.attempts = r.attempts;
-                    m.billing_blocked_since = r.billing_blocked_since;
-                    m.last_error = r.last_error;
-                    m.sending_list
-                }
-                _ => continue,
+            if st.queue.get(&r.id).and_then(|m| m.claimed_by.as_deref()) != Some(token) {
+                continue;
+            }
+            let Some(list) = st.unclaim(r.id) else {
+                continue;
             };
+            if let Some(m) = st.queue.get_mut(&r.id) {
+                m.not_before = r.not_before;
+                m.attempts = r.attempts;
+                m.billing_blocked_since = r.billing_blocked_since;
+                m.last_error = r.last_error;
+            }
             st.mark_ready(list, r.id);
             n += 1;
         }
@@ -155,54 +215,56 @@ impl QueueStore for MemoryStore {
 
     async fn release(&self, list: SendingListId, token: &str) -> StoreResult<u64> {
         let mut st = self.lock();
-        let ids: Vec<MessageId> = st.claimed_by(Some(list), token).collect();
+        let ids = st.held(list, token);
         for id in &ids {
-            if let Some(m) = st.queue.get_mut(id) {
-                m.claimed_by = None;
-                m.claimed_at = None;
-            }
+            st.unclaim(*id);
             st.mark_ready(list, *id);
         }
         Ok(ids.len() as u64)
     }
 
-    async fn release_stale(&self, claimed_before: Timestamp) -> StoreResult<u64> {
-        let mut st = self.lock();
-        let stale: Vec<(SendingListId, MessageId)> = st
+    async fn claim_owners(&self) -> StoreResult<Vec<String>> {
+        let st = self.lock();
+        let owners: BTreeSet<String> = st
             .queue
             .values()
-            .filter(|m| m.claimed_by.is_some() && m.claimed_at.is_some_and(|t| t < claimed_before))
-            .map(|m| (m.sending_list, m.id))
+            .filter(|m| m.claimed_by.is_some())
+            .map(|m| m.claim_owner.clone().unwrap_or_default())
             .collect();
-        for (list, id) in &stale {
-            if let Some(m) = st.queue.get_mut(id) {
-                m.claimed_by = None;
-                m.claimed_at = None;
+        Ok(owners.into_iter().collect())
+    }
+
+    async fn release_owners(&self, owners: &[String]) -> StoreResult<u64> {
+        let mut st = self.lock();
+        let owners: HashSet<&str> = owners.iter().map(String::as_str).collect();
+        let ids: Vec<MessageId> = st
+            .queue
+            .values()
+            .filter(|m| {
+                m.claimed_by.is_some() && owners.contains(m.claim_owner.as_deref().unwrap_or(""))
+            })
+            .map(|m| m.id)
+            .collect();
+        for id in &ids {
+            if let Some(list) = st.unclaim(*id) {
+                st.mark_ready(list, *id);
             }
-            st.mark_ready(*list, *id);
         }
-        Ok(stale.len() as u64)
+        Ok(ids.len() as u64)
     }
 
     async fn complete(&self, list: SendingListId, token: &str) -> StoreResult<u64> {
         let mut st = self.lock();
-        let ids: Vec<MessageId> = st.claimed_by(Some(list), token).collect();
+        let ids = st.held(list, token);
         for id in &ids {
-            st.queue.remove(id);
+            st.remove_queued(*id);
         }
         Ok(ids.len() as u64)
     }
 
     async fn remove(&self, ids: &[MessageId]) -> StoreResult<u64> {
         let mut st = self.lock();
-        let mut n = 0;
-        for id in ids {
-            if let Some(m) = st.queue.remove(id) {
-                st.unmark_ready(m.sending_list, m.id);
-                n += 1;
-            }
-        }
-        Ok(n)
+        Ok(ids.iter().filter(|id| st.remove_queued(**id)).count() as u64)
     }
 
     async fn get(&self, id: MessageId) -> StoreResult<Option<QueuedTextMessage>> {
@@ -212,79 +274,177 @@ impl QueueStore for MemoryStore {
     async fn depth(&self) -> StoreResult<u64> {
         Ok(self.lock().queue.len() as u64)
     }
+
+    async fn depth_by_list(&self) -> StoreResult<BTreeMap<SendingListId, u64>> {
+        let st = self.lock();
+        let mut out = BTreeMap::new();
+        for m in st.queue.values() {
+            *out.entry(m.sending_list).or_insert(0) += 1;
+        }
+        Ok(out)
+    }
+
+    async fn scan(&self) -> StoreResult<Vec<QueueEntry>> {
+        let st = self.lock();
+        Ok(st
+            .queue
+            .values()
+            .map(|m| QueueEntry {
+                id: m.id,
+                list: m.sending_list,
+                claim_owner: m
+                    .claimed_by
+                    .as_ref()
+                    .map(|_| m.claim_owner.clone().unwrap_or_default()),
+            })
+            .collect())
+    }
 }
 
 #[async_trait]
 impl SentStore for MemoryStore {
-    async fn record_attempts(&self, records: Vec<MessageSent>) -> StoreResult<AttemptResult> {
+    async fn begin_attempts(
+        &self,
+        account: AccountId,
+        records: Vec<MessageSent>,
+    ) -> StoreResult<AttemptsBegun> {
         let mut st = self.lock();
-        let mut res = AttemptResult::default();
+        let mut balance = st
+            .accounts
+            .get(&account)
+            .ok_or_else(|| StoreError::NotFound(format!("account {account}")))?
+            .balance;
+        let mut res = AttemptsBegun::default();
+        let mut affordable = true;
         for r in records {
-            if let std::collections::hash_map::Entry::Vacant(e) = st.sent.entry(r.id) {
-                res.inserted.push(r.id);
-                e.insert(r);
-            } else {
-                res.already_attempted.push(r.id);
+            use std::collections::hash_map::Entry;
+            let fits = affordable && r.cost.0 <= balance.0;
+            match st.sent.entry(r.id) {
+                Entry::Occupied(_) => res.already_attempted.push(r.id),
+                Entry::Vacant(e) if fits => {
+                    balance = Money(balance.0 - r.cost.0);
+                    res.recorded.push(r.id);
+                    e.insert(r);
+                }
+                Entry::Vacant(_) => {
+                    // The longest affordable prefix: once one does not fit,
+                    // the rest wait too (FIFO holds for what is paid).
+                    affordable = false;
+                    res.unaffordable.push(r.id);
+                }
+            }
+        }
+        if let Some(a) = st.accounts.get_mut(&account) {
+            a.balance = balance;
+        }
+        res.balance = Some(balance);
+        Ok(res)
+    }
+
+    async fn settle(&self, items: Vec<Settlement>) -> StoreResult<Settled> {
+        let mut st = self.lock();
+        let mut res = Settled::default();
+        for item in items {
+            match item {
+                Settlement::Sent {
+                    id,
+                    at,
+                    provider_message_id,
+                    resolved_by,
+                } => {
+                    if let Some(r) = st.sent.get_mut(&id)
+                        && r.submitted.is_none()
+                    {
+                        r.submitted = Some(true);
+                        r.submitted_at = Some(at);
+                        r.provider_message_id = provider_message_id;
+                        r.resolved_by = resolved_by.map(String::from);
+                        res.sent += 1;
+                    }
+                }
+                Settlement::Failed {
+                    at,
+                    code,
+                    text,
+                    refund,
+                    dead_letter,
+                } => {
+                    let id = dead_letter.id;
+                    let Some(r) = st.sent.get_mut(&id) else {
+                        continue;
+                    };
+                    if r.submitted.is_some() {
+                        continue;
+                    }
+                    r.submitted = Some(false);
+                    r.submitted_at = Some(at);
+                    r.error_code = Some(code);
+                    r.error_text = Some(text);
+                    let mut refunded = Money::ZERO;
+                    if refund && !r.refunded {
+                        r.refunded = true;
+                        refunded = r.cost;
+                    }
+                    let account = r.account;
+                    st.credit(account, refunded);
+                    res.refunded.0 += refunded.0;
+                    st.failed.entry(id).or_insert(*dead_letter);
+                    res.failed.push(id);
+                }
+                Settlement::Unsent { id, token } => {
+                    let removable = st
+                        .sent
+                        .get(&id)
+                        .is_some_and(|r| r.submitted.is_none() && r.attempt_token == token);
+                    if removable && let Some(r) = st.sent.remove(&id) {
+                        if !r.refunded {
+                            st.credit(r.account, r.cost);
+                            res.refunded.0 += r.cost.0;
+                        }
+                        res.unsent.push(id);
+                    }
+                }
             }
         }
         Ok(res)
     }
 
-    async fn record_outcomes(&self, outcomes: Vec<SendOutcome>) -> StoreResult<u64> {
-        let mut st = self.lock();
-        let mut n = 0;
-        for o in outcomes {
-            if let Some(r) = st.sent.get_mut(&o.id)
-                && r.submitted.is_none()
-            {
-                r.submitted = Some(o.submitted);
-                r.submitted_at = Some(o.at);
-                r.provider_message_id = o.provider_message_id;
-                r.error_code = o.error_code;
-                r.error_text = o.error_text;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    async fn discard_attempts(&self, token: &str, ids: Vec<MessageId>) -> StoreResult<u64> {
-        let mut st = self.lock();
-        let mut n = 0;
-        for id in ids {
-            let removable = st
-                .sent
-                .get(&id)
-                .is_some_and(|r| r.submitted.is_none() && r.attempt_token == token);
-            if removable {
-                st.sent.remove(&id);
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    async fn in_doubt(
-        &self,
-        attempted_before: Timestamp,
-        limit: usize,
-    ) -> StoreResult<Vec<MessageSent>> {
+    async fn unanswered(&self, q: &UnansweredQuery) -> StoreResult<Vec<MessageSent>> {
         let st = self.lock();
+        let live: HashSet<&str> = q.live_owners.iter().map(String::as_str).collect();
+        let active: HashSet<&str> = q.active_tokens.iter().map(String::as_str).collect();
         let mut v: Vec<MessageSent> = st
             .sent
             .values()
-            .filter(|r| r.submitted.is_none() && r.attempted_at < attempted_before)
+            .filter(|r| {
+                r.submitted.is_none()
+                    && (!live.contains(r.owner.as_str())
+                        || (r.owner == q.me && !active.contains(r.attempt_token.as_str()))
+                        || r.attempted_at < q.attempted_before)
+            })
             .cloned()
             .collect();
-        v.sort_by_key(|r| r.id);
-        v.truncate(limit);
+        v.sort_by_key(|r| (r.attempted_at, r.id));
+        v.truncate(q.limit);
         Ok(v)
+    }
+
+    async fn attempt_owners(&self) -> StoreResult<Vec<String>> {
+        let st = self.lock();
+        let owners: BTreeSet<String> = st
+            .sent
+            .values()
+            .filter(|r| r.submitted.is_none())
+            .map(|r| r.owner.clone())
+            .collect();
+        Ok(owners.into_iter().collect())
     }
 
     async fn apply_delivery(&self, updates: Vec<DeliveryUpdate>) -> StoreResult<DeliveryApplied> {
         let mut st = self.lock();
         let mut res = DeliveryApplied::default();
         for u in updates {
+            let at = u.at;
             match st.sent.get_mut(&u.id) {
                 None => res.unknown.push(u.id),
                 Some(r) => {
@@ -296,6 +456,20 @@ impl SentStore for MemoryStore {
                         res.applied += 1;
                     } else {
                         res.ignored += 1;
+                    }
+                    // Any report proves the provider took the message.
+                    if r.in_doubt() {
+                        r.submitted = Some(true);
+                        r.resolved_by = Some(RESOLVED_BY_REPORT.into());
+                        if let Some(f) = st.failed.get_mut(&u.id)
+                            && f.resolved.is_none()
+                        {
+                            f.resolved = Some(Resolution {
+                                at,
+                                by: RESOLVED_BY_REPORT.into(),
+                            });
+                        }
+                        res.resolved.push(u.id);
                     }
                 }
             }
@@ -326,6 +500,11 @@ impl SentStore for MemoryStore {
             c.add(r.submitted, r.delivered);
         }
         Ok(c)
+    }
+
+    async fn scan(&self) -> StoreResult<Vec<SentEntry>> {
+        let st = self.lock();
+        Ok(st.sent.values().map(SentEntry::of).collect())
     }
 }
 
@@ -372,6 +551,15 @@ impl DeadLetterStore for MemoryStore {
             *m.entry(f.reason).or_insert(0) += 1;
         }
         Ok(m)
+    }
+
+    async fn scan(&self) -> StoreResult<Vec<(MessageId, FailureReason, bool)>> {
+        let st = self.lock();
+        Ok(st
+            .failed
+            .values()
+            .map(|f| (f.id, f.reason, f.resolved.is_some()))
+            .collect())
     }
 }
 
@@ -479,28 +667,19 @@ impl AccountStore for MemoryStore {
         Ok(self.lock().accounts.get(&id).cloned())
     }
 
-    async fn debit(&self, id: AccountId, amount: Money) -> StoreResult<Debit> {
-        let mut st = self.lock();
-        let a = st
-            .accounts
-            .get_mut(&id)
-            .ok_or_else(|| StoreError::NotFound(format!("account {id}")))?;
-        if a.balance.0 >= amount.0 {
-            a.balance = Money(a.balance.0 - amount.0);
-            Ok(Debit::Done { balance: a.balance })
-        } else {
-            Ok(Debit::Insufficient { balance: a.balance })
-        }
-    }
-
-    async fn credit(&self, id: AccountId, amount: Money) -> StoreResult<Money> {
+    async fn top_up(&self, id: AccountId, amount: Money) -> StoreResult<Money> {
         let mut st = self.lock();
         let a = st
             .accounts
             .get_mut(&id)
             .ok_or_else(|| StoreError::NotFound(format!("account {id}")))?;
         a.balance = Money(a.balance.0.saturating_add(amount.0));
+        a.funded = Money(a.funded.0.saturating_add(amount.0));
         Ok(a.balance)
+    }
+
+    async fn accounts(&self) -> StoreResult<Vec<Account>> {
+        Ok(self.lock().accounts.values().cloned().collect())
     }
 }
 
@@ -537,6 +716,13 @@ impl ListStore for MemoryStore {
             .ok_or_else(|| StoreError::NotFound(format!("list {id}")))?;
         l.rate_limit_per_minute = per_minute;
         Ok(())
+    }
+
+    async fn delete_list(&self, id: SendingListId) -> StoreResult<()> {
+        match self.lock().lists.remove(&id) {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound(format!("list {id}"))),
+        }
     }
 }
 
@@ -635,6 +821,44 @@ impl ScheduleStore for MemoryStore {
 
     async fn get_run(&self, id: ScheduleRunId) -> StoreResult<Option<ScheduleRun>> {
         Ok(self.lock().runs.get(&id).cloned())
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MemoryStore {
+    async fn renew_lease(&self, r: &LeaseRenewal) -> StoreResult<Timestamp> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        st.leases.insert(
+            r.instance.clone(),
+            DaemonLease {
+                instance: r.instance.clone(),
+                daemon_id: r.daemon_id.clone(),
+                version: r.version.clone(),
+                started_at: r.started_at,
+                heartbeat_at: now,
+                ttl_ms: r.ttl_ms,
+                stopped: false,
+                providers: r.providers.clone(),
+                lists: r.lists.clone(),
+            },
+        );
+        Ok(now)
+    }
+
+    async fn stop_lease(&self, instance: &str) -> StoreResult<()> {
+        if let Some(l) = self.lock().leases.get_mut(instance) {
+            l.stopped = true;
+        }
+        Ok(())
+    }
+
+    async fn leases(&self) -> StoreResult<Vec<DaemonLease>> {
+        Ok(self.lock().leases.values().cloned().collect())
+    }
+
+    async fn server_time(&self) -> StoreResult<Timestamp> {
+        Ok(self.clock.now())
     }
 }
 

@@ -26,6 +26,12 @@ pub enum StoreError {
     /// A stored document does not decode into the model.
     #[error("invalid stored data: {0}")]
     Corrupt(String),
+    /// A transaction kept losing to concurrent writers (retried already).
+    #[error("write conflict: {0}")]
+    Conflict(String),
+    /// Too much is waiting to be written; try again later.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     #[error("store error: {0}")]
     Other(String),
 }
@@ -33,7 +39,10 @@ pub enum StoreError {
 impl StoreError {
     /// Worth retrying later (the backend may come back).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Conflict(_) | StoreError::Overloaded(_)
+        )
     }
 }
 
@@ -49,8 +58,28 @@ pub struct Requeue {
     pub last_error: Option<String>,
 }
 
+/// Who claims: a token minted for one batch (unique for ever: it starts with
+/// the instance id, which has a random part per start) and the instance that
+/// minted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimant {
+    pub token: String,
+    pub owner: String,
+}
+
+/// What one claim produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Claimed {
+    pub messages: Vec<QueuedTextMessage>,
+    /// Claimed documents that could not be decoded: each was dead-lettered
+    /// MALFORMED with its raw content and removed from the queue, so one bad
+    /// document never blocks its list.
+    pub quarantined: u64,
+}
+
 /// The queue of messages waiting to be sent. Only the Coordinator claims;
-/// only the worker holding a claim token requeues or completes it.
+/// only the batch holding a claim token requeues, releases or completes it;
+/// Recovery releases the claims of instances whose lease has expired.
 #[async_trait]
 pub trait QueueStore: Send + Sync {
     /// Insert messages (bulk). Returns how many were inserted; ids that already
@@ -59,51 +88,131 @@ pub trait QueueStore: Send + Sync {
     /// Lists that have at least one ready message (unclaimed, due at `now`).
     async fn due_lists(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<SendingListId>>;
     /// Atomically claim up to `max` ready messages of `list`, oldest first,
-    /// stamping them with `token` and counting the claim (`claim_count`). Concurrent claimers never receive the same
+    /// stamping them with the claimant's token and owner and counting the
+    /// claim (`claim_count`). Concurrent claimers never receive the same
     /// message; messages not due yet (or in backoff) are never claimed.
     async fn claim(
         &self,
         list: SendingListId,
         max: usize,
-        token: &str,
+        claimant: &Claimant,
         now: Timestamp,
-    ) -> StoreResult<Vec<QueuedTextMessage>>;
+    ) -> StoreResult<Claimed>;
     /// Put claimed messages back with new values; only those still claimed by
     /// `token`. Returns how many were put back.
     async fn requeue(&self, token: &str, items: Vec<Requeue>) -> StoreResult<u64>;
     /// Release every message still claimed by `token`, unchanged.
     async fn release(&self, list: SendingListId, token: &str) -> StoreResult<u64>;
-    /// Release claims taken before `claimed_before` (stale-claim recovery).
-    async fn release_stale(&self, claimed_before: Timestamp) -> StoreResult<u64>;
+    /// The instances that hold claims now.
+    async fn claim_owners(&self) -> StoreResult<Vec<String>>;
+    /// Release every claim held by these instances (their leases expired).
+    async fn release_owners(&self, owners: &[String]) -> StoreResult<u64>;
     /// Delete every message still claimed by `token`. The caller guarantees
     /// that each of them has a durable outcome (MessageSent or FailedMessage).
     async fn complete(&self, list: SendingListId, token: &str) -> StoreResult<u64>;
     /// Delete these messages whatever their claim. Only for messages whose
-    /// outcome is already durable (the in-doubt sweep).
+    /// outcome is already durable (recovery).
     async fn remove(&self, ids: &[MessageId]) -> StoreResult<u64>;
     async fn get(&self, id: MessageId) -> StoreResult<Option<QueuedTextMessage>>;
     /// Messages in the queue (claimed or not).
     async fn depth(&self) -> StoreResult<u64>;
+    /// Messages in the queue per list (claimed or not).
+    async fn depth_by_list(&self) -> StoreResult<BTreeMap<SendingListId, u64>>;
+    /// Every queued message as `(id, list, claim owner)` (audit).
+    async fn scan(&self) -> StoreResult<Vec<QueueEntry>>;
 }
 
-/// What happened when attempt records were inserted.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct AttemptResult {
-    /// Newly recorded: these may be sent now.
-    pub inserted: Vec<MessageId>,
-    /// An attempt record already existed: someone tried before. Never send.
-    pub already_attempted: Vec<MessageId>,
-}
-
-/// The provider's answer for one attempted message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SendOutcome {
+/// A queued message as the audit sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
     pub id: MessageId,
-    pub submitted: bool,
-    pub at: Timestamp,
-    pub provider_message_id: Option<String>,
-    pub error_code: Option<String>,
-    pub error_text: Option<String>,
+    pub list: SendingListId,
+    pub claim_owner: Option<String>,
+}
+
+/// What the charge-and-record transaction did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AttemptsBegun {
+    /// Charged and recorded: these may be sent now.
+    pub recorded: Vec<MessageId>,
+    /// An attempt record already existed: someone tried before. Never send;
+    /// not charged.
+    pub already_attempted: Vec<MessageId>,
+    /// The balance could not cover them (after the longest affordable
+    /// prefix): not charged, not recorded.
+    pub unaffordable: Vec<MessageId>,
+    /// The balance after the debit (None when nothing was charged).
+    pub balance: Option<Money>,
+}
+
+/// One recorded answer for an attempted message. Every variant applies only
+/// while the attempt is still unanswered (`submitted = null`), so a second
+/// writer (a late worker, recovery, a report) changes nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settlement {
+    /// The provider took it: `submitted = true`.
+    Sent {
+        id: MessageId,
+        at: Timestamp,
+        provider_message_id: Option<String>,
+        /// Set when evidence other than the send answer proved it
+        /// (`delivery_report`, `provider_lookup`).
+        resolved_by: Option<&'static str>,
+    },
+    /// A failure after the attempt was recorded: `submitted = false` with the
+    /// code, its dead letter, and (when `refund`) the charge given back; all
+    /// in one transaction.
+    Failed {
+        at: Timestamp,
+        code: String,
+        text: String,
+        refund: bool,
+        dead_letter: Box<FailedMessage>,
+    },
+    /// Provably never reached the provider (refused before the request was
+    /// written, 429, a blocked contact, a lost lease before the call): the
+    /// attempt record is removed, only while it still carries `token`, and
+    /// its charge refunded in the same transaction, so the message may be
+    /// attempted again.
+    Unsent { id: MessageId, token: String },
+}
+
+impl Settlement {
+    pub fn id(&self) -> MessageId {
+        match self {
+            Settlement::Sent { id, .. } | Settlement::Unsent { id, .. } => *id,
+            Settlement::Failed { dead_letter, .. } => dead_letter.id,
+        }
+    }
+}
+
+/// What a settlement changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settled {
+    /// `Sent` settlements that applied.
+    pub sent: u64,
+    /// `Failed` settlements that applied (their dead letters are durable).
+    pub failed: Vec<MessageId>,
+    /// `Unsent` settlements that applied (records removed).
+    pub unsent: Vec<MessageId>,
+    /// Total given back.
+    pub refunded: Money,
+}
+
+/// Which unanswered attempts recovery looks at: those of instances that are
+/// not live, this instance's own that no running batch holds, and any older
+/// than the hard horizon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnansweredQuery {
+    /// Instances with a live lease (this one included).
+    pub live_owners: Vec<String>,
+    /// This instance.
+    pub me: String,
+    /// Tokens of this instance's running batches.
+    pub active_tokens: Vec<String>,
+    /// Attempts made before this (database time) are in doubt whoever owns them.
+    pub attempted_before: Timestamp,
+    pub limit: usize,
 }
 
 /// One normalised delivery report.
@@ -124,36 +233,71 @@ pub struct DeliveryApplied {
     pub ignored: u64,
     /// Reports for ids with no MessageSent record.
     pub unknown: Vec<MessageId>,
+    /// In-doubt (NO_RESPONSE) messages a report proved sent: now
+    /// `submitted = true`, their dead letters resolved.
+    pub resolved: Vec<MessageId>,
 }
 
 /// Attempt records (`MessageSent`).
 #[async_trait]
 pub trait SentStore: Send + Sync {
-    /// Insert attempt records (submitted = null) before the provider call.
-    /// A record that already exists is reported in `already_attempted`, never
-    /// as an error, and the existing record is left untouched.
-    async fn record_attempts(&self, records: Vec<MessageSent>) -> StoreResult<AttemptResult>;
-    /// Record provider answers. Only records still `submitted = null` change.
-    async fn record_outcomes(&self, outcomes: Vec<SendOutcome>) -> StoreResult<u64>;
-    /// Remove attempt records that are still `submitted = null` and carry
-    /// `token`: the provider provably did not take them (retryable error), so
-    /// they may be attempted again.
-    async fn discard_attempts(&self, token: &str, ids: Vec<MessageId>) -> StoreResult<u64>;
-    /// Attempts still `submitted = null` that started before `attempted_before`.
-    async fn in_doubt(
+    /// The charge-and-record transaction: among `records` (costs set) whose
+    /// id has no attempt record yet, take the longest prefix the account's
+    /// balance covers, debit its total and insert those records, atomically.
+    /// A message is therefore charged exactly when its attempt record exists.
+    async fn begin_attempts(
         &self,
-        attempted_before: Timestamp,
-        limit: usize,
-    ) -> StoreResult<Vec<MessageSent>>;
+        account: AccountId,
+        records: Vec<MessageSent>,
+    ) -> StoreResult<AttemptsBegun>;
+    /// Record answers (see [`Settlement`]); each failure's outcome, dead
+    /// letter and refund are durable together.
+    async fn settle(&self, items: Vec<Settlement>) -> StoreResult<Settled>;
+    /// Unanswered attempts recovery must judge (see [`UnansweredQuery`]).
+    async fn unanswered(&self, q: &UnansweredQuery) -> StoreResult<Vec<MessageSent>>;
+    /// Instances that have unanswered attempts.
+    async fn attempt_owners(&self) -> StoreResult<Vec<String>>;
     /// Apply delivery reports. A final state is never replaced by a later
-    /// intermediate one (nor by another final one).
+    /// intermediate one (nor by another final one). A report for an in-doubt
+    /// message proves the provider took it: it is resolved as sent.
     async fn apply_delivery(&self, updates: Vec<DeliveryUpdate>) -> StoreResult<DeliveryApplied>;
     async fn get(&self, id: MessageId) -> StoreResult<Option<MessageSent>>;
     async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<MessageSent>>;
     async fn count(&self) -> StoreResult<u64>;
     /// Attempt records of a list by submitted and delivered state.
     async fn delivery_counts(&self, list: SendingListId) -> StoreResult<DeliveryCounts>;
+    /// Every attempt record, reduced to what the audit checks.
+    async fn scan(&self) -> StoreResult<Vec<SentEntry>>;
 }
+
+/// An attempt record as the audit sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentEntry {
+    pub id: MessageId,
+    pub account: AccountId,
+    pub owner: String,
+    pub submitted: Option<bool>,
+    pub in_doubt: bool,
+    pub cost: Money,
+    pub refunded: bool,
+}
+
+impl SentEntry {
+    pub fn of(r: &MessageSent) -> SentEntry {
+        SentEntry {
+            id: r.id,
+            account: r.account,
+            owner: r.owner.clone(),
+            submitted: r.submitted,
+            in_doubt: r.in_doubt(),
+            cost: r.cost,
+            refunded: r.refunded,
+        }
+    }
+}
+
+/// `resolved_by` of an in-doubt message a delivery report proved sent.
+pub const RESOLVED_BY_REPORT: &str = "delivery_report";
 
 /// Attempt records by outcome (campaign statistics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -195,6 +339,8 @@ pub trait DeadLetterStore: Send + Sync {
     /// The dead letters that exist among `ids`.
     async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<FailedMessage>>;
     async fn count_by_reason(&self) -> StoreResult<BTreeMap<FailureReason, u64>>;
+    /// Every dead letter as `(id, reason, resolved)` (audit).
+    async fn scan(&self) -> StoreResult<Vec<(MessageId, FailureReason, bool)>>;
 }
 
 /// Contacts and audiences.
@@ -222,24 +368,16 @@ pub trait ContactStore: Send + Sync {
     async fn get_audience(&self, id: AudienceId) -> StoreResult<Option<Audience>>;
 }
 
-/// Result of an atomic debit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Debit {
-    /// Debited; the balance after it.
-    Done { balance: Money },
-    /// Not debited: the balance would go below zero.
-    Insufficient { balance: Money },
-}
-
-/// Accounts and balances. Only the Billing actor debits and credits.
+/// Accounts and balances. Balances move only in [`SentStore::begin_attempts`]
+/// (charges), [`SentStore::settle`] (refunds) and [`AccountStore::top_up`].
 #[async_trait]
 pub trait AccountStore: Send + Sync {
     async fn insert_account(&self, account: Account) -> StoreResult<()>;
     async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>>;
-    /// Subtract `amount` atomically, refusing to go below zero.
-    async fn debit(&self, id: AccountId, amount: Money) -> StoreResult<Debit>;
-    /// Add `amount` (top-up or refund); returns the new balance.
-    async fn credit(&self, id: AccountId, amount: Money) -> StoreResult<Money>;
+    /// Add money paid in: `balance` and `funded` together, atomically.
+    /// Returns the new balance.
+    async fn top_up(&self, id: AccountId, amount: Money) -> StoreResult<Money>;
+    async fn accounts(&self) -> StoreResult<Vec<Account>>;
 }
 
 /// Sending lists.
@@ -248,7 +386,22 @@ pub trait ListStore: Send + Sync {
     async fn insert_list(&self, list: SendingList) -> StoreResult<()>;
     async fn get_list(&self, id: SendingListId) -> StoreResult<Option<SendingList>>;
     async fn set_list_status(&self, id: SendingListId, status: ListStatus) -> StoreResult<()>;
+    /// 0 means paused.
     async fn set_rate_limit(&self, id: SendingListId, per_minute: u32) -> StoreResult<()>;
+    async fn delete_list(&self, id: SendingListId) -> StoreResult<()>;
+}
+
+/// Daemon leases (see [`crate::domain::lease`]).
+#[async_trait]
+pub trait LeaseStore: Send + Sync {
+    /// Create or renew an instance's lease; the store stamps `heartbeat_at`
+    /// with its own clock and returns it.
+    async fn renew_lease(&self, r: &LeaseRenewal) -> StoreResult<Timestamp>;
+    /// Mark the lease stopped (clean shutdown, claims already released).
+    async fn stop_lease(&self, instance: &str) -> StoreResult<()>;
+    async fn leases(&self) -> StoreResult<Vec<DaemonLease>>;
+    /// The store's own clock, the one leases and the hard horizon use.
+    async fn server_time(&self) -> StoreResult<Timestamp>;
 }
 
 /// Short links and clicks.
@@ -294,6 +447,7 @@ pub struct Stores {
     pub lists: Arc<dyn ListStore>,
     pub links: Arc<dyn LinkStore>,
     pub schedules: Arc<dyn ScheduleStore>,
+    pub leases: Arc<dyn LeaseStore>,
     pub health: Arc<dyn StoreHealth>,
     /// "memory" or "mongodb", for logs and `/readyz`.
     pub backend: &'static str,
@@ -311,6 +465,7 @@ impl Stores {
             + ListStore
             + LinkStore
             + ScheduleStore
+            + LeaseStore
             + StoreHealth
             + 'static,
     {
@@ -323,12 +478,19 @@ impl Stores {
             lists: backend.clone(),
             links: backend.clone(),
             schedules: backend.clone(),
+            leases: backend.clone(),
             health: backend,
             backend: name,
         }
     }
 
+    /// The in-memory store on the wall clock.
     pub fn memory() -> Self {
         Self::from_backend(Arc::new(memory::MemoryStore::new()), "memory")
+    }
+
+    /// The in-memory store whose "server time" is `clock` (tests drive it).
+    pub fn memory_with_clock(clock: crate::clock::SharedClock) -> Self {
+        Self::from_backend(Arc::new(memory::MemoryStore::with_clock(clock)), "memory")
     }
 }

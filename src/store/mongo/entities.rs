@@ -184,41 +184,28 @@ impl AccountStore for MongoStore {
             .map_err(map_err)
     }
 
-    async fn debit(&self, id: AccountId, amount: Money) -> StoreResult<Debit> {
-        let coll = self.coll::<BalanceView>(names::ACCOUNTS);
-        // One atomic conditional $inc: the filter refuses to go below zero.
-        let after = coll
-            .find_one_and_update(
-                doc! {"_id": id, "balance": {"$gte": amount.0}},
-                doc! {"$inc": {"balance": -amount.0}},
-            )
-            .return_document(ReturnDocument::After)
-            .projection(doc! {"balance": 1})
-            .await
-            .map_err(map_err)?;
-        if let Some(v) = after {
-            return Ok(Debit::Done { balance: v.balance });
-        }
-        match coll
-            .find_one(doc! {"_id": id})
-            .projection(doc! {"balance": 1})
-            .await
-            .map_err(map_err)?
-        {
-            Some(v) => Ok(Debit::Insufficient { balance: v.balance }),
-            None => Err(StoreError::NotFound(format!("account {id}"))),
-        }
-    }
-
-    async fn credit(&self, id: AccountId, amount: Money) -> StoreResult<Money> {
+    async fn top_up(&self, id: AccountId, amount: Money) -> StoreResult<Money> {
         self.coll::<BalanceView>(names::ACCOUNTS)
-            .find_one_and_update(doc! {"_id": id}, doc! {"$inc": {"balance": amount.0}})
+            .find_one_and_update(
+                doc! {"_id": id},
+                doc! {"$inc": {"balance": amount.0, "funded": amount.0}},
+            )
             .return_document(ReturnDocument::After)
             .projection(doc! {"balance": 1})
             .await
             .map_err(map_err)?
             .map(|v| v.balance)
             .ok_or_else(|| StoreError::NotFound(format!("account {id}")))
+    }
+
+    async fn accounts(&self) -> StoreResult<Vec<Account>> {
+        self.coll::<Account>(names::ACCOUNTS)
+            .find(doc! {})
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)
     }
 }
 
@@ -266,6 +253,80 @@ impl ListStore for MongoStore {
             return Err(StoreError::NotFound(format!("list {id}")));
         }
         Ok(())
+    }
+
+    async fn delete_list(&self, id: SendingListId) -> StoreResult<()> {
+        let r = self
+            .coll::<Document>(names::LISTS)
+            .delete_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)?;
+        if r.deleted_count == 0 {
+            return Err(StoreError::NotFound(format!("list {id}")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl LeaseStore for MongoStore {
+    async fn renew_lease(&self, r: &LeaseRenewal) -> StoreResult<Timestamp> {
+        let lists: Vec<bson::Bson> = r.lists.iter().map(|l| (*l).into()).collect();
+        let after = self
+            .coll::<DaemonLease>(names::LEASES)
+            .find_one_and_update(
+                doc! {"_id": &r.instance},
+                doc! {
+                    "$set": {
+                        "daemon_id": &r.daemon_id,
+                        "version": &r.version,
+                        "started_at": ts(r.started_at),
+                        "ttl_ms": r.ttl_ms,
+                        "stopped": false,
+                        "providers": r.providers.clone(),
+                        "lists": lists,
+                    },
+                    // The server's clock, not ours: expiry is judged on it.
+                    "$currentDate": {"heartbeat_at": true},
+                },
+            )
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(map_err)?;
+        after
+            .map(|l| l.heartbeat_at)
+            .ok_or_else(|| StoreError::Other("lease upsert returned nothing".into()))
+    }
+
+    async fn stop_lease(&self, instance: &str) -> StoreResult<()> {
+        self.coll::<Document>(names::LEASES)
+            .update_one(doc! {"_id": instance}, doc! {"$set": {"stopped": true}})
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn leases(&self) -> StoreResult<Vec<DaemonLease>> {
+        self.coll::<DaemonLease>(names::LEASES)
+            .find(doc! {})
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn server_time(&self) -> StoreResult<Timestamp> {
+        let reply = self
+            .db
+            .run_command(doc! {"hello": 1})
+            .await
+            .map_err(map_err)?;
+        reply
+            .get_datetime("localTime")
+            .map(|d| d.to_chrono())
+            .map_err(|_| StoreError::Other("the server's hello has no localTime".into()))
     }
 }
 

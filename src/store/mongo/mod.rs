@@ -11,6 +11,7 @@
 //! the benchmark can report round trips per 1,000 messages.
 
 mod entities;
+mod ledger;
 mod queue;
 mod records;
 
@@ -21,7 +22,7 @@ use mongodb::error::ErrorKind;
 use mongodb::event::EventHandler;
 use mongodb::event::command::CommandEvent;
 use mongodb::options::{ClientOptions, IndexOptions};
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub mod names {
     pub const CREATIVES: &str = "message_creatives";
     pub const SCHEDULES: &str = "schedules";
     pub const RUNS: &str = "schedule_runs";
+    pub const LEASES: &str = "daemon_leases";
 }
 
 /// Largest number of statements put in one `update`/`delete` command.
@@ -154,8 +156,8 @@ impl MongoStore {
                     // `{claimed_by: null, not_before: {$lte}}` wrongly through
                     // a three-field index with that prefix.)
                     idx(doc! {"claimed_by": 1, "not_before": 1}, "due"),
-                    // stale-claim sweep.
-                    sparse(doc! {"claimed_at": 1}, "stale_claims"),
+                    // recovery: claims held by instances whose lease expired.
+                    sparse(doc! {"claim_owner": 1}, "claim_owner"),
                 ],
             ),
             (
@@ -203,6 +205,22 @@ impl MongoStore {
                 names::RUNS,
                 vec![unique(doc! {"schedule": 1, "occurrence": 1}, "occurrence")],
             ),
+            (
+                names::LEASES,
+                // Leases of instances gone for a week are dropped by the
+                // server; a missing lease reads as expired anyway.
+                vec![
+                    IndexModel::builder()
+                        .keys(doc! {"heartbeat_at": 1})
+                        .options(
+                            IndexOptions::builder()
+                                .name("expire".to_string())
+                                .expire_after(Duration::from_secs(7 * 24 * 3600))
+                                .build(),
+                        )
+                        .build(),
+                ],
+            ),
         ];
         for (coll, models) in plan {
             self.coll::<Document>(coll)
@@ -213,6 +231,18 @@ impl MongoStore {
         Ok(())
     }
 
+    /// Run one command, inside `session`'s transaction when given.
+    async fn command(
+        &self,
+        cmd: Document,
+        session: Option<&mut ClientSession>,
+    ) -> Result<Document, mongodb::error::Error> {
+        match session {
+            Some(s) => self.db.run_command(cmd).session(s).await,
+            None => self.db.run_command(cmd).await,
+        }
+    }
+
     /// Run one `update` command with many statements (one round trip per
     /// `MAX_STATEMENTS`). Returns the number of documents matched.
     async fn bulk_update(
@@ -220,12 +250,15 @@ impl MongoStore {
         coll: &str,
         statements: Vec<Document>,
         ordered: bool,
+        mut session: Option<&mut ClientSession>,
     ) -> StoreResult<u64> {
         let mut matched = 0;
         for chunk in statements.chunks(MAX_STATEMENTS) {
             let reply = self
-                .db
-                .run_command(doc! {"update": coll, "updates": chunk.to_vec(), "ordered": ordered})
+                .command(
+                    doc! {"update": coll, "updates": chunk.to_vec(), "ordered": ordered},
+                    session.as_deref_mut(),
+                )
                 .await
                 .map_err(map_err)?;
             check_write_errors(&reply)?;
@@ -235,12 +268,19 @@ impl MongoStore {
     }
 
     /// Run one `delete` command with many statements. Returns deleted count.
-    async fn bulk_delete(&self, coll: &str, statements: Vec<Document>) -> StoreResult<u64> {
+    async fn bulk_delete(
+        &self,
+        coll: &str,
+        statements: Vec<Document>,
+        mut session: Option<&mut ClientSession>,
+    ) -> StoreResult<u64> {
         let mut deleted = 0;
         for chunk in statements.chunks(MAX_STATEMENTS) {
             let reply = self
-                .db
-                .run_command(doc! {"delete": coll, "deletes": chunk.to_vec(), "ordered": false})
+                .command(
+                    doc! {"delete": coll, "deletes": chunk.to_vec(), "ordered": false},
+                    session.as_deref_mut(),
+                )
                 .await
                 .map_err(map_err)?;
             check_write_errors(&reply)?;
@@ -248,9 +288,32 @@ impl MongoStore {
         }
         Ok(deleted)
     }
+
+    /// Insert dead letters that do not exist yet, as upserts (`$setOnInsert`)
+    /// so that an existing one is no error, also inside a transaction, where
+    /// a duplicate-key error would abort the whole transaction.
+    pub(crate) async fn upsert_dead_letters(
+        &self,
+        failures: Vec<crate::domain::FailedMessage>,
+        session: Option<&mut ClientSession>,
+    ) -> StoreResult<u64> {
+        if failures.is_empty() {
+            return Ok(0);
+        }
+        let mut statements = Vec::with_capacity(failures.len());
+        for f in failures {
+            let id = f.id;
+            let mut d = bson::to_document(&f)
+                .map_err(|e| StoreError::Other(format!("dead letter {id}: {e}")))?;
+            d.remove("_id");
+            statements.push(doc! {"q": {"_id": id}, "u": {"$setOnInsert": d}, "upsert": true});
+        }
+        self.bulk_update(names::FAILED, statements, false, session)
+            .await
+    }
 }
 
-fn reply_count(reply: &Document, key: &str) -> u64 {
+pub(crate) fn reply_count(reply: &Document, key: &str) -> u64 {
     match reply.get(key) {
         Some(bson::Bson::Int32(n)) => *n as u64,
         Some(bson::Bson::Int64(n)) => *n as u64,
@@ -273,6 +336,9 @@ fn check_write_errors(reply: &Document) -> StoreResult<()> {
 
 /// Map a driver error onto the store's error kinds.
 pub(crate) fn map_err(e: mongodb::error::Error) -> StoreError {
+    if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) {
+        return StoreError::Conflict(e.to_string());
+    }
     match e.kind.as_ref() {
         ErrorKind::Io(_)
         | ErrorKind::ServerSelection { .. }

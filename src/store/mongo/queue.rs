@@ -1,16 +1,21 @@
 //! The queue on MongoDB. A claim is two round trips however large the
 //! batch: read the next `max` ready messages, then stamp exactly those with
-//! the token in one `update_many` whose filter re-checks `claimed_by: null`
-//! for each (so two claimers never share one). When the update changed
-//! fewer than were read (another claimer won some), a third round trip reads
-//! back what this token holds.
+//! the token and owner in one `update_many` whose filter re-checks
+//! `claimed_by: null` for each (so two claimers never share one). When the
+//! update changed fewer than were read (another claimer won some), a third
+//! round trip reads back what this token holds.
+//!
+//! Documents are read raw and decoded one by one: a document that does not
+//! decode is quarantined (dead-lettered MALFORMED with its raw content, then
+//! removed) instead of failing the whole claim and blocking its list.
 
 use super::{MongoStore, map_err, names};
 use crate::domain::*;
-use crate::store::{QueueStore, Requeue, StoreResult};
+use crate::store::{Claimant, Claimed, QueueEntry, QueueStore, Requeue, StoreResult};
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
 use futures::TryStreamExt;
+use std::collections::BTreeMap;
 
 fn ts(t: Timestamp) -> bson::DateTime {
     bson::DateTime::from_chrono(t)
@@ -18,6 +23,21 @@ fn ts(t: Timestamp) -> bson::DateTime {
 
 fn ready_filter(list: SendingListId, now: Timestamp) -> Document {
     doc! {"sending_list": list, "claimed_by": Bson::Null, "not_before": {"$lte": ts(now)}}
+}
+
+/// `claim_owner` values to match for `owners` ("" stands for claims that
+/// carry no owner, made before owners were recorded).
+fn owner_values(owners: &[String]) -> Vec<Bson> {
+    owners
+        .iter()
+        .map(|o| {
+            if o.is_empty() {
+                Bson::Null
+            } else {
+                Bson::String(o.clone())
+            }
+        })
+        .collect()
 }
 
 enum Claim {
@@ -33,16 +53,17 @@ impl MongoStore {
         &self,
         list: SendingListId,
         max: usize,
-        token: &str,
+        claimant: &Claimant,
         now: Timestamp,
         skip: u64,
+        quarantined: &mut u64,
     ) -> StoreResult<Claim> {
         if max == 0 {
             return Ok(Claim::Empty);
         }
-        let typed = self.coll::<QueuedTextMessage>(names::QUEUE);
         // 1. The next `max` ready messages, oldest first, in one reply.
-        let found: Vec<QueuedTextMessage> = typed
+        let raw: Vec<Document> = self
+            .coll::<Document>(names::QUEUE)
             .find(ready_filter(list, now))
             .sort(doc! {"_id": 1})
             .skip(skip)
@@ -53,8 +74,22 @@ impl MongoStore {
             .try_collect()
             .await
             .map_err(map_err)?;
-        let (Some(first), Some(last)) = (found.first(), found.last()) else {
+        if raw.is_empty() {
             return Ok(Claim::Empty);
+        }
+        let mut found = Vec::with_capacity(raw.len());
+        for d in raw {
+            match bson::from_document::<QueuedTextMessage>(d.clone()) {
+                Ok(m) => found.push(m),
+                Err(e) => {
+                    self.quarantine(list, d, &e.to_string(), now).await?;
+                    *quarantined += 1;
+                }
+            }
+        }
+        let (Some(first), Some(last)) = (found.first(), found.last()) else {
+            // Everything read was quarantined: look again.
+            return Ok(Claim::LostRace);
         };
         // 2. Stamp exactly those that are still ready. The `_id` range keeps
         // the update on the index even on servers that scan for `$in`.
@@ -65,7 +100,10 @@ impl MongoStore {
             .coll::<Document>(names::QUEUE)
             .update_many(
                 filter,
-                doc! {"$set": {"claimed_by": token, "claimed_at": ts(now)}, "$inc": {"claim_count": 1}},
+                doc! {
+                    "$set": {"claimed_by": &claimant.token, "claim_owner": &claimant.owner, "claimed_at": ts(now)},
+                    "$inc": {"claim_count": 1},
+                },
             )
             .await
             .map_err(map_err)?;
@@ -75,7 +113,8 @@ impl MongoStore {
                 found
                     .into_iter()
                     .map(|mut m| {
-                        m.claimed_by = Some(token.to_string());
+                        m.claimed_by = Some(claimant.token.clone());
+                        m.claim_owner = Some(claimant.owner.clone());
                         m.claimed_at = Some(now);
                         m.claim_count += 1;
                         m
@@ -87,8 +126,9 @@ impl MongoStore {
             return Ok(Claim::LostRace);
         }
         // 3. Another claimer took some of them: read back what is ours.
-        let mine = typed
-            .find(doc! {"sending_list": list, "claimed_by": token})
+        let mine = self
+            .coll::<QueuedTextMessage>(names::QUEUE)
+            .find(doc! {"sending_list": list, "claimed_by": &claimant.token})
             .sort(doc! {"_id": 1})
             .limit(max as i64)
             .batch_size(max.min(u32::MAX as usize) as u32)
@@ -99,12 +139,78 @@ impl MongoStore {
             .map_err(map_err)?;
         Ok(Claim::Got(mine))
     }
+
+    /// Dead-letter an undecodable queue document with its raw content, then
+    /// remove it. Both steps are idempotent (an upsert, then a delete by
+    /// `_id`), so a crash in between only repeats them on the next claim.
+    async fn quarantine(
+        &self,
+        list: SendingListId,
+        raw: Document,
+        error: &str,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        let Some(id) = raw.get_object_id("_id").ok().map(MessageId) else {
+            // Without an ObjectId `_id` it cannot be keyed like a message:
+            // remove it by its own `_id` after logging what it was.
+            tracing::error!(list = %list, error, "queue document without an ObjectId _id removed");
+            if let Some(idv) = raw.get("_id") {
+                self.coll::<Document>(names::QUEUE)
+                    .delete_one(doc! {"_id": idv.clone()})
+                    .await
+                    .map_err(map_err)?;
+            }
+            return Ok(());
+        };
+        let account = match raw.get_object_id("account") {
+            Ok(a) => AccountId(a),
+            Err(_) => self
+                .coll::<Document>(names::LISTS)
+                .find_one(doc! {"_id": list})
+                .projection(doc! {"account": 1})
+                .await
+                .map_err(map_err)?
+                .and_then(|d| d.get_object_id("account").ok())
+                .map(AccountId)
+                .unwrap_or_else(crate::domain::failed::unknown_account),
+        };
+        let text = Bson::Document(raw).into_relaxed_extjson().to_string();
+        let failure = FailedMessage {
+            id,
+            account,
+            sending_list: list,
+            reason: FailureReason::Malformed,
+            detail: format!("queued document does not decode: {error}"),
+            provider_code: None,
+            provider_text: None,
+            failed_at: now,
+            original: None,
+            raw: Some(text),
+            resolved: None,
+        };
+        tracing::error!(message_id = %id, list = %list, error, "quarantined an undecodable queue document");
+        self.upsert_dead_letters(vec![failure], None).await?;
+        self.coll::<Document>(names::QUEUE)
+            .delete_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl QueueStore for MongoStore {
     async fn enqueue(&self, msgs: Vec<QueuedTextMessage>) -> StoreResult<u64> {
         let total = msgs.len() as u64;
+        let msgs = msgs
+            .into_iter()
+            .map(|mut m| {
+                m.claimed_by = None;
+                m.claimed_at = None;
+                m.claim_owner = None;
+                m
+            })
+            .collect();
         let existing = self.insert_new(names::QUEUE, msgs).await?;
         Ok(total - existing.len() as u64)
     }
@@ -134,24 +240,35 @@ impl QueueStore for MongoStore {
         &self,
         list: SendingListId,
         max: usize,
-        token: &str,
+        claimant: &Claimant,
         now: Timestamp,
-    ) -> StoreResult<Vec<QueuedTextMessage>> {
+    ) -> StoreResult<Claimed> {
         // Claimers on other daemons read the same head of the queue; the one
         // whose update lands second gets nothing and tries again further
         // along (a few times) instead of reporting "no work". Under such
         // contention FIFO holds per claim, not strictly across daemons.
+        let mut quarantined = 0;
         for attempt in 0..4u64 {
             // After a lost race, look past the range the winner is taking.
             let skip = attempt * max as u64;
-            match self.claim_once(list, max, token, now, skip).await? {
-                Claim::Got(v) => return Ok(v),
-                Claim::Empty if skip == 0 => return Ok(vec![]),
-                Claim::Empty => continue,
-                Claim::LostRace => continue,
+            match self
+                .claim_once(list, max, claimant, now, skip, &mut quarantined)
+                .await?
+            {
+                Claim::Got(messages) => {
+                    return Ok(Claimed {
+                        messages,
+                        quarantined,
+                    });
+                }
+                Claim::Empty if skip == 0 => break,
+                Claim::Empty | Claim::LostRace => continue,
             }
         }
-        Ok(vec![])
+        Ok(Claimed {
+            messages: vec![],
+            quarantined,
+        })
     }
 
     async fn requeue(&self, token: &str, items: Vec<Requeue>) -> StoreResult<u64> {
@@ -166,6 +283,7 @@ impl QueueStore for MongoStore {
                     "u": {"$set": {
                         "claimed_by": Bson::Null,
                         "claimed_at": Bson::Null,
+                        "claim_owner": Bson::Null,
                         "not_before": ts(r.not_before),
                         "attempts": r.attempts as i64,
                         "billing_blocked_since": r.billing_blocked_since.map(ts),
@@ -174,7 +292,8 @@ impl QueueStore for MongoStore {
                 }
             })
             .collect();
-        self.bulk_update(names::QUEUE, statements, false).await
+        self.bulk_update(names::QUEUE, statements, false, None)
+            .await
     }
 
     async fn release(&self, list: SendingListId, token: &str) -> StoreResult<u64> {
@@ -182,19 +301,40 @@ impl QueueStore for MongoStore {
             .coll::<Document>(names::QUEUE)
             .update_many(
                 doc! {"sending_list": list, "claimed_by": token},
-                doc! {"$set": {"claimed_by": Bson::Null, "claimed_at": Bson::Null}},
+                doc! {"$set": {"claimed_by": Bson::Null, "claimed_at": Bson::Null, "claim_owner": Bson::Null}},
             )
             .await
             .map_err(map_err)?;
         Ok(res.modified_count)
     }
 
-    async fn release_stale(&self, claimed_before: Timestamp) -> StoreResult<u64> {
+    async fn claim_owners(&self) -> StoreResult<Vec<String>> {
+        let values = self
+            .coll::<Document>(names::QUEUE)
+            .distinct("claim_owner", doc! {"claimed_by": {"$ne": Bson::Null}})
+            .await
+            .map_err(map_err)?;
+        let mut owners: Vec<String> = values
+            .into_iter()
+            .map(|v| match v {
+                Bson::String(s) => s,
+                _ => String::new(),
+            })
+            .collect();
+        owners.sort();
+        owners.dedup();
+        Ok(owners)
+    }
+
+    async fn release_owners(&self, owners: &[String]) -> StoreResult<u64> {
+        if owners.is_empty() {
+            return Ok(0);
+        }
         let res = self
             .coll::<Document>(names::QUEUE)
             .update_many(
-                doc! {"claimed_at": {"$lt": ts(claimed_before)}, "claimed_by": {"$ne": Bson::Null}},
-                doc! {"$set": {"claimed_by": Bson::Null, "claimed_at": Bson::Null}},
+                doc! {"claimed_by": {"$ne": Bson::Null}, "claim_owner": {"$in": owner_values(owners)}},
+                doc! {"$set": {"claimed_by": Bson::Null, "claimed_at": Bson::Null, "claim_owner": Bson::Null}},
             )
             .await
             .map_err(map_err)?;
@@ -218,7 +358,7 @@ impl QueueStore for MongoStore {
             .iter()
             .map(|id| doc! {"q": {"_id": *id}, "limit": 1})
             .collect();
-        self.bulk_delete(names::QUEUE, statements).await
+        self.bulk_delete(names::QUEUE, statements, None).await
     }
 
     async fn get(&self, id: MessageId) -> StoreResult<Option<QueuedTextMessage>> {
@@ -233,5 +373,45 @@ impl QueueStore for MongoStore {
             .count_documents(doc! {})
             .await
             .map_err(map_err)
+    }
+
+    async fn depth_by_list(&self) -> StoreResult<BTreeMap<SendingListId, u64>> {
+        let mut cursor = self
+            .coll::<Document>(names::QUEUE)
+            .aggregate(vec![
+                doc! {"$group": {"_id": "$sending_list", "n": {"$sum": 1}}},
+            ])
+            .await
+            .map_err(map_err)?;
+        let mut out = BTreeMap::new();
+        while let Some(d) = cursor.try_next().await.map_err(map_err)? {
+            if let Ok(list) = d.get_object_id("_id") {
+                out.insert(SendingListId(list), super::reply_count(&d, "n"));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn scan(&self) -> StoreResult<Vec<QueueEntry>> {
+        let mut cursor = self
+            .coll::<Document>(names::QUEUE)
+            .find(doc! {})
+            .projection(doc! {"sending_list": 1, "claimed_by": 1, "claim_owner": 1})
+            .await
+            .map_err(map_err)?;
+        let mut out = Vec::new();
+        while let Some(d) = cursor.try_next().await.map_err(map_err)? {
+            let (Ok(id), Ok(list)) = (d.get_object_id("_id"), d.get_object_id("sending_list"))
+            else {
+                continue;
+            };
+            let claimed = !matches!(d.get("claimed_by"), None | Some(Bson::Null));
+            out.push(QueueEntry {
+                id: MessageId(id),
+                list: SendingListId(list),
+                claim_owner: claimed.then(|| d.get_str("claim_owner").unwrap_or("").to_string()),
+            });
+        }
+        Ok(out)
     }
 }

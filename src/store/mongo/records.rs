@@ -3,8 +3,8 @@
 use super::{MongoStore, map_err, names};
 use crate::domain::*;
 use crate::store::{
-    AttemptResult, DeadLetterStore, DeliveryApplied, DeliveryCounts, DeliveryUpdate, SendOutcome,
-    SentStore, StoreResult,
+    AttemptsBegun, DeadLetterStore, DeliveryApplied, DeliveryCounts, DeliveryUpdate, SentEntry,
+    SentStore, Settled, Settlement, StoreResult, UnansweredQuery,
 };
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
@@ -17,76 +17,56 @@ fn ts(t: Timestamp) -> bson::DateTime {
 
 #[async_trait]
 impl SentStore for MongoStore {
-    async fn record_attempts(&self, records: Vec<MessageSent>) -> StoreResult<AttemptResult> {
-        let ids: Vec<MessageId> = records.iter().map(|r| r.id).collect();
-        let existing: HashSet<usize> = self
-            .insert_new(names::SENT, records)
-            .await?
-            .into_iter()
-            .collect();
-        let mut res = AttemptResult::default();
-        for (i, id) in ids.into_iter().enumerate() {
-            if existing.contains(&i) {
-                res.already_attempted.push(id);
-            } else {
-                res.inserted.push(id);
-            }
-        }
-        Ok(res)
-    }
-
-    async fn record_outcomes(&self, outcomes: Vec<SendOutcome>) -> StoreResult<u64> {
-        if outcomes.is_empty() {
-            return Ok(0);
-        }
-        let statements = outcomes
-            .into_iter()
-            .map(|o| {
-                doc! {
-                    "q": {"_id": o.id, "submitted": Bson::Null},
-                    "u": {"$set": {
-                        "submitted": o.submitted,
-                        "submitted_at": ts(o.at),
-                        "provider_message_id": o.provider_message_id,
-                        "error_code": o.error_code,
-                        "error_text": o.error_text,
-                    }},
-                }
-            })
-            .collect();
-        self.bulk_update(names::SENT, statements, false).await
-    }
-
-    async fn discard_attempts(&self, token: &str, ids: Vec<MessageId>) -> StoreResult<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let statements = ids
-            .into_iter()
-            .map(|id| {
-                doc! {
-                    "q": {"_id": id, "submitted": Bson::Null, "attempt_token": token},
-                    "limit": 1,
-                }
-            })
-            .collect();
-        self.bulk_delete(names::SENT, statements).await
-    }
-
-    async fn in_doubt(
+    async fn begin_attempts(
         &self,
-        attempted_before: Timestamp,
-        limit: usize,
-    ) -> StoreResult<Vec<MessageSent>> {
+        account: AccountId,
+        records: Vec<MessageSent>,
+    ) -> StoreResult<AttemptsBegun> {
+        self.begin_attempts_txn(account, records).await
+    }
+
+    async fn settle(&self, items: Vec<Settlement>) -> StoreResult<Settled> {
+        if items.is_empty() {
+            return Ok(Settled::default());
+        }
+        self.settle_txn(items).await
+    }
+
+    async fn unanswered(&self, q: &UnansweredQuery) -> StoreResult<Vec<MessageSent>> {
         self.coll::<MessageSent>(names::SENT)
-            .find(doc! {"submitted": Bson::Null, "attempted_at": {"$lt": ts(attempted_before)}})
+            .find(doc! {
+                "submitted": Bson::Null,
+                "$or": [
+                    {"owner": {"$nin": q.live_owners.clone()}},
+                    {"owner": &q.me, "attempt_token": {"$nin": q.active_tokens.clone()}},
+                    {"attempted_at": {"$lt": ts(q.attempted_before)}},
+                ],
+            })
             .sort(doc! {"submitted": 1, "attempted_at": 1})
-            .limit(limit as i64)
+            .limit(q.limit as i64)
             .await
             .map_err(map_err)?
             .try_collect()
             .await
             .map_err(map_err)
+    }
+
+    async fn attempt_owners(&self) -> StoreResult<Vec<String>> {
+        let values = self
+            .coll::<Document>(names::SENT)
+            .distinct("owner", doc! {"submitted": Bson::Null})
+            .await
+            .map_err(map_err)?;
+        let mut owners: Vec<String> = values
+            .into_iter()
+            .map(|v| match v {
+                Bson::String(s) => s,
+                _ => String::new(),
+            })
+            .collect();
+        owners.sort();
+        owners.dedup();
+        Ok(owners)
     }
 
     async fn apply_delivery(&self, updates: Vec<DeliveryUpdate>) -> StoreResult<DeliveryApplied> {
@@ -95,6 +75,7 @@ impl SentStore for MongoStore {
         }
         let total = updates.len() as u64;
         let ids: Vec<MessageId> = updates.iter().map(|u| u.id).collect();
+        let at = updates.iter().map(|u| u.at).max();
         // The guard mirrors `memory::delivery_applies`: a pending report only
         // lands on a record with no state; a final report on a record with no
         // state or a pending one. Ordered, so reports for one message within a
@@ -118,16 +99,23 @@ impl SentStore for MongoStore {
                 }
             })
             .collect();
-        let applied = self.bulk_update(names::SENT, statements, true).await?;
+        let applied = self
+            .bulk_update(names::SENT, statements, true, None)
+            .await?;
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
         let mut res = DeliveryApplied {
-            applied,
+            // A server may count matches differently from updates (ordered
+            // statements on one document): never more than were sent.
+            applied: applied.min(total),
             ..Default::default()
         };
-        if applied < total {
+        if let Some(at) = at {
+            res.resolved = self.resolve_by_report(&unique, at).await?;
+        }
+        if res.applied < total {
             // Tell unknown ids from reports that changed nothing.
-            let mut unique = ids.clone();
-            unique.sort();
-            unique.dedup();
             let known: HashSet<MessageId> = self
                 .coll::<Document>(names::SENT)
                 .find(doc! {"_id": {"$in": unique.clone()}})
@@ -145,7 +133,9 @@ impl SentStore for MongoStore {
                 .into_iter()
                 .filter(|id| !known.contains(id))
                 .collect();
-            res.ignored = total - applied - unknown_reports;
+            res.ignored = total
+                .saturating_sub(res.applied)
+                .saturating_sub(unknown_reports);
         }
         Ok(res)
     }
@@ -192,6 +182,43 @@ impl SentStore for MongoStore {
         }
         Ok(c)
     }
+
+    async fn scan(&self) -> StoreResult<Vec<SentEntry>> {
+        #[derive(serde::Deserialize)]
+        struct View {
+            #[serde(rename = "_id")]
+            id: MessageId,
+            account: AccountId,
+            #[serde(default)]
+            owner: String,
+            submitted: Option<bool>,
+            #[serde(default)]
+            error_code: Option<String>,
+            cost: Money,
+            #[serde(default)]
+            refunded: bool,
+        }
+        let mut cursor = self
+            .coll::<View>(names::SENT)
+            .find(doc! {})
+            .projection(doc! {"account": 1, "owner": 1, "submitted": 1, "error_code": 1, "cost": 1, "refunded": 1})
+            .await
+            .map_err(map_err)?;
+        let mut out = Vec::new();
+        while let Some(v) = cursor.try_next().await.map_err(map_err)? {
+            out.push(SentEntry {
+                id: v.id,
+                account: v.account,
+                owner: v.owner,
+                submitted: v.submitted,
+                in_doubt: v.submitted == Some(false)
+                    && v.error_code.as_deref() == Some(crate::domain::sent::NO_RESPONSE),
+                cost: v.cost,
+                refunded: v.refunded,
+            });
+        }
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -231,6 +258,28 @@ impl DeadLetterStore for MongoStore {
             if let Some(r) = reason {
                 out.insert(r, n);
             }
+        }
+        Ok(out)
+    }
+
+    async fn scan(&self) -> StoreResult<Vec<(MessageId, FailureReason, bool)>> {
+        #[derive(serde::Deserialize)]
+        struct View {
+            #[serde(rename = "_id")]
+            id: MessageId,
+            reason: FailureReason,
+            #[serde(default)]
+            resolved: Option<Resolution>,
+        }
+        let mut cursor = self
+            .coll::<View>(names::FAILED)
+            .find(doc! {})
+            .projection(doc! {"reason": 1, "resolved": 1})
+            .await
+            .map_err(map_err)?;
+        let mut out = Vec::new();
+        while let Some(v) = cursor.try_next().await.map_err(map_err)? {
+            out.push((v.id, v.reason, v.resolved.is_some()));
         }
         Ok(out)
     }

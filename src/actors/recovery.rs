@@ -1,0 +1,298 @@
+//! # Recovery
+//!
+//! One per daemon (every daemon runs it; each step is idempotent, so two
+//! sweeps at once do no harm). Owns: taking work back from the dead, on the
+//! database's clock.
+//!
+//! Every `recovery.sweep_interval` (or on [`SweepNow`]):
+//!
+//! 1. Read the leases and the store's time. An instance is live while its
+//!    lease is renewed and not stopped.
+//! 2. Judge unanswered attempts (`submitted = null`) that will never be
+//!    answered: those of instances that are not live, this instance's own
+//!    that no running batch holds (a batch that was given up), and any made
+//!    before the hard horizon (`recovery.in_doubt_horizon`, database time).
+//!    A delivery report already received proves the provider took the
+//!    message: recorded sent. Otherwise it is in doubt: NO_RESPONSE with its
+//!    dead letter (the same settlement a worker writes on a timeout), never
+//!    resent automatically. Then its queue entry is removed.
+//! 3. Release the claims of instances that are not live, for any daemon to
+//!    take; the next claimer's screen finds any outcome already written.
+//!    A live daemon's claims are never released, however slow it is.
+//! 4. Every `recovery.unservable_check`: lists with due messages that no
+//!    live daemon has the provider credentials for are logged (a line each
+//!    time) and shown in `/readyz`.
+//!
+//! Restart: all its state is derived from the store.
+
+use crate::actors::outcome;
+use crate::clock::{SharedClock, chrono_dur};
+use crate::config::Config;
+use crate::domain::*;
+use crate::instance::Instance;
+use crate::messages::{Settle, SweepNow, SweepReport};
+use crate::store::{Settlement, StoreError, Stores, UnansweredQuery};
+use actix::prelude::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use tokio::time::Instant;
+
+/// How many unanswered attempts one sweep judges (the next sweep goes on).
+const SWEEP_LIMIT: usize = 1000;
+
+/// A list with due messages that no live daemon can send.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unservable {
+    pub list: SendingListId,
+    /// `kind:credentials` the list needs.
+    pub provider: String,
+}
+
+/// What `/readyz` shows of recovery's findings.
+pub type UnservableLists = Arc<RwLock<Vec<Unservable>>>;
+
+pub struct RecoveryDeps {
+    pub stores: Stores,
+    pub clock: SharedClock,
+    pub config: Arc<Config>,
+    pub instance: Arc<Instance>,
+    pub settle: Recipient<Settle>,
+    pub unservable: UnservableLists,
+}
+
+pub struct Recovery {
+    deps: Arc<RecoveryDeps>,
+    /// A sweep is running: timed sweeps do not stack.
+    sweeping: bool,
+    last_unservable_check: Option<Instant>,
+}
+
+impl Recovery {
+    pub fn new(deps: RecoveryDeps) -> Self {
+        Recovery {
+            deps: Arc::new(deps),
+            sweeping: false,
+            last_unservable_check: None,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.sweeping || self.deps.instance.is_shutting_down() {
+            return;
+        }
+        self.sweeping = true;
+        let check_unservable = self
+            .last_unservable_check
+            .is_none_or(|t| t.elapsed() >= self.deps.config.recovery.unservable_check.get());
+        if check_unservable {
+            self.last_unservable_check = Some(Instant::now());
+        }
+        let deps = self.deps.clone();
+        let fut = async move {
+            let report = sweep(&deps).await;
+            if check_unservable && let Err(e) = check_unservable_lists(&deps).await {
+                tracing::warn!(error = %e, "could not check which lists can be served");
+            }
+            report
+        };
+        ctx.spawn(fut.into_actor(self).map(|report, act, _| {
+            act.sweeping = false;
+            if let Some(e) = &report.error {
+                tracing::error!(error = %e, "recovery sweep failed; it runs again next time");
+            }
+        }));
+    }
+}
+
+impl Actor for Recovery {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let every = self.deps.config.recovery.sweep_interval.get();
+        ctx.run_interval(every, |act, ctx| act.tick(ctx));
+    }
+}
+
+impl Handler<SweepNow> for Recovery {
+    type Result = ResponseFuture<SweepReport>;
+
+    fn handle(&mut self, _: SweepNow, _: &mut Self::Context) -> Self::Result {
+        let deps = self.deps.clone();
+        Box::pin(async move { sweep(&deps).await })
+    }
+}
+
+/// One sweep; a store error ends it early (reported, retried next time).
+pub async fn sweep(deps: &RecoveryDeps) -> SweepReport {
+    let mut report = SweepReport::default();
+    if let Err(e) = sweep_steps(deps, &mut report).await {
+        report.error = Some(e.to_string());
+    }
+    if report.released_claims > 0 || report.no_response > 0 || report.resolved_sent > 0 {
+        tracing::warn!(
+            dead = ?report.dead_owners,
+            released_claims = report.released_claims,
+            in_doubt = report.no_response,
+            resolved_sent = report.resolved_sent,
+            "recovered the work of stopped daemons"
+        );
+    }
+    report
+}
+
+async fn sweep_steps(deps: &RecoveryDeps, report: &mut SweepReport) -> Result<(), StoreError> {
+    let stores = &deps.stores;
+    let server_now = stores.leases.server_time().await?;
+    let live: HashSet<String> = stores
+        .leases
+        .leases()
+        .await?
+        .into_iter()
+        .filter(|l| l.live_at(server_now))
+        .map(|l| l.instance)
+        .collect();
+
+    // 2. Attempts that will never be answered.
+    let horizon = chrono_dur(deps.config.recovery.in_doubt_horizon.get());
+    let q = UnansweredQuery {
+        live_owners: live.iter().cloned().collect(),
+        me: deps.instance.id.clone(),
+        active_tokens: deps.instance.active_tokens(),
+        attempted_before: server_now - horizon,
+        limit: SWEEP_LIMIT,
+    };
+    let orphans = stores.sent.unanswered(&q).await?;
+    if !orphans.is_empty() {
+        let ids: Vec<MessageId> = orphans.iter().map(|a| a.id).collect();
+        let mut queued: HashMap<MessageId, QueuedTextMessage> = HashMap::new();
+        for id in &ids {
+            if let Some(m) = stores.queue.get(*id).await? {
+                queued.insert(*id, m);
+            }
+        }
+        let now = deps.clock.now();
+        let mut by_account: BTreeMap<AccountId, Vec<Settlement>> = BTreeMap::new();
+        let mut owners: HashSet<String> = HashSet::new();
+        for a in &orphans {
+            owners.insert(a.owner.clone());
+            let item = if a.delivery_state.is_some() {
+                // A report arrived before anyone recorded the send answer:
+                // the provider took it.
+                Settlement::Sent {
+                    id: a.id,
+                    at: now,
+                    provider_message_id: a.provider_message_id.clone(),
+                    resolved_by: Some(crate::store::RESOLVED_BY_REPORT),
+                }
+            } else {
+                let original = queued
+                    .get(&a.id)
+                    .cloned()
+                    .unwrap_or_else(|| outcome::original_from_attempt(a));
+                let why = if live.contains(&a.owner) && a.owner != deps.instance.id {
+                    "unanswered past the hard horizon"
+                } else if a.owner == deps.instance.id {
+                    "its batch was given up"
+                } else {
+                    "its daemon stopped mid-send"
+                };
+                outcome::in_doubt(
+                    &original,
+                    None,
+                    format!(
+                        "attempt by {} at {} was never answered ({why}); not resent",
+                        a.attempt_token,
+                        a.attempted_at.to_rfc3339()
+                    ),
+                    now,
+                )
+            };
+            by_account.entry(a.account).or_default().push(item);
+        }
+        for (account, items) in by_account {
+            let settled = deps
+                .settle
+                .send(Settle { account, items })
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("billing actor: {e}")))??;
+            report.no_response += settled.failed.len() as u64;
+            report.resolved_sent += settled.sent;
+        }
+        crate::failpoint::hit("recovery.settled");
+        // Answered now (by us or meanwhile by someone): out of the queue.
+        stores.queue.remove(&ids).await?;
+        crate::failpoint::hit("recovery.removed");
+        report
+            .dead_owners
+            .extend(owners.into_iter().filter(|o| !live.contains(o)));
+    }
+
+    // 3. Claims of instances that are not live.
+    let dead: Vec<String> = stores
+        .queue
+        .claim_owners()
+        .await?
+        .into_iter()
+        .filter(|o| !live.contains(o))
+        .collect();
+    if !dead.is_empty() {
+        report.released_claims = stores.queue.release_owners(&dead).await?;
+        crate::failpoint::hit("recovery.released");
+        for d in dead {
+            if !report.dead_owners.contains(&d) {
+                report.dead_owners.push(d);
+            }
+        }
+    }
+    report.dead_owners.sort();
+    Ok(())
+}
+
+/// The provider key a list needs, as leases list them.
+pub fn provider_key(p: &ProviderSettings) -> String {
+    match p {
+        ProviderSettings::Fake => "fake".into(),
+        ProviderSettings::Infobip { credentials } => format!("infobip:{credentials}"),
+        ProviderSettings::Twilio { credentials, .. } => format!("twilio:{credentials}"),
+        ProviderSettings::Cm { credentials } => format!("cm:{credentials}"),
+    }
+}
+
+/// Lists with due messages whose provider no live daemon has.
+pub async fn unservable_lists(
+    stores: &Stores,
+    now: Timestamp,
+) -> Result<Vec<Unservable>, StoreError> {
+    let server_now = stores.leases.server_time().await?;
+    let can: HashSet<String> = stores
+        .leases
+        .leases()
+        .await?
+        .into_iter()
+        .filter(|l| l.live_at(server_now))
+        .flat_map(|l| l.providers)
+        .collect();
+    let mut out = Vec::new();
+    for id in stores.queue.due_lists(now, 10_000).await? {
+        if let Some(list) = stores.lists.get_list(id).await? {
+            let key = provider_key(&list.provider);
+            if !can.contains(&key) {
+                out.push(Unservable {
+                    list: id,
+                    provider: key,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn check_unservable_lists(deps: &RecoveryDeps) -> Result<(), StoreError> {
+    let found = unservable_lists(&deps.stores, deps.clock.now()).await?;
+    for u in &found {
+        tracing::error!(list = %u.list, provider = %u.provider,
+            "no live daemon can send this list's messages (provider credentials missing everywhere)");
+    }
+    *deps.unservable.write().unwrap_or_else(|e| e.into_inner()) = found;
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! Stage 2d, record: the chunk's answers made durable through Billing, in
+//! one write (a transaction when any failure is among them: each failure's
+//! outcome, its dead letter and its refund together). Every answer applies
+//! only to an attempt still unanswered, so a late second writer (Recovery,
+//! a retried request) changes nothing. Then contacts the provider reported
+//! as opted out are unsubscribed from the list.
+//!
+//! Crash point after the settlement (`worker.settled`): outcomes and dead
+//! letters are durable; the queue entries are still claimed. When the lease
+//! lapses they are released, re-claimed, and the screen finds their
+//! outcomes: done. After the unsubscribes (`worker.unsubscribed`): the same.
+
+use super::send::Answers;
+use super::{Abort, BatchRun, StepError};
+use crate::domain::*;
+use crate::messages::Settle;
+use crate::store::Settlement;
+use std::collections::{BTreeMap, HashMap};
+
+impl BatchRun {
+    pub(super) async fn record(
+        &mut self,
+        list: SendingListId,
+        msgs: &[QueuedTextMessage],
+        answers: Answers,
+    ) -> Result<(), Abort> {
+        let Answers {
+            settlements,
+            unsubscribed,
+            reasons,
+        } = answers;
+        let reasons: HashMap<MessageId, FailureReason> = reasons.into_iter().collect();
+        let accounts: HashMap<MessageId, AccountId> =
+            msgs.iter().map(|m| (m.id, m.account)).collect();
+        let mut by_account: BTreeMap<AccountId, Vec<Settlement>> = BTreeMap::new();
+        for s in settlements {
+            let account = accounts
+                .get(&s.id())
+                .copied()
+                .unwrap_or_else(crate::domain::failed::unknown_account);
+            by_account.entry(account).or_default().push(s);
+        }
+        for (account, items) in by_account {
+            let settle = self.d.settle.clone();
+            let settled = self
+                .durable("record outcomes", || {
+                    let settle = settle.clone();
+                    let items = items.clone();
+                    async move {
+                        settle
+                            .send(Settle { account, items })
+                            .await?
+                            .map_err(StepError::from)
+                    }
+                })
+                .await?;
+            self.report.sent += settled.sent;
+            for id in &settled.failed {
+                if let Some(r) = reasons.get(id) {
+                    *self.report.failed.entry(*r).or_insert(0) += 1;
+                    self.d.metrics.add_failed(*r, 1);
+                }
+            }
+        }
+        crate::failpoint::hit("worker.settled");
+        if !unsubscribed.is_empty() {
+            let now = self.d.clock.now();
+            for contact in unsubscribed {
+                let store = self.d.stores.contacts.clone();
+                self.durable("unsubscribe", || {
+                    let store = store.clone();
+                    async move {
+                        match store.set_subscription(contact, list, false, now).await {
+                            // A contact deleted meanwhile needs no opt-out.
+                            Err(crate::store::StoreError::NotFound(_)) => Ok(()),
+                            other => other.map_err(StepError::from),
+                        }
+                    }
+                })
+                .await?;
+            }
+            crate::failpoint::hit("worker.unsubscribed");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,152 @@
+//! This daemon instance: who it is, the claim tokens it minted, and whether
+//! its lease currently allows it to act.
+//!
+//! An instance id is the daemon id plus a random part chosen at start
+//! (`<daemon id>:<24 hex>`), so a daemon restarted under the same id never
+//! reuses a predecessor's claim tokens (`<instance>:<sequence>`): no store
+//! operation can act on messages by a token this instance did not mint.
+//!
+//! Lease validity is tracked on this process's monotonic clock, from the
+//! moment a renewal request was *sent* (the server stamps the lease no
+//! earlier than that): the instance may start a provider call only while
+//! `elapsed < lease_ttl - provider timeout`, so any call it starts ends
+//! before the database could consider the lease expired. When renewals stop
+//! succeeding the instance fences itself: it stops claiming and sending, and
+//! another daemon's recovery takes over its work once the lease lapses.
+
+use crate::domain::{SendingListId, Timestamp};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct Instance {
+    /// `<daemon id>:<random>`; the lease's key and every token's prefix.
+    pub id: String,
+    /// The configured daemon id.
+    pub daemon_id: String,
+    /// Next batch sequence number.
+    seq: AtomicU64,
+    /// Tokens of batches running now (a token leaves once every outcome of
+    /// its batch is durable or the batch was given up): recovery judges this
+    /// instance's unanswered attempts only when their token is not here.
+    active: Mutex<HashSet<String>>,
+    /// Monotonic reference point for `valid_until_ms`.
+    epoch: Instant,
+    /// Milliseconds after `epoch` until which provider calls may start.
+    valid_until_ms: AtomicU64,
+    /// `database time - local time`, measured at each renewal, so times this
+    /// daemon writes for the hard horizon are on the database's clock.
+    db_offset_ms: AtomicI64,
+    /// The lists this daemon serves now (reported in its lease).
+    lists: Mutex<Vec<SendingListId>>,
+    /// Set when the process is stopping.
+    pub shutting_down: AtomicBool,
+}
+
+impl Instance {
+    pub fn new(daemon_id: &str) -> Instance {
+        Instance {
+            id: format!("{daemon_id}:{}", bson::oid::ObjectId::new().to_hex()),
+            daemon_id: daemon_id.to_string(),
+            seq: AtomicU64::new(0),
+            active: Mutex::new(HashSet::new()),
+            epoch: Instant::now(),
+            valid_until_ms: AtomicU64::new(0),
+            db_offset_ms: AtomicI64::new(0),
+            lists: Mutex::new(Vec::new()),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// A new claim token, registered as running.
+    pub fn mint_token(&self) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let token = format!("{}:{n}", self.id);
+        self.lock_active().insert(token.clone());
+        token
+    }
+
+    /// The batch holding `token` is over (outcomes durable, or given up).
+    pub fn finish_token(&self, token: &str) {
+        self.lock_active().remove(token);
+    }
+
+    pub fn active_tokens(&self) -> Vec<String> {
+        self.lock_active().iter().cloned().collect()
+    }
+
+    fn lock_active(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.active.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A renewal sent at `sent` succeeded: provider calls may start for
+    /// `window` after `sent`.
+    pub fn renewed(&self, sent: Instant, window: Duration) {
+        let until = sent.saturating_duration_since(self.epoch) + window;
+        self.valid_until_ms
+            .fetch_max(until.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// May this instance claim and start provider calls now?
+    pub fn lease_valid(&self) -> bool {
+        self.now_ms() < self.valid_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Record the database clock's offset from ours.
+    pub fn set_db_offset(&self, offset: chrono::Duration) {
+        self.db_offset_ms
+            .store(offset.num_milliseconds(), Ordering::Relaxed);
+    }
+
+    /// `local` moved onto the database's clock.
+    pub fn db_time(&self, local: Timestamp) -> Timestamp {
+        local + chrono::Duration::milliseconds(self.db_offset_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn set_lists(&self, lists: Vec<SendingListId>) {
+        *self.lists.lock().unwrap_or_else(|e| e.into_inner()) = lists;
+    }
+
+    pub fn lists(&self) -> Vec<SendingListId> {
+        self.lists.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restarted_daemon_never_reuses_a_token() {
+        let a = Instance::new("d");
+        let b = Instance::new("d");
+        assert_ne!(a.id, b.id);
+        let ta = a.mint_token();
+        let tb = b.mint_token();
+        assert_ne!(ta, tb);
+        assert!(ta.starts_with(&a.id));
+        assert_eq!(a.active_tokens(), vec![ta.clone()]);
+        a.finish_token(&ta);
+        assert!(a.active_tokens().is_empty());
+    }
+
+    #[test]
+    fn the_lease_window_opens_on_renewal_and_closes_after_it() {
+        let i = Instance::new("d");
+        assert!(!i.lease_valid(), "no renewal yet");
+        i.renewed(Instant::now(), Duration::from_secs(60));
+        assert!(i.lease_valid());
+        let j = Instance::new("d");
+        j.renewed(Instant::now(), Duration::ZERO);
+        assert!(!j.lease_valid());
+    }
+}

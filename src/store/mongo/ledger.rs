@@ -1,0 +1,483 @@
+//! The money-moving writes as MongoDB transactions, so that a charge exists
+//! exactly when its attempt record does and a refund exactly when the
+//! outcome that refunds it does, whatever crashes in between:
+//!
+//! - [`begin_attempts`](crate::store::SentStore::begin_attempts): the debit
+//!   and the attempt records (hot path: `findAndModify` + `insert` +
+//!   `commitTransaction`, three round trips);
+//! - [`settle`](crate::store::SentStore::settle): outcomes; when a failure or
+//!   an unsent attempt is among them, their dead letters and refunds in the
+//!   same transaction (an all-accepted settlement is one plain bulk update).
+//!
+//! Transactions that lose to a concurrent writer (`TransientTransactionError`,
+//! typically two daemons debiting one account) are retried with a jittered
+//! backoff; a commit with an unknown result is retried as the driver
+//! documents.
+
+use super::{MongoStore, map_err, names};
+use crate::domain::*;
+use crate::store::{AttemptsBegun, Settled, Settlement, StoreError, StoreResult};
+use bson::{Bson, Document, doc};
+use mongodb::ClientSession;
+use mongodb::options::ReturnDocument;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+const TXN_TRIES: u32 = 10;
+
+fn ts(t: Timestamp) -> bson::DateTime {
+    bson::DateTime::from_chrono(t)
+}
+
+/// Why one transaction attempt stopped.
+enum Stop {
+    /// An attempt record already existed: find which, leave them out, retry.
+    Duplicate,
+    Store(StoreError),
+}
+
+impl From<StoreError> for Stop {
+    fn from(e: StoreError) -> Self {
+        Stop::Store(e)
+    }
+}
+
+impl From<mongodb::error::Error> for Stop {
+    fn from(e: mongodb::error::Error) -> Self {
+        if super::is_duplicate_key(&e) {
+            Stop::Duplicate
+        } else {
+            Stop::Store(map_err(e))
+        }
+    }
+}
+
+/// A short, jittered pause before retrying a transaction that conflicted.
+async fn backoff(attempt: u32) {
+    let base = Duration::from_millis(5u64 << attempt.min(6));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let jitter = 0.5 + (nanos % 1000) as f64 / 2000.0;
+    tokio::time::sleep(base.mul_f64(jitter)).await;
+}
+
+#[derive(serde::Deserialize)]
+struct Balance {
+    balance: Money,
+}
+
+/// What settling needs to know of an unanswered attempt.
+#[derive(serde::Deserialize)]
+struct Unanswered {
+    #[serde(rename = "_id")]
+    id: MessageId,
+    account: AccountId,
+    attempt_token: String,
+    cost: Money,
+    #[serde(default)]
+    refunded: bool,
+}
+
+impl MongoStore {
+    async fn start_txn(&self) -> StoreResult<ClientSession> {
+        let mut s = self.db.client().start_session().await.map_err(map_err)?;
+        s.start_transaction().await.map_err(map_err)?;
+        Ok(s)
+    }
+
+    /// Commit, retrying a commit whose result is unknown (the driver's rule).
+    async fn commit(&self, s: &mut ClientSession) -> StoreResult<()> {
+        let mut tries = 0;
+        loop {
+            match s.commit_transaction().await {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                        && tries < 3 =>
+                {
+                    tries += 1;
+                }
+                Err(e) => return Err(map_err(e)),
+            }
+        }
+    }
+
+    /// Ids among `ids` that already have an attempt record.
+    async fn existing_attempts(&self, ids: &[MessageId]) -> StoreResult<HashSet<MessageId>> {
+        Ok(self
+            .find_by_ids::<Document>(names::SENT, ids)
+            .await?
+            .into_iter()
+            .filter_map(|d| d.get_object_id("_id").ok().map(MessageId))
+            .collect())
+    }
+
+    pub(crate) async fn begin_attempts_txn(
+        &self,
+        account: AccountId,
+        records: Vec<MessageSent>,
+    ) -> StoreResult<AttemptsBegun> {
+        let mut existing: HashSet<MessageId> = HashSet::new();
+        for attempt in 0..TXN_TRIES {
+            let mut s = self.start_txn().await?;
+            match self
+                .begin_attempts_once(&mut s, account, &records, &existing)
+                .await
+            {
+                Ok(res) => match self.commit(&mut s).await {
+                    Ok(()) => return Ok(res),
+                    Err(StoreError::Conflict(_)) => backoff(attempt).await,
+                    Err(e) => return Err(e),
+                },
+                Err(stop) => {
+                    let _ = s.abort_transaction().await;
+                    match stop {
+                        Stop::Duplicate => {
+                            // Someone attempted some of these meanwhile (rare:
+                            // re-claimed messages are checked first).
+                            let ids: Vec<MessageId> = records.iter().map(|r| r.id).collect();
+                            existing = self.existing_attempts(&ids).await?;
+                        }
+                        Stop::Store(StoreError::Conflict(_)) => backoff(attempt).await,
+                        Stop::Store(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "charging account {account} kept conflicting with concurrent writers"
+        )))
+    }
+
+    async fn begin_attempts_once(
+        &self,
+        s: &mut ClientSession,
+        account: AccountId,
+        records: &[MessageSent],
+        existing: &HashSet<MessageId>,
+    ) -> Result<AttemptsBegun, Stop> {
+        let mut res = AttemptsBegun::default();
+        let mut candidates = Vec::with_capacity(records.len());
+        for r in records {
+            if existing.contains(&r.id) {
+                res.already_attempted.push(r.id);
+            } else {
+                candidates.push(r);
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(res);
+        }
+        let accounts = self.coll::<Balance>(names::ACCOUNTS);
+        let total: i64 = candidates.iter().map(|r| r.cost.0).sum();
+        // The whole chunk, if the balance covers it (the usual case): one
+        // conditional $inc that refuses to go below zero.
+        let after = accounts
+            .find_one_and_update(
+                doc! {"_id": account, "balance": {"$gte": total}},
+                doc! {"$inc": {"balance": -total}},
+            )
+            .return_document(ReturnDocument::After)
+            .projection(doc! {"balance": 1})
+            .session(&mut *s)
+            .await?;
+        let take = match after {
+            Some(b) => {
+                res.balance = Some(b.balance);
+                candidates.len()
+            }
+            None => {
+                // Not enough for all: the longest prefix the balance covers.
+                let balance = accounts
+                    .find_one(doc! {"_id": account})
+                    .projection(doc! {"balance": 1})
+                    .session(&mut *s)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(format!("account {account}")))?
+                    .balance;
+                let mut sum = 0i64;
+                let mut k = 0;
+                for r in &candidates {
+                    if sum + r.cost.0 > balance.0 {
+                        break;
+                    }
+                    sum += r.cost.0;
+                    k += 1;
+                }
+                if k > 0 {
+                    let debited = accounts
+                        .find_one_and_update(
+                            doc! {"_id": account, "balance": {"$gte": sum}},
+                            doc! {"$inc": {"balance": -sum}},
+                        )
+                        .return_document(ReturnDocument::After)
+                        .projection(doc! {"balance": 1})
+                        .session(&mut *s)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Conflict(format!("balance of {account} moved"))
+                        })?;
+                    res.balance = Some(debited.balance);
+                } else {
+                    res.balance = Some(balance);
+                }
+                k
+            }
+        };
+        if take > 0 {
+            let docs: Vec<&MessageSent> = candidates[..take].to_vec();
+            self.coll::<MessageSent>(names::SENT)
+                .insert_many(docs)
+                .ordered(true)
+                .session(&mut *s)
+                .await?;
+        }
+        res.recorded = candidates[..take].iter().map(|r| r.id).collect();
+        res.unaffordable = candidates[take..].iter().map(|r| r.id).collect();
+        Ok(res)
+    }
+
+    pub(crate) async fn settle_txn(&self, items: Vec<Settlement>) -> StoreResult<Settled> {
+        if items.iter().all(|i| matches!(i, Settlement::Sent { .. })) {
+            // Nothing to refund or dead-letter: one plain bulk update.
+            let statements: Vec<Document> = items.iter().filter_map(sent_statement).collect();
+            let sent = self
+                .bulk_update(names::SENT, statements, false, None)
+                .await?;
+            return Ok(Settled {
+                sent,
+                ..Default::default()
+            });
+        }
+        for attempt in 0..TXN_TRIES {
+            let mut s = self.start_txn().await?;
+            match self.settle_once(&mut s, &items).await {
+                Ok(res) => match self.commit(&mut s).await {
+                    Ok(()) => return Ok(res),
+                    Err(StoreError::Conflict(_)) => backoff(attempt).await,
+                    Err(e) => return Err(e),
+                },
+                Err(e) => {
+                    let _ = s.abort_transaction().await;
+                    match e {
+                        StoreError::Conflict(_) => backoff(attempt).await,
+                        e => return Err(e),
+                    }
+                }
+            }
+        }
+        Err(StoreError::Conflict(
+            "recording outcomes kept conflicting with concurrent writers".into(),
+        ))
+    }
+
+    async fn settle_once(
+        &self,
+        s: &mut ClientSession,
+        items: &[Settlement],
+    ) -> StoreResult<Settled> {
+        // The attempts the failures and unsent ones concern, still unanswered
+        // now: only those change, are dead-lettered and are refunded. Read in
+        // the transaction, so a concurrent answer makes the writes below
+        // conflict rather than apply twice.
+        let ids: Vec<MessageId> = items
+            .iter()
+            .filter(|i| !matches!(i, Settlement::Sent { .. }))
+            .map(Settlement::id)
+            .collect();
+        let mut cursor = self
+            .coll::<Unanswered>(names::SENT)
+            .find(doc! {"_id": {"$in": ids}, "submitted": Bson::Null})
+            .projection(doc! {"account": 1, "attempt_token": 1, "cost": 1, "refunded": 1})
+            .session(&mut *s)
+            .await
+            .map_err(map_err)?;
+        let mut open: HashMap<MessageId, Unanswered> = HashMap::new();
+        while let Some(u) = cursor.next(&mut *s).await {
+            let u = u.map_err(map_err)?;
+            open.insert(u.id, u);
+        }
+        let mut res = Settled::default();
+        let mut updates = Vec::new();
+        let mut deletes = Vec::new();
+        let mut dead_letters = Vec::new();
+        let mut refunds: BTreeMap<AccountId, i64> = BTreeMap::new();
+        let mut sent_items = 0u64;
+        for item in items {
+            match item {
+                Settlement::Sent { .. } => {
+                    if let Some(st) = sent_statement(item) {
+                        updates.push(st);
+                        sent_items += 1;
+                    }
+                }
+                Settlement::Failed {
+                    at,
+                    code,
+                    text,
+                    refund,
+                    dead_letter,
+                } => {
+                    let Some(u) = open.get(&dead_letter.id) else {
+                        continue;
+                    };
+                    let refund = *refund && !u.refunded;
+                    updates.push(doc! {
+                        "q": {"_id": u.id, "submitted": Bson::Null},
+                        "u": {"$set": {
+                            "submitted": false,
+                            "submitted_at": ts(*at),
+                            "error_code": code,
+                            "error_text": text,
+                            "refunded": refund || u.refunded,
+                        }},
+                    });
+                    if refund {
+                        *refunds.entry(u.account).or_insert(0) += u.cost.0;
+                    }
+                    dead_letters.push((**dead_letter).clone());
+                    res.failed.push(u.id);
+                }
+                Settlement::Unsent { id, token } => {
+                    let Some(u) = open.get(id).filter(|u| &u.attempt_token == token) else {
+                        continue;
+                    };
+                    deletes.push(doc! {
+                        "q": {"_id": u.id, "submitted": Bson::Null, "attempt_token": token},
+                        "limit": 1,
+                    });
+                    if !u.refunded {
+                        *refunds.entry(u.account).or_insert(0) += u.cost.0;
+                    }
+                    res.unsent.push(u.id);
+                }
+            }
+        }
+        let matched = if updates.is_empty() {
+            0
+        } else {
+            self.bulk_update(names::SENT, updates, false, Some(&mut *s))
+                .await?
+        };
+        // Failed statements match exactly what the read found (in this
+        // transaction); the rest of the matches are the sent ones.
+        res.sent = matched
+            .saturating_sub(res.failed.len() as u64)
+            .min(sent_items);
+        if !deletes.is_empty() {
+            self.bulk_delete(names::SENT, deletes, Some(&mut *s))
+                .await?;
+        }
+        self.upsert_dead_letters(dead_letters, Some(&mut *s))
+            .await?;
+        for (account, amount) in refunds {
+            if amount == 0 {
+                continue;
+            }
+            self.coll::<Document>(names::ACCOUNTS)
+                .update_one(doc! {"_id": account}, doc! {"$inc": {"balance": amount}})
+                .session(&mut *s)
+                .await
+                .map_err(map_err)?;
+            res.refunded.0 += amount;
+        }
+        Ok(res)
+    }
+
+    /// In-doubt (NO_RESPONSE) messages among `ids` that a delivery report has
+    /// just proved sent: `submitted = true` and their dead letters resolved,
+    /// in one transaction. One read when there are none (the usual case).
+    pub(crate) async fn resolve_by_report(
+        &self,
+        ids: &[MessageId],
+        at: Timestamp,
+    ) -> StoreResult<Vec<MessageId>> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let doubtful: Vec<MessageId> = {
+            use futures::TryStreamExt;
+            self.coll::<Document>(names::SENT)
+                .find(doc! {
+                    "_id": {"$in": ids.to_vec()},
+                    "submitted": false,
+                    "error_code": crate::domain::sent::NO_RESPONSE,
+                })
+                .projection(doc! {"_id": 1})
+                .await
+                .map_err(map_err)?
+                .try_collect::<Vec<Document>>()
+                .await
+                .map_err(map_err)?
+                .into_iter()
+                .filter_map(|d| d.get_object_id("_id").ok().map(MessageId))
+                .collect()
+        };
+        if doubtful.is_empty() {
+            return Ok(vec![]);
+        }
+        let by = crate::store::RESOLVED_BY_REPORT;
+        for attempt in 0..TXN_TRIES {
+            let mut s = self.start_txn().await?;
+            let body = async {
+                self.coll::<Document>(names::SENT)
+                    .update_many(
+                        doc! {"_id": {"$in": doubtful.clone()}, "submitted": false,
+                        "error_code": crate::domain::sent::NO_RESPONSE},
+                        doc! {"$set": {"submitted": true, "resolved_by": by}},
+                    )
+                    .session(&mut s)
+                    .await
+                    .map_err(map_err)?;
+                self.coll::<Document>(names::FAILED)
+                    .update_many(
+                        doc! {"_id": {"$in": doubtful.clone()}, "resolved": Bson::Null},
+                        doc! {"$set": {"resolved": {"at": ts(at), "by": by}}},
+                    )
+                    .session(&mut s)
+                    .await
+                    .map_err(map_err)?;
+                Ok::<(), StoreError>(())
+            }
+            .await;
+            let done = match body {
+                Ok(()) => self.commit(&mut s).await,
+                Err(e) => {
+                    let _ = s.abort_transaction().await;
+                    Err(e)
+                }
+            };
+            match done {
+                Ok(()) => return Ok(doubtful),
+                Err(StoreError::Conflict(_)) => backoff(attempt).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict(
+            "resolving in-doubt messages kept conflicting".into(),
+        ))
+    }
+}
+
+/// The guarded update for a `Sent` settlement.
+fn sent_statement(item: &Settlement) -> Option<Document> {
+    let Settlement::Sent {
+        id,
+        at,
+        provider_message_id,
+        resolved_by,
+    } = item
+    else {
+        return None;
+    };
+    let mut set = doc! {
+        "submitted": true,
+        "submitted_at": ts(*at),
+        "provider_message_id": provider_message_id.clone(),
+    };
+    if let Some(by) = resolved_by {
+        set.insert("resolved_by", *by);
+    }
+    Some(doc! {"q": {"_id": *id, "submitted": Bson::Null}, "u": {"$set": set}})
+}
