@@ -200,7 +200,9 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
             let mock = crate::mock::MockConfig {
                 latency: o.latency,
                 reject_rate: o.reject_rate,
-                error_rate: o.transient_rate,
+                // Transient failures the provider documents as "not
+                // processed" (429): retried. A 5xx would be in doubt.
+                throttle_rate: o.transient_rate,
                 report_delay: Duration::from_millis(500),
                 delivered_ratio: 0.96,
                 failed_ratio: 0.04,

@@ -20,6 +20,7 @@
 
 pub mod actors;
 pub mod app;
+pub mod audit;
 pub mod bench;
 pub mod bus;
 pub mod clock;

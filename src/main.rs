@@ -164,6 +164,18 @@ enum Command {
         #[arg(long)]
         cm_report_xml: bool,
     },
+    /// Check the guarantees on a live MongoDB (while daemons run): messages
+    /// with two terminal states, failures without a dead letter, finished
+    /// messages still queued, claims of lapsed leases, balances that do not
+    /// reconcile. Exit 1 on any violation.
+    Audit {
+        /// Configuration file, as for `serve` (TRACKLY_* overrides apply).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file (plus TRACKLY_* overrides) and print every error.
     CheckConfig {
         #[arg(default_value = "config.toml")]
@@ -401,6 +413,37 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("mock provider: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Audit { config, json } => {
+            let cfg = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            trackly::telemetry::init("warn", cfg.log.json);
+            match actix_rt::System::new().block_on(trackly::audit::run(&cfg)) {
+                Ok(report) => {
+                    if json {
+                        match serde_json::to_string_pretty(&report) {
+                            Ok(s) => println!("{s}"),
+                            Err(e) => {
+                                eprintln!("audit: {e}");
+                                return ExitCode::from(2);
+                            }
+                        }
+                    } else {
+                        print!("{}", report.text());
+                    }
+                    if report.is_clean() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("audit failed: {e}");
+                    ExitCode::from(2)
                 }
             }
         }

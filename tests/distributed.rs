@@ -541,6 +541,11 @@ async fn a_daemon_killed_mid_campaign_leaves_nothing_lost_or_sent_twice() {
         sent.len()
     );
     assert!(by_survivor > 0, "the survivor took over");
+    // Balances reconcile with charges and refunds, and nothing else is off.
+    let report = trackly::audit::audit(&stores, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{}", report.text());
     for id in &sent {
         assert_eq!(
             at_provider.get(&id.to_hex()),

@@ -343,14 +343,31 @@ async fn transient_errors_until_stale_end_as_provider_error() {
         c.contacts[0].phone.as_str(),
         Scripted::Transient { throttled: false },
     );
-    // Keep retrying as time passes, until the next retry would be stale.
-    for _ in 0..40 {
+    // Keep retrying as time passes, until the next retry would be stale:
+    // each pass ends with the message back in the queue (one more attempt)
+    // or dead-lettered.
+    let id = c.messages[0].id;
+    for pass in 1..=40u32 {
         t.daemon.coordinator.do_send(PollNow);
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        if stores.queue.depth().await.unwrap() == 0 {
-            break;
+        let q = stores.queue.clone();
+        assert!(
+            wait_until(T, || {
+                let q = q.clone();
+                async move {
+                    match q.get(id).await.unwrap() {
+                        None => true,
+                        Some(m) => m.claimed_by.is_none() && m.attempts >= pass,
+                    }
+                }
+            })
+            .await,
+            "pass {pass} did not finish"
+        );
+        match stores.queue.get(id).await.unwrap() {
+            None => break,
+            // To its next retry time.
+            Some(m) => t.clock.set(m.not_before),
         }
-        t.clock.advance(Duration::from_secs(120));
     }
     let f = stores
         .dead_letters
@@ -459,8 +476,14 @@ async fn billing_blocks_back_off_clear_on_top_up_and_expire_after_the_ttl() {
         })
         .await
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(t.provider.accepted_count(), 3);
+    let p = t.provider.clone();
+    assert!(
+        wait_until(T, || {
+            let p = p.clone();
+            async move { p.accepted_count() == 3 }
+        })
+        .await
+    );
     let blocked: Vec<QueuedTextMessage> = {
         let mut v = vec![];
         for m in &c.messages {
@@ -520,10 +543,32 @@ async fn billing_blocks_back_off_clear_on_top_up_and_expire_after_the_ttl() {
     assert_eq!(t.provider.accepted_count(), 4);
     // The last one stays blocked past the 60-minute TTL: BILLING_BLOCKED,
     // even though its send time is long stale (the TTL governs it).
+    let last_id = c
+        .messages
+        .iter()
+        .find(|m| !t.provider.accepted().contains_key(&m.id))
+        .unwrap()
+        .id;
     for _ in 0..12 {
+        let before = stores.queue.get(last_id).await.unwrap();
+        let Some(before) = before else { break };
         t.clock.advance(Duration::from_secs(5 * 60));
         t.daemon.coordinator.do_send(PollNow);
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        // The pass is over when it is blocked again (claimed once more and
+        // back) or dead-lettered.
+        let q = stores.queue.clone();
+        assert!(
+            wait_until(T, || {
+                let q = q.clone();
+                async move {
+                    match q.get(last_id).await.unwrap() {
+                        None => true,
+                        Some(m) => m.claimed_by.is_none() && m.claim_count > before.claim_count,
+                    }
+                }
+            })
+            .await
+        );
     }
     assert!(t.drained(T).await);
     let (sent, failed) = terminal_states(&stores, &ids(&c)).await;
@@ -995,4 +1040,340 @@ async fn an_idle_supervisor_stops_and_new_work_starts_it_again() {
     t.daemon.coordinator.do_send(Nudge);
     assert!(t.drained(T).await);
     assert!(t.provider.accepted().contains_key(&more.id));
+}
+
+/// Defect 4: nothing is written before the permit, so a daemon that dies
+/// while waiting for one leaves nothing in doubt.
+#[actix_rt::test]
+async fn nothing_is_attempted_or_charged_before_the_permit() {
+    let stores = Stores::memory();
+    let gate = Gated::new(0);
+    let t = start_daemon(
+        test_config(),
+        stores.clone(),
+        gate.clone(),
+        FakeSettings::default(),
+    );
+    let c = seed_campaign(
+        &stores,
+        4,
+        1_000_000,
+        Money::from_micros(10_000_000),
+        t.now(),
+    )
+    .await;
+    t.daemon.coordinator.do_send(Nudge);
+    let g = gate.clone();
+    assert!(
+        wait_until(T, || {
+            let g = g.clone();
+            async move { g.asked.load(std::sync::atomic::Ordering::SeqCst) >= 3 }
+        })
+        .await,
+        "the batch waits for permits"
+    );
+    assert_eq!(
+        stores.sent.count().await.unwrap(),
+        0,
+        "no attempt record yet"
+    );
+    let acc = stores
+        .accounts
+        .get_account(c.account.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        acc.balance,
+        Money::from_micros(10_000_000),
+        "nothing charged yet"
+    );
+    gate.allow(4);
+    assert!(t.drained(T).await);
+    assert_eq!(terminal_states(&stores, &ids(&c)).await, (4, 0));
+}
+
+/// Defect 7: the contact is read again for each chunk, right before its
+/// send: an opt-out between two chunks of one batch counts.
+#[actix_rt::test]
+async fn an_opt_out_between_two_chunks_of_a_batch_is_honoured() {
+    let stores = Stores::memory();
+    let gate = Gated::new(2);
+    let t = start_daemon(
+        test_config(),
+        stores.clone(),
+        gate.clone(),
+        FakeSettings::default(),
+    );
+    // 120/min: a burst (and a chunk) of 2; one claim of 4.
+    let c = seed_campaign(&stores, 4, 120, Money::from_micros(10_000_000), t.now()).await;
+    t.daemon.coordinator.do_send(Nudge);
+    let p = t.provider.clone();
+    assert!(
+        wait_until(T, || {
+            let p = p.clone();
+            async move { p.accepted_count() == 2 }
+        })
+        .await,
+        "the first chunk went"
+    );
+    let second = c
+        .messages
+        .iter()
+        .find(|m| !t.provider.accepted().contains_key(&m.id))
+        .unwrap();
+    assert_eq!(
+        stores
+            .queue
+            .get(second.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .claim_count,
+        1,
+        "still in the same batch"
+    );
+    stores
+        .contacts
+        .set_subscription(second.contact, c.list.id, false, t.now())
+        .await
+        .unwrap();
+    gate.allow(2);
+    assert!(t.drained(T).await);
+    assert_eq!(t.provider.accepted_count(), 3);
+    let f = stores.dead_letters.get(second.id).await.unwrap().unwrap();
+    assert_eq!(f.reason, FailureReason::ContactBlocked);
+    assert_eq!(terminal_states(&stores, &ids(&c)).await, (3, 1));
+}
+
+/// Defect 5: a re-claimed message that already has an outcome is done; it
+/// is never dead-lettered on top of it (here it went stale meanwhile).
+#[actix_rt::test]
+async fn an_existing_outcome_comes_before_staleness_and_content_checks() {
+    let stores = Stores::memory();
+    let t = test_daemon(&stores);
+    let c = seed_campaign(
+        &stores,
+        0,
+        1_000_000,
+        Money::from_micros(10_000_000),
+        t.now(),
+    )
+    .await;
+    let k: Vec<Contact> = (0..2)
+        .map(|i| seed::contact(c.account.id, c.list.id, 10 + i, t.now()))
+        .collect();
+    stores.contacts.insert_contacts(k.clone()).await.unwrap();
+    let old = t.now() - chrono::Duration::minutes(45);
+    // Sent by an earlier pass whose daemon died before deleting it.
+    let mut sent = seed::queued(&c.list, &k[0], "hello", old);
+    sent.claim_count = 1;
+    // Dead-lettered (rejected) by an earlier pass, likewise.
+    let mut failed = seed::queued(&c.list, &k[1], "hello", old);
+    failed.claim_count = 1;
+    let rec = |m: &QueuedTextMessage| {
+        MessageSent::attempt(m, ProviderKind::Fake, "gone:1", "gone", Money::ZERO, old)
+    };
+    stores
+        .sent
+        .begin_attempts(c.account.id, vec![rec(&sent), rec(&failed)])
+        .await
+        .unwrap();
+    stores
+        .sent
+        .settle(vec![
+            trackly::store::Settlement::Sent {
+                id: sent.id,
+                at: old,
+                provider_message_id: None,
+                resolved_by: None,
+            },
+            trackly::store::Settlement::Failed {
+                at: old,
+                code: "21211".into(),
+                text: "invalid".into(),
+                refund: true,
+                dead_letter: Box::new(trackly::actors::outcome::failure(
+                    &failed,
+                    FailureReason::ProviderError,
+                    "rejected".into(),
+                    None,
+                    old,
+                )),
+            },
+        ])
+        .await
+        .unwrap();
+    stores
+        .queue
+        .enqueue(vec![sent.clone(), failed.clone()])
+        .await
+        .unwrap();
+    t.daemon.coordinator.do_send(Nudge);
+    assert!(t.drained(T).await);
+    assert!(
+        stores.dead_letters.get(sent.id).await.unwrap().is_none(),
+        "a sent message never also goes STALE"
+    );
+    assert_eq!(
+        stores
+            .dead_letters
+            .get(failed.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .reason,
+        FailureReason::ProviderError,
+        "the first dead letter stands"
+    );
+    assert_eq!(t.provider.calls(), 0);
+    assert_eq!(
+        terminal_states(&stores, &[sent.id, failed.id]).await,
+        (1, 1)
+    );
+}
+
+/// Defect 9: the messages of a list that no longer exists do not stay
+/// queued for ever: they are dead-lettered LIST_DELETED.
+#[actix_rt::test]
+async fn a_deleted_lists_messages_are_dead_lettered() {
+    let stores = Stores::memory();
+    let mut cfg = test_config();
+    cfg.supervisor.list_refresh = Dur::millis(100);
+    let t = start_daemon(
+        cfg,
+        stores.clone(),
+        local_permits(),
+        FakeSettings::default(),
+    );
+    let c = seed_campaign(
+        &stores,
+        5,
+        1_000_000,
+        Money::from_micros(10_000_000),
+        t.now(),
+    )
+    .await;
+    stores.lists.delete_list(c.list.id).await.unwrap();
+    t.daemon.coordinator.do_send(Nudge);
+    assert!(t.drained(T).await);
+    let reasons = stores.dead_letters.count_by_reason().await.unwrap();
+    assert_eq!(reasons.get(&FailureReason::ListDeleted), Some(&5));
+    assert_eq!(t.provider.calls(), 0);
+    assert_eq!(terminal_states(&stores, &ids(&c)).await, (0, 5));
+}
+
+/// Defect 9: a list whose provider no live daemon has credentials for is
+/// named in /readyz (and logged by Recovery).
+#[actix_rt::test]
+async fn a_list_no_daemon_can_serve_shows_in_readyz() {
+    use actix_web::test as atest;
+    let stores = Stores::memory();
+    let mut cfg = test_config();
+    cfg.recovery.sweep_interval = Dur::millis(50);
+    cfg.recovery.unservable_check = Dur::millis(50);
+    let t = start_daemon(
+        cfg,
+        stores.clone(),
+        local_permits(),
+        FakeSettings::default(),
+    );
+    let infobip = ProviderSettings::Infobip {
+        credentials: "eu".into(),
+    };
+    let c = seed::campaign(
+        &stores,
+        2,
+        infobip,
+        1000,
+        Money::from_micros(1_000_000),
+        t.now(),
+    )
+    .await
+    .unwrap();
+    let found = trackly::actors::recovery::unservable_lists(&stores, t.now())
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].provider, "infobip:eu");
+    let app = atest::init_service(
+        actix_web::App::new().configure(trackly::http::configure(
+            t.daemon
+                .http_state(Arc::new(trackly::config::Secrets::default()), "http://x"),
+        )),
+    )
+    .await;
+    let un = t.daemon.unservable.clone();
+    assert!(
+        wait_until(T, || {
+            let un = un.clone();
+            async move { !un.read().unwrap().is_empty() }
+        })
+        .await
+    );
+    let body: serde_json::Value =
+        atest::call_and_read_body_json(&app, atest::TestRequest::get().uri("/readyz").to_request())
+            .await;
+    assert_eq!(
+        body["detail"]["unservable_lists"][0]["list"],
+        serde_json::json!(c.list.id.to_hex())
+    );
+    assert_eq!(body["detail"]["lease"], "held");
+    assert_eq!(
+        stores.queue.depth().await.unwrap(),
+        2,
+        "left for an operator"
+    );
+}
+
+/// Defect 4: a live daemon's claims are never released and its sends never
+/// judged in doubt, however slow it is; once its lease is gone, they are.
+#[actix_rt::test]
+async fn a_slow_live_daemon_keeps_its_claims_until_its_lease_is_gone() {
+    let stores = Stores::memory();
+    let slow = start_daemon(
+        test_config(),
+        stores.clone(),
+        local_permits(),
+        FakeSettings {
+            latency: Duration::from_millis(1500),
+            ..Default::default()
+        },
+    );
+    let other = test_daemon(&stores);
+    let c = seed_campaign(
+        &stores,
+        3,
+        1_000_000,
+        Money::from_micros(10_000_000),
+        slow.now(),
+    )
+    .await;
+    // Only the slow daemon claims (the other one never polls on its own).
+    slow.daemon.coordinator.do_send(Nudge);
+    let q = stores.queue.clone();
+    let first = c.messages[0].id;
+    assert!(
+        wait_until(T, || {
+            let q = q.clone();
+            async move {
+                q.get(first)
+                    .await
+                    .unwrap()
+                    .is_some_and(|m| m.claimed_by.is_some())
+            }
+        })
+        .await
+    );
+    // By the other daemon's clock the claims are hours old: age decides
+    // nothing, only the owner's lease (on the store's clock) does.
+    other.clock.advance(Duration::from_secs(2 * 3600));
+    for _ in 0..3 {
+        let r = other.daemon.recovery.send(SweepNow).await.unwrap();
+        assert_eq!((r.released_claims, r.no_response), (0, 0), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(slow.drained(T).await);
+    assert_eq!(terminal_states(&stores, &ids(&c)).await, (3, 0));
+    assert_eq!(slow.provider.accepted_count(), 3);
 }

@@ -14,14 +14,6 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_trackly"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn get(url: &str) -> Option<(u16, serde_json::Value)> {
     let r = reqwest::get(url).await.ok()?;
     let status = r.status().as_u16();

@@ -369,10 +369,18 @@ async fn only_the_affordable_prefix_is_charged_and_never_below_zero(s: &Stores) 
         }));
     }
     let (mut recorded, mut unaffordable) = (0, 0);
+    let mut unpaid = vec![];
     for h in hs {
         let b = h.await.unwrap();
         recorded += b.recorded.len();
         unaffordable += b.unaffordable.len();
+        unpaid.extend(b.unaffordable);
+    }
+    for id in &unpaid {
+        assert!(
+            s.sent.get(*id).await.unwrap().is_none(),
+            "{id} has an attempt record but was not charged"
+        );
     }
     assert_eq!(recorded, 97, "the balance paid for 100 in all");
     assert_eq!(unaffordable, 20);
@@ -382,12 +390,15 @@ async fn only_the_affordable_prefix_is_charged_and_never_below_zero(s: &Stores) 
         100,
         "no record without its charge"
     );
-    assert!(matches!(
-        s.sent
-            .begin_attempts(AccountId::new(), vec![attempt(&q[119], "x", t)])
-            .await,
-        Err(StoreError::NotFound(_))
-    ));
+    let stranger = seed::queued(&w.list, &w.contacts[0], "hi", t);
+    let unknown = s
+        .sent
+        .begin_attempts(AccountId::new(), vec![attempt(&stranger, "x", t)])
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "{unknown:?}"
+    );
 }
 
 async fn a_failure_is_recorded_with_its_dead_letter_and_refunded_once(s: &Stores) {
@@ -505,6 +516,7 @@ async fn unanswered_attempts_are_found_by_owner_token_and_horizon(s: &Stores) {
     recs[4].attempted_at = t - CDur::hours(2);
     s.sent.begin_attempts(w.account.id, recs).await.unwrap();
     let q0 = UnansweredQuery {
+        only_mine: false,
         live_owners: vec!["owner-live".into(), "me".into()],
         me: "me".into(),
         active_tokens: vec!["me-1".into()],
@@ -658,6 +670,36 @@ async fn a_report_for_an_in_doubt_message_resolves_it_as_sent(s: &Stores) {
             .iter()
             .any(|e| e.id == q[1].id && e.refunded && e.submitted == Some(false))
     );
+}
+
+async fn an_in_doubt_judgment_after_a_report_records_the_message_sent(s: &Stores) {
+    // The daemon died before recording the answer; the report came first.
+    let w = world(s, 1).await;
+    let t = now();
+    let q = msgs(&w, t);
+    s.sent
+        .begin_attempts(w.account.id, vec![attempt(&q[0], "a", t)])
+        .await
+        .unwrap();
+    s.sent
+        .apply_delivery(vec![DeliveryUpdate {
+            id: q[0].id,
+            state: DeliveryState::Delivered,
+            error_code: None,
+            at: t,
+        }])
+        .await
+        .unwrap();
+    let r = s
+        .sent
+        .settle(vec![outcome_in_doubt(&q[0], t)])
+        .await
+        .unwrap();
+    assert_eq!((r.sent, r.failed.len()), (1, 0));
+    let m = s.sent.get(q[0].id).await.unwrap().unwrap();
+    assert_eq!(m.submitted, Some(true));
+    assert_eq!(m.resolved_by.as_deref(), Some(RESOLVED_BY_REPORT));
+    assert!(s.dead_letters.get(q[0].id).await.unwrap().is_none());
 }
 
 async fn dead_letters_are_written_once(s: &Stores) {
@@ -972,6 +1014,7 @@ both!(
     unanswered_attempts_are_found_by_owner_token_and_horizon,
     delivery_reports_never_replace_a_final_state,
     a_report_for_an_in_doubt_message_resolves_it_as_sent,
+    an_in_doubt_judgment_after_a_report_records_the_message_sent,
     dead_letters_are_written_once,
     top_ups_count_as_funded,
     queue_entries_are_deleted_only_after_their_outcome,

@@ -1,8 +1,12 @@
 //! # Recovery
 //!
-//! One per daemon (every daemon runs it; each step is idempotent, so two
-//! sweeps at once do no harm). Owns: taking work back from the dead, on the
-//! database's clock.
+//! One per daemon. Owns: taking work back from the dead, on the database's
+//! clock. Only the recovery leader (the live instance with the smallest id,
+//! which every daemon computes from the same leases) recovers other
+//! daemons' work, so two sweeps never fight over the same records; every
+//! daemon recovers its own orphans (attempts of batches it gave up). Each
+//! step is idempotent, so a brief disagreement about the leader only costs
+//! a retried transaction.
 //!
 //! Every `recovery.sweep_interval` (or on [`SweepNow`]):
 //!
@@ -19,6 +23,8 @@
 //! 3. Release the claims of instances that are not live, for any daemon to
 //!    take; the next claimer's screen finds any outcome already written.
 //!    A live daemon's claims are never released, however slow it is.
+//!    The leader also resolves in-doubt messages whose delivery report
+//!    arrived but whose resolution could not finish with it.
 //! 4. Every `recovery.unservable_check`: lists with due messages that no
 //!    live daemon has the provider credentials for are logged (a line each
 //!    time) and shown in `/readyz`.
@@ -43,6 +49,7 @@ const SWEEP_LIMIT: usize = 1000;
 /// A list with due messages that no live daemon can send.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unservable {
+    #[serde(serialize_with = "crate::domain::ids::hex")]
     pub list: SendingListId,
     /// `kind:credentials` the list needs.
     pub provider: String,
@@ -151,10 +158,15 @@ async fn sweep_steps(deps: &RecoveryDeps, report: &mut SweepReport) -> Result<()
         .filter(|l| l.live_at(server_now))
         .map(|l| l.instance)
         .collect();
+    // One daemon recovers the others' work, so that two sweeps never fight
+    // over the same records (their transactions would conflict): the live
+    // instance with the smallest id. Every daemon recovers its own orphans.
+    let leader = live.iter().min() == Some(&deps.instance.id);
 
     // 2. Attempts that will never be answered.
     let horizon = chrono_dur(deps.config.recovery.in_doubt_horizon.get());
     let q = UnansweredQuery {
+        only_mine: !leader,
         live_owners: live.iter().cloned().collect(),
         me: deps.instance.id.clone(),
         active_tokens: deps.instance.active_tokens(),
@@ -226,6 +238,13 @@ async fn sweep_steps(deps: &RecoveryDeps, report: &mut SweepReport) -> Result<()
             .dead_owners
             .extend(owners.into_iter().filter(|o| !live.contains(o)));
     }
+
+    if !leader {
+        return Ok(());
+    }
+    // In-doubt messages whose report arrived but whose resolution could not
+    // finish with it.
+    report.resolved_sent += stores.sent.resolve_reported(SWEEP_LIMIT).await?.len() as u64;
 
     // 3. Claims of instances that are not live.
     let dead: Vec<String> = stores

@@ -63,6 +63,13 @@ macro_rules! id_type {
     };
 }
 
+/// `#[serde(serialize_with = "crate::domain::ids::hex")]`: an id as its
+/// 24-hex-digit string in JSON (HTTP answers, reports), where the stored
+/// form would show BSON's `{"$oid": ...}`.
+pub fn hex<T: fmt::Display, S: serde::Serializer>(id: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
 /// A string that is not a 24-hex-digit id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("not a valid id (24 hex digits expected): {0:?}")]

@@ -376,6 +376,13 @@ impl SentStore for MemoryStore {
                     if r.submitted.is_some() {
                         continue;
                     }
+                    if code == crate::domain::sent::NO_RESPONSE && r.delivery_state.is_some() {
+                        r.submitted = Some(true);
+                        r.submitted_at = Some(at);
+                        r.resolved_by = Some(RESOLVED_BY_REPORT.into());
+                        res.sent += 1;
+                        continue;
+                    }
                     r.submitted = Some(false);
                     r.submitted_at = Some(at);
                     r.error_code = Some(code);
@@ -417,16 +424,44 @@ impl SentStore for MemoryStore {
             .sent
             .values()
             .filter(|r| {
+                let mine = r.owner == q.me && !active.contains(r.attempt_token.as_str());
                 r.submitted.is_none()
-                    && (!live.contains(r.owner.as_str())
-                        || (r.owner == q.me && !active.contains(r.attempt_token.as_str()))
-                        || r.attempted_at < q.attempted_before)
+                    && (mine
+                        || (!q.only_mine
+                            && (!live.contains(r.owner.as_str())
+                                || r.attempted_at < q.attempted_before)))
             })
             .cloned()
             .collect();
         v.sort_by_key(|r| (r.attempted_at, r.id));
         v.truncate(q.limit);
         Ok(v)
+    }
+
+    async fn resolve_reported(&self, limit: usize) -> StoreResult<Vec<MessageId>> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut out = Vec::new();
+        let now = self.clock.now();
+        for r in st.sent.values_mut() {
+            if out.len() >= limit {
+                break;
+            }
+            if r.in_doubt() && r.delivery_state.is_some() {
+                r.submitted = Some(true);
+                r.resolved_by = Some(RESOLVED_BY_REPORT.into());
+                if let Some(f) = st.failed.get_mut(&r.id)
+                    && f.resolved.is_none()
+                {
+                    f.resolved = Some(Resolution {
+                        at: now,
+                        by: RESOLVED_BY_REPORT.into(),
+                    });
+                }
+                out.push(r.id);
+            }
+        }
+        Ok(out)
     }
 
     async fn attempt_owners(&self) -> StoreResult<Vec<String>> {

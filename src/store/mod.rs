@@ -161,7 +161,9 @@ pub enum Settlement {
     },
     /// A failure after the attempt was recorded: `submitted = false` with the
     /// code, its dead letter, and (when `refund`) the charge given back; all
-    /// in one transaction.
+    /// in one transaction. An in-doubt judgment (`code = NO_RESPONSE`) of an
+    /// attempt that already has a delivery report is recorded sent instead
+    /// (the report proves the provider took it), in the same transaction.
     Failed {
         at: Timestamp,
         code: String,
@@ -201,9 +203,12 @@ pub struct Settled {
 
 /// Which unanswered attempts recovery looks at: those of instances that are
 /// not live, this instance's own that no running batch holds, and any older
-/// than the hard horizon.
+/// than the hard horizon. With `only_mine`, just this instance's own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnansweredQuery {
+    /// Only this instance's orphans (recovery on a daemon that is not the
+    /// recovery leader).
+    pub only_mine: bool,
     /// Instances with a live lease (this one included).
     pub live_owners: Vec<String>,
     /// This instance.
@@ -257,9 +262,16 @@ pub trait SentStore: Send + Sync {
     async fn unanswered(&self, q: &UnansweredQuery) -> StoreResult<Vec<MessageSent>>;
     /// Instances that have unanswered attempts.
     async fn attempt_owners(&self) -> StoreResult<Vec<String>>;
+    /// In-doubt (NO_RESPONSE) messages that already have a delivery report,
+    /// resolved as sent (record and dead letter together), up to `limit`.
+    /// `apply_delivery` does this for the reports it applies; this catches
+    /// any it could not finish.
+    async fn resolve_reported(&self, limit: usize) -> StoreResult<Vec<MessageId>>;
     /// Apply delivery reports. A final state is never replaced by a later
     /// intermediate one (nor by another final one). A report for an in-doubt
-    /// message proves the provider took it: it is resolved as sent.
+    /// message proves the provider took it: it is resolved as sent (if that
+    /// transaction cannot finish now, the report still counts as applied and
+    /// [`SentStore::resolve_reported`] finishes it later).
     async fn apply_delivery(&self, updates: Vec<DeliveryUpdate>) -> StoreResult<DeliveryApplied>;
     async fn get(&self, id: MessageId) -> StoreResult<Option<MessageSent>>;
     async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<MessageSent>>;

@@ -316,3 +316,126 @@ impl Drop for Guard {
         let _ = self.0.wait();
     }
 }
+
+// ------------------------------------------------------- load balancer
+
+/// A TCP load balancer: the one address every daemon stands behind (what
+/// `http.public_url` must name). Each connection goes to the next backend
+/// that accepts it, so a stopped daemon's share goes to the others.
+pub struct Balancer {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Balancer {
+    pub async fn start(backends: Vec<String>) -> Balancer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("balancer bind");
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut next = 0usize;
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let start = next;
+                next = next.wrapping_add(1);
+                let backends = backends.clone();
+                tokio::spawn(async move {
+                    for i in 0..backends.len() {
+                        let target = &backends[(start + i) % backends.len()];
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Balancer { port, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+// ------------------------------------------------------- gated permits
+
+/// A permit backend whose admission bucket grants only the tickets a test
+/// hands out (the send bucket always grants), to stop a batch between two
+/// chunks.
+pub struct Gated {
+    tickets: std::sync::atomic::AtomicU32,
+    pub asked: std::sync::atomic::AtomicU64,
+}
+
+impl Gated {
+    pub fn new(tickets: u32) -> Arc<Gated> {
+        Arc::new(Gated {
+            tickets: tickets.into(),
+            asked: 0.into(),
+        })
+    }
+
+    pub fn allow(&self, n: u32) {
+        self.tickets
+            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl PermitBackend for Gated {
+    async fn acquire(
+        &self,
+        _list: trackly::domain::SendingListId,
+        bucket: trackly::ratelimit::Bucket,
+        _rate: f64,
+        _cap: f64,
+        n: u32,
+    ) -> Result<trackly::ratelimit::Grant, trackly::ratelimit::RateLimitError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if bucket == trackly::ratelimit::Bucket::Send {
+            return Ok(trackly::ratelimit::Grant {
+                granted: n,
+                wait: Duration::ZERO,
+            });
+        }
+        self.asked.fetch_add(1, SeqCst);
+        let mut granted = 0;
+        let _ = self.tickets.fetch_update(SeqCst, SeqCst, |t| {
+            granted = t.min(n);
+            Some(t - granted)
+        });
+        Ok(trackly::ratelimit::Grant {
+            granted,
+            wait: Duration::from_millis(10),
+        })
+    }
+    async fn ping(&self) -> Result<(), trackly::ratelimit::RateLimitError> {
+        Ok(())
+    }
+    fn round_trips(&self) -> u64 {
+        0
+    }
+    fn name(&self) -> &'static str {
+        "gated"
+    }
+}

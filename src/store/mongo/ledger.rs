@@ -33,6 +33,8 @@ fn ts(t: Timestamp) -> bson::DateTime {
 enum Stop {
     /// An attempt record already existed: find which, leave them out, retry.
     Duplicate,
+    /// The balance did not cover the records: retry with what it covers.
+    Short,
     Store(StoreError),
 }
 
@@ -77,6 +79,8 @@ struct Unanswered {
     cost: Money,
     #[serde(default)]
     refunded: bool,
+    #[serde(default)]
+    delivery_state: Option<DeliveryState>,
 }
 
 impl MongoStore {
@@ -119,10 +123,11 @@ impl MongoStore {
         records: Vec<MessageSent>,
     ) -> StoreResult<AttemptsBegun> {
         let mut existing: HashSet<MessageId> = HashSet::new();
+        let mut prefix: Option<usize> = None;
         for attempt in 0..TXN_TRIES {
             let mut s = self.start_txn().await?;
             match self
-                .begin_attempts_once(&mut s, account, &records, &existing)
+                .begin_attempts_once(&mut s, account, &records, &existing, prefix)
                 .await
             {
                 Ok(res) => match self.commit(&mut s).await {
@@ -139,6 +144,12 @@ impl MongoStore {
                             let ids: Vec<MessageId> = records.iter().map(|r| r.id).collect();
                             existing = self.existing_attempts(&ids).await?;
                         }
+                        Stop::Short => {
+                            // Not enough for all: the longest prefix the
+                            // balance covers (it may have moved: retried).
+                            prefix =
+                                Some(self.affordable_prefix(account, &records, &existing).await?);
+                        }
                         Stop::Store(StoreError::Conflict(_)) => backoff(attempt).await,
                         Stop::Store(e) => return Err(e),
                     }
@@ -150,12 +161,20 @@ impl MongoStore {
         )))
     }
 
+    /// One try of the charge-and-record transaction. The attempt records go
+    /// in first and the account is debited last, right before the commit:
+    /// a transaction holds the documents it wrote until it ends, and a
+    /// daemon killed inside one leaves it open until the server gives up on
+    /// it (`transactionLifetimeLimitSeconds`); writing the account last keeps
+    /// that window to the commit's round trip. `prefix`: when the balance
+    /// was found short, how many records to take this time.
     async fn begin_attempts_once(
         &self,
         s: &mut ClientSession,
         account: AccountId,
         records: &[MessageSent],
         existing: &HashSet<MessageId>,
+        prefix: Option<usize>,
     ) -> Result<AttemptsBegun, Stop> {
         let mut res = AttemptsBegun::default();
         let mut candidates = Vec::with_capacity(records.len());
@@ -166,14 +185,21 @@ impl MongoStore {
                 candidates.push(r);
             }
         }
-        if candidates.is_empty() {
+        let take = prefix.unwrap_or(candidates.len()).min(candidates.len());
+        res.unaffordable = candidates[take..].iter().map(|r| r.id).collect();
+        if take == 0 {
             return Ok(res);
         }
-        let accounts = self.coll::<Balance>(names::ACCOUNTS);
-        let total: i64 = candidates.iter().map(|r| r.cost.0).sum();
-        // The whole chunk, if the balance covers it (the usual case): one
-        // conditional $inc that refuses to go below zero.
-        let after = accounts
+        let docs: Vec<&MessageSent> = candidates[..take].to_vec();
+        let total: i64 = docs.iter().map(|r| r.cost.0).sum();
+        self.coll::<MessageSent>(names::SENT)
+            .insert_many(docs)
+            .ordered(true)
+            .session(&mut *s)
+            .await?;
+        // One conditional $inc that refuses to go below zero.
+        let after = self
+            .coll::<Balance>(names::ACCOUNTS)
             .find_one_and_update(
                 doc! {"_id": account, "balance": {"$gte": total}},
                 doc! {"$inc": {"balance": -total}},
@@ -181,61 +207,39 @@ impl MongoStore {
             .return_document(ReturnDocument::After)
             .projection(doc! {"balance": 1})
             .session(&mut *s)
-            .await?;
-        let take = match after {
-            Some(b) => {
-                res.balance = Some(b.balance);
-                candidates.len()
-            }
-            None => {
-                // Not enough for all: the longest prefix the balance covers.
-                let balance = accounts
-                    .find_one(doc! {"_id": account})
-                    .projection(doc! {"balance": 1})
-                    .session(&mut *s)
-                    .await?
-                    .ok_or_else(|| StoreError::NotFound(format!("account {account}")))?
-                    .balance;
-                let mut sum = 0i64;
-                let mut k = 0;
-                for r in &candidates {
-                    if sum + r.cost.0 > balance.0 {
-                        break;
-                    }
-                    sum += r.cost.0;
-                    k += 1;
-                }
-                if k > 0 {
-                    let debited = accounts
-                        .find_one_and_update(
-                            doc! {"_id": account, "balance": {"$gte": sum}},
-                            doc! {"$inc": {"balance": -sum}},
-                        )
-                        .return_document(ReturnDocument::After)
-                        .projection(doc! {"balance": 1})
-                        .session(&mut *s)
-                        .await?
-                        .ok_or_else(|| {
-                            StoreError::Conflict(format!("balance of {account} moved"))
-                        })?;
-                    res.balance = Some(debited.balance);
-                } else {
-                    res.balance = Some(balance);
-                }
-                k
-            }
-        };
-        if take > 0 {
-            let docs: Vec<&MessageSent> = candidates[..take].to_vec();
-            self.coll::<MessageSent>(names::SENT)
-                .insert_many(docs)
-                .ordered(true)
-                .session(&mut *s)
-                .await?;
-        }
+            .await?
+            .ok_or(Stop::Short)?;
+        res.balance = Some(after.balance);
         res.recorded = candidates[..take].iter().map(|r| r.id).collect();
-        res.unaffordable = candidates[take..].iter().map(|r| r.id).collect();
         Ok(res)
+    }
+
+    /// How many of `records` (minus `existing`) the account's balance covers
+    /// now, in order.
+    async fn affordable_prefix(
+        &self,
+        account: AccountId,
+        records: &[MessageSent],
+        existing: &HashSet<MessageId>,
+    ) -> StoreResult<usize> {
+        let balance = self
+            .coll::<Balance>(names::ACCOUNTS)
+            .find_one(doc! {"_id": account})
+            .projection(doc! {"balance": 1})
+            .await
+            .map_err(map_err)?
+            .ok_or_else(|| StoreError::NotFound(format!("account {account}")))?
+            .balance;
+        let mut sum = 0i64;
+        let mut k = 0;
+        for r in records.iter().filter(|r| !existing.contains(&r.id)) {
+            if sum + r.cost.0 > balance.0 {
+                break;
+            }
+            sum += r.cost.0;
+            k += 1;
+        }
+        Ok(k)
     }
 
     pub(crate) async fn settle_txn(&self, items: Vec<Settlement>) -> StoreResult<Settled> {
@@ -289,7 +293,7 @@ impl MongoStore {
         let mut cursor = self
             .coll::<Unanswered>(names::SENT)
             .find(doc! {"_id": {"$in": ids}, "submitted": Bson::Null})
-            .projection(doc! {"account": 1, "attempt_token": 1, "cost": 1, "refunded": 1})
+            .projection(doc! {"account": 1, "attempt_token": 1, "cost": 1, "refunded": 1, "delivery_state": 1})
             .session(&mut *s)
             .await
             .map_err(map_err)?;
@@ -322,6 +326,19 @@ impl MongoStore {
                     let Some(u) = open.get(&dead_letter.id) else {
                         continue;
                     };
+                    if code == crate::domain::sent::NO_RESPONSE && u.delivery_state.is_some() {
+                        // A report already proved the provider took it.
+                        updates.push(doc! {
+                            "q": {"_id": u.id, "submitted": Bson::Null},
+                            "u": {"$set": {
+                                "submitted": true,
+                                "submitted_at": ts(*at),
+                                "resolved_by": crate::store::RESOLVED_BY_REPORT,
+                            }},
+                        });
+                        sent_items += 1;
+                        continue;
+                    }
                     let refund = *refund && !u.refunded;
                     updates.push(doc! {
                         "q": {"_id": u.id, "submitted": Bson::Null},
@@ -390,21 +407,31 @@ impl MongoStore {
     /// in one transaction. One read when there are none (the usual case).
     pub(crate) async fn resolve_by_report(
         &self,
-        ids: &[MessageId],
+        ids: Option<&[MessageId]>,
+        limit: usize,
         at: Timestamp,
     ) -> StoreResult<Vec<MessageId>> {
-        if ids.is_empty() {
+        if ids.is_some_and(|i| i.is_empty()) {
             return Ok(vec![]);
+        }
+        let mut filter = doc! {
+            "error_code": crate::domain::sent::NO_RESPONSE,
+            "submitted": false,
+        };
+        match ids {
+            Some(ids) => {
+                filter.insert("_id", doc! {"$in": ids.to_vec()});
+            }
+            None => {
+                filter.insert("delivery_state", doc! {"$ne": Bson::Null});
+            }
         }
         let doubtful: Vec<MessageId> = {
             use futures::TryStreamExt;
             self.coll::<Document>(names::SENT)
-                .find(doc! {
-                    "_id": {"$in": ids.to_vec()},
-                    "submitted": false,
-                    "error_code": crate::domain::sent::NO_RESPONSE,
-                })
+                .find(filter)
                 .projection(doc! {"_id": 1})
+                .limit(limit as i64)
                 .await
                 .map_err(map_err)?
                 .try_collect::<Vec<Document>>()

@@ -164,6 +164,8 @@ impl MongoStore {
                 names::SENT,
                 vec![
                     idx(doc! {"submitted": 1, "attempted_at": 1}, "in_doubt"),
+                    // in-doubt records a report may resolve.
+                    idx(doc! {"error_code": 1, "submitted": 1}, "by_error"),
                     sparse(doc! {"provider_message_id": 1}, "provider_message_id"),
                     idx(doc! {"sending_list": 1, "attempted_at": 1}, "by_list"),
                     sparse(doc! {"schedule": 1}, "by_schedule"),

@@ -3,8 +3,8 @@
 use super::{MongoStore, map_err, names};
 use crate::domain::*;
 use crate::store::{
-    AttemptsBegun, DeadLetterStore, DeliveryApplied, DeliveryCounts, DeliveryUpdate, SentEntry,
-    SentStore, Settled, Settlement, StoreResult, UnansweredQuery,
+    AttemptsBegun, DeadLetterStore, DeliveryApplied, DeliveryCounts, DeliveryUpdate, LeaseStore,
+    SentEntry, SentStore, Settled, Settlement, StoreResult, UnansweredQuery,
 };
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
@@ -33,15 +33,23 @@ impl SentStore for MongoStore {
     }
 
     async fn unanswered(&self, q: &UnansweredQuery) -> StoreResult<Vec<MessageSent>> {
-        self.coll::<MessageSent>(names::SENT)
-            .find(doc! {
+        let mine = doc! {"owner": &q.me, "attempt_token": {"$nin": q.active_tokens.clone()}};
+        let filter = if q.only_mine {
+            let mut f = mine;
+            f.insert("submitted", Bson::Null);
+            f
+        } else {
+            doc! {
                 "submitted": Bson::Null,
                 "$or": [
                     {"owner": {"$nin": q.live_owners.clone()}},
-                    {"owner": &q.me, "attempt_token": {"$nin": q.active_tokens.clone()}},
+                    mine,
                     {"attempted_at": {"$lt": ts(q.attempted_before)}},
                 ],
-            })
+            }
+        };
+        self.coll::<MessageSent>(names::SENT)
+            .find(filter)
             .sort(doc! {"submitted": 1, "attempted_at": 1})
             .limit(q.limit as i64)
             .await
@@ -49,6 +57,11 @@ impl SentStore for MongoStore {
             .try_collect()
             .await
             .map_err(map_err)
+    }
+
+    async fn resolve_reported(&self, limit: usize) -> StoreResult<Vec<MessageId>> {
+        let at = self.server_time().await?;
+        self.resolve_by_report(None, limit, at).await
     }
 
     async fn attempt_owners(&self) -> StoreResult<Vec<String>> {
@@ -112,7 +125,17 @@ impl SentStore for MongoStore {
             ..Default::default()
         };
         if let Some(at) = at {
-            res.resolved = self.resolve_by_report(&unique, at).await?;
+            match self
+                .resolve_by_report(Some(&unique), unique.len(), at)
+                .await
+            {
+                Ok(r) => res.resolved = r,
+                // The reports are applied; recovery finishes the resolution.
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "in-doubt messages not resolved now; recovery will")
+                }
+                Err(e) => return Err(e),
+            }
         }
         if res.applied < total {
             // Tell unknown ids from reports that changed nothing.

@@ -1,0 +1,445 @@
+//! The crash test: for every failpoint in turn, a campaign runs through
+//! `trackly serve` processes on MongoDB and Redis, sending through the
+//! Twilio adapter to the mock provider over HTTP, with delivery reports
+//! coming back through one balancer address that every daemon stands behind.
+//! The daemon "victim" kills itself with SIGKILL at the failpoint; it is
+//! restarted under the same daemon id next to a second daemon, the campaign
+//! finishes, and then:
+//!
+//! - nothing was sent twice at the mock;
+//! - nothing is lost: the queue is empty and every message has exactly one
+//!   terminal state;
+//! - a message is recorded sent exactly when the mock took it (in-doubt
+//!   messages the mock took are resolved by their delivery report);
+//! - every balance reconciles with its charges and refunds;
+//! - `trackly audit` (the library check and the command) finds nothing.
+//!
+//! The campaign crosses every path: rejections, a STOP, a 429 that is
+//! retried, a 5xx after the mock took the message (in doubt), a stale
+//! message and an unsubscribed contact. For the recovery failpoints a first
+//! daemon is killed mid-send, so that the victim has work to recover.
+
+mod common;
+
+use common::*;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+use trackly::clock::{Clock, SystemClock};
+use trackly::domain::*;
+use trackly::mock::{MockConfig, MockServer};
+use trackly::seed;
+use trackly::store::Stores;
+
+const SID: &str = "ACcrash000000000000000000000000000";
+const TOKEN: &str = "crash-auth-token";
+const MESSAGES: u64 = 48;
+
+/// Phone numbers (by seed index) with a fate at the mock.
+const REJECTED: [u64; 2] = [1, 2];
+const STOP: u64 = 3;
+const THROTTLED_ONCE: [u64; 2] = [4, 5];
+const ERROR_AFTER_ACCEPT: [u64; 2] = [6, 7];
+
+struct Run {
+    svc: Services,
+    prefix: String,
+    dir: PathBuf,
+    mock: MockServer,
+    balancer: Balancer,
+    ports: HashMap<&'static str, u16>,
+}
+
+impl Run {
+    fn spawn(&self, name: &'static str, failpoint: Option<&str>) -> Guard {
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trackly"));
+        cmd.arg("serve")
+            .env("TRACKLY_DAEMON__ID", name)
+            .env(
+                "TRACKLY_HTTP__BIND",
+                format!("127.0.0.1:{}", self.ports[name]),
+            )
+            .env("TRACKLY_HTTP__PUBLIC_URL", self.balancer.url())
+            .env("TRACKLY_LOG__FILTER", "warn")
+            .env("TRACKLY_MONGO__URI", &self.svc.mongo_uri)
+            .env("TRACKLY_MONGO__DATABASE", &self.svc.db)
+            .env("TRACKLY_REDIS__URL", &self.svc.redis_url)
+            .env("TRACKLY_REDIS__KEY_PREFIX", &self.prefix)
+            .env("TRACKLY_TWILIO_ACCOUNT_SID", SID)
+            .env("TRACKLY_TWILIO_AUTH_TOKEN", TOKEN)
+            .env("TRACKLY_PROVIDERS__TWILIO__BASE_URL", self.mock.url())
+            .env("TRACKLY_PROVIDERS__TWILIO__TIMEOUT", "2s")
+            .env("TRACKLY_PROVIDERS__TWILIO__CONCURRENCY", "8")
+            .env("TRACKLY_DAEMON__HEARTBEAT_INTERVAL", "300ms")
+            .env("TRACKLY_DAEMON__LEASE_TTL", "3s")
+            .env("TRACKLY_DAEMON__SHUTDOWN_GRACE", "5s")
+            .env("TRACKLY_RECOVERY__SWEEP_INTERVAL", "500ms")
+            .env("TRACKLY_COORDINATOR__POLL_INTERVAL", "100ms")
+            .env("TRACKLY_COORDINATOR__MAX_POLL_INTERVAL", "300ms")
+            .env("TRACKLY_COORDINATOR__MAX_BATCH", "8")
+            .env("TRACKLY_WORKER__RETRY_BASE", "200ms")
+            .env("TRACKLY_WORKER__RETRY_MAX", "1s")
+            .env_remove("TRACKLY_FAILPOINT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        if let Some(fp) = failpoint {
+            cmd.env("TRACKLY_FAILPOINT", fp);
+        }
+        Guard(cmd.spawn().expect("spawn trackly serve"))
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for name in ["casualty", "victim", "survivor"] {
+            if let Ok(s) = std::fs::read_to_string(self.dir.join(format!("{name}.log"))) {
+                let tail: Vec<&str> = s.lines().rev().take(15).collect();
+                out.push_str(&format!("--- {name} (last lines)\n"));
+                for l in tail.into_iter().rev() {
+                    out.push_str(l);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Wait until `child` has died by SIGKILL (its failpoint).
+async fn killed_at_failpoint(child: &mut Guard, limit: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            return status.signal() == Some(9);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn sigterm(child: &Guard) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.0.id().to_string())
+        .status();
+}
+
+async fn seed_campaign(stores: &Stores) -> (seed::Campaign, Vec<QueuedTextMessage>) {
+    let now = SystemClock.now();
+    let c = seed::campaign(
+        stores,
+        MESSAGES,
+        trackly::embedded::settings_for(ProviderKind::Twilio),
+        600_000,
+        Money::from_micros(1_000_000_000),
+        now,
+    )
+    .await
+    .unwrap();
+    // A stale message and one to a contact who unsubscribed.
+    let extra: Vec<Contact> = (0..2)
+        .map(|i| seed::contact(c.account.id, c.list.id, 1000 + i, now))
+        .collect();
+    stores
+        .contacts
+        .insert_contacts(extra.clone())
+        .await
+        .unwrap();
+    stores
+        .contacts
+        .set_subscription(extra[1].id, c.list.id, false, now)
+        .await
+        .unwrap();
+    let more = vec![
+        seed::queued(
+            &c.list,
+            &extra[0],
+            "yesterday's news",
+            now - chrono::Duration::minutes(31),
+        ),
+        seed::queued(&c.list, &extra[1], "hello", now),
+    ];
+    stores.queue.enqueue(more.clone()).await.unwrap();
+    (c, more)
+}
+
+fn numbers(idx: &[u64]) -> HashSet<String> {
+    idx.iter()
+        .map(|i| seed::phone(*i).as_str().to_string())
+        .collect()
+}
+
+async fn crash_at(failpoint: &'static str) {
+    let name = format!("crash_{}", failpoint.replace('.', "_"));
+    let began = std::time::Instant::now();
+    let phase = |what: &str| {
+        eprintln!(
+            "{failpoint}: {what} at {:.1} s",
+            began.elapsed().as_secs_f64()
+        )
+    };
+    let Some(svc) = services(&name) else { return };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let (c, extra) = seed_campaign(&stores).await;
+    let mut ids: Vec<MessageId> = c.messages.iter().map(|m| m.id).collect();
+    ids.extend(extra.iter().map(|m| m.id));
+
+    let mock = trackly::mock::start(
+        MockConfig {
+            reject_numbers: numbers(&REJECTED),
+            stop_numbers: numbers(&[STOP]),
+            throttle_once_numbers: numbers(&THROTTLED_ONCE),
+            error_numbers: numbers(&ERROR_AFTER_ACCEPT),
+            twilio_account_sid: Some(SID.into()),
+            twilio_auth_token: Some(TOKEN.into()),
+            report_delay: Duration::from_millis(100),
+            delivered_ratio: 1.0,
+            failed_ratio: 0.0,
+            latency: Duration::from_millis(5),
+            // Providers retry their webhooks for hours; 9 tries span ~100 s.
+            report_retries: 9,
+            ..Default::default()
+        },
+        "127.0.0.1:0",
+    )
+    .unwrap();
+    let ports: HashMap<&'static str, u16> = ["casualty", "victim", "survivor"]
+        .into_iter()
+        .map(|n| (n, free_port()))
+        .collect();
+    let balancer =
+        Balancer::start(ports.values().map(|p| format!("127.0.0.1:{p}")).collect()).await;
+    let dir = std::env::temp_dir().join(unique_name(&name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = Run {
+        prefix: unique_name(&name),
+        svc,
+        dir,
+        mock,
+        balancer,
+        ports,
+    };
+
+    // For recovery's failpoints someone must die first, leaving work behind.
+    if failpoint.starts_with("recovery.") {
+        let mut casualty = run.spawn("casualty", Some("worker.charged@2"));
+        assert!(
+            killed_at_failpoint(&mut casualty, Duration::from_secs(60)).await,
+            "the first daemon never reached worker.charged\n{}",
+            run.logs()
+        );
+    }
+    // The victim runs alone until its failpoint kills it.
+    let fp = match failpoint {
+        "coordinator.claimed"
+        | "worker.screened"
+        | "worker.permitted"
+        | "worker.charged"
+        | "worker.sent"
+        | "worker.settled"
+        | "worker.completed"
+        | "lease.renewed" => {
+            format!("{failpoint}@3")
+        }
+        other => other.to_string(),
+    };
+    let mut victim = run.spawn("victim", Some(&fp));
+    assert!(
+        killed_at_failpoint(&mut victim, Duration::from_secs(90)).await,
+        "the victim never reached {fp}\n{}",
+        run.logs()
+    );
+    drop(victim);
+    phase("victim killed");
+    // Restarted under the same daemon id, next to a second daemon.
+    let victim = run.spawn("victim", None);
+    let survivor = run.spawn("survivor", None);
+    let q = stores.queue.clone();
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            let q = q.clone();
+            async move { q.depth().await.map(|d| d == 0).unwrap_or(false) }
+        })
+        .await,
+        "the campaign did not finish after the crash at {failpoint}\n{}",
+        run.logs()
+    );
+    phase("queue drained");
+    // Every message the mock took is recorded sent once its report came
+    // (in-doubt ones included): wait for the reports.
+    let accepted_ids = || -> HashSet<MessageId> {
+        run.mock
+            .state
+            .accepted()
+            .keys()
+            .filter_map(|k| k.parse().ok())
+            .collect()
+    };
+    let st = stores.clone();
+    let taken = accepted_ids();
+    let settled = wait_until(Duration::from_secs(60), || {
+        let st = st.clone();
+        let taken = taken.clone();
+        async move {
+            let ids: Vec<MessageId> = taken.iter().copied().collect();
+            let recs = st.sent.get_many(&ids).await.unwrap_or_default();
+            recs.len() == ids.len() && recs.iter().all(|r| r.submitted == Some(true))
+        }
+    })
+    .await;
+    phase("reports settled");
+    sigterm(&victim);
+    sigterm(&survivor);
+    let mut victim = victim;
+    let mut survivor = survivor;
+    let _ = victim.0.wait();
+    let _ = survivor.0.wait();
+    phase("daemons stopped");
+
+    // Never twice.
+    assert!(
+        run.mock.state.duplicates().is_empty(),
+        "sent twice at the mock after a crash at {failpoint}: {:?}",
+        run.mock.state.duplicates()
+    );
+    // Recorded sent exactly when the mock took it.
+    if !settled {
+        let ids: Vec<MessageId> = accepted_ids().into_iter().collect();
+        let recs = stores.sent.get_many(&ids).await.unwrap();
+        let open: Vec<String> = recs
+            .iter()
+            .filter(|r| r.submitted != Some(true))
+            .map(|r| {
+                format!(
+                    "{} to {} submitted {:?} code {:?} delivery {:?}",
+                    r.id,
+                    r.to.as_str(),
+                    r.submitted,
+                    r.error_code,
+                    r.delivery_state
+                )
+            })
+            .collect();
+        panic!(
+            "messages the mock took are not all recorded sent ({} of {} records): {open:#?}\nreports: {} sent, {} failed\n{}",
+            recs.len(),
+            ids.len(),
+            run.mock
+                .state
+                .counters
+                .reports_sent
+                .load(std::sync::atomic::Ordering::Relaxed),
+            run.mock
+                .state
+                .counters
+                .reports_failed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            run.logs()
+        );
+    }
+    let taken = accepted_ids();
+    let mut sent = 0;
+    let mut failed: HashMap<FailureReason, usize> = HashMap::new();
+    for id in &ids {
+        assert!(
+            stores.queue.get(*id).await.unwrap().is_none(),
+            "{id} lost in the queue"
+        );
+        let s = stores.sent.get(*id).await.unwrap();
+        let f = stores
+            .dead_letters
+            .get(*id)
+            .await
+            .unwrap()
+            .filter(|f| f.resolved.is_none());
+        match (s.as_ref().and_then(|s| s.submitted), &f) {
+            (Some(true), None) => {
+                assert!(
+                    taken.contains(id),
+                    "{id} recorded sent but the mock never took it"
+                );
+                sent += 1;
+            }
+            (_, Some(f)) => {
+                assert!(
+                    !taken.contains(id) || f.reason == FailureReason::NoResponse,
+                    "{id} was taken by the mock but recorded {}",
+                    f.reason
+                );
+                *failed.entry(f.reason).or_default() += 1;
+            }
+            other => panic!("{id} has no single terminal state after {failpoint}: {other:?}"),
+        }
+    }
+    eprintln!("{failpoint}: sent {sent}, failed {failed:?}");
+    assert!(
+        failed.get(&FailureReason::Stale) == Some(&1),
+        "the stale message: {failed:?}"
+    );
+    // The invariant checker, as a library call and as the operator command.
+    let report = trackly::audit::audit(&stores, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        report.is_clean(),
+        "audit after {failpoint}:\n{}",
+        report.text()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_trackly"))
+        .arg("audit")
+        .env("TRACKLY_MONGO__URI", &run.svc.mongo_uri)
+        .env("TRACKLY_MONGO__DATABASE", &run.svc.db)
+        .env("TRACKLY_LOG__FILTER", "error")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trackly audit after {failpoint}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("violations: none"));
+    let _ = std::fs::remove_dir_all(&run.dir);
+    let _ = m.drop_database().await;
+}
+
+macro_rules! crash_tests {
+    ($($test:ident => $fp:literal),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                crash_at($fp).await;
+            }
+        )*
+
+        /// Every failpoint the daemon has is crossed by a test above.
+        #[test]
+        fn every_failpoint_has_a_crash_test() {
+            let tested: HashSet<&str> = [$($fp),*].into_iter().collect();
+            let all: HashSet<&str> = trackly::failpoint::ALL.iter().copied().collect();
+            assert_eq!(tested, all);
+        }
+    };
+}
+
+crash_tests!(
+    after_a_claim => "coordinator.claimed",
+    after_the_screen => "worker.screened",
+    after_a_permit => "worker.permitted",
+    after_the_charge_and_attempt_records => "worker.charged",
+    after_the_provider_call => "worker.sent",
+    after_the_outcomes => "worker.settled",
+    after_an_unsubscribe => "worker.unsubscribed",
+    after_the_dead_letters => "worker.dead_lettered",
+    after_the_requeues => "worker.requeued",
+    after_the_completion => "worker.completed",
+    after_recovery_recorded_in_doubt => "recovery.settled",
+    after_recovery_removed_from_the_queue => "recovery.removed",
+    after_recovery_released_claims => "recovery.released",
+    after_delivery_reports_were_written => "intake.applied",
+    after_a_lease_renewal => "lease.renewed",
+);
