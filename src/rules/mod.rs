@@ -12,8 +12,10 @@
 //! - [`phone`]: number validity, E.164 and region (`phonenumber`, i.e.
 //!   libphonenumber's metadata) and the number's time zones (libphonenumber's
 //!   prefix table, vendored in `data/` by `scripts/gen-phone-timezones`).
+//! - [`window`]: TCPA quiet hours in the contact's zone, across DST.
 //!
 //! Segment counting lives in [`crate::domain::sms`], because billing uses it
 //! too.
 
 pub mod phone;
+pub mod window;
