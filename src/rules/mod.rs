@@ -13,9 +13,12 @@
 //!   libphonenumber's metadata) and the number's time zones (libphonenumber's
 //!   prefix table, vendored in `data/` by `scripts/gen-phone-timezones`).
 //! - [`window`]: TCPA quiet hours in the contact's zone, across DST.
+//! - [`placeholders`]: `{{first_name|there}}` templates: parsing, validation,
+//!   rendering.
 //!
 //! Segment counting lives in [`crate::domain::sms`], because billing uses it
 //! too.
 
 pub mod phone;
+pub mod placeholders;
 pub mod window;
