@@ -15,10 +15,13 @@
 //! - [`window`]: TCPA quiet hours in the contact's zone, across DST.
 //! - [`placeholders`]: `{{first_name|there}}` templates: parsing, validation,
 //!   rendering.
+//! - [`variants`]: which variant a contact gets: a stable weighted split, or
+//!   Thompson sampling on clicks.
 //!
 //! Segment counting lives in [`crate::domain::sms`], because billing uses it
 //! too.
 
 pub mod phone;
 pub mod placeholders;
+pub mod variants;
 pub mod window;
