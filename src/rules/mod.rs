@@ -17,10 +17,12 @@
 //!   rendering.
 //! - [`variants`]: which variant a contact gets: a stable weighted split, or
 //!   Thompson sampling on clicks.
+//! - [`links`]: finding URLs in a body and replacing them with short links.
 //!
 //! Segment counting lives in [`crate::domain::sms`], because billing uses it
 //! too.
 
+pub mod links;
 pub mod phone;
 pub mod placeholders;
 pub mod variants;
