@@ -18,10 +18,12 @@
 //! - [`variants`]: which variant a contact gets: a stable weighted split, or
 //!   Thompson sampling on clicks.
 //! - [`links`]: finding URLs in a body and replacing them with short links.
+//! - [`eligibility`]: the per-contact filter chain of audience evaluation.
 //!
 //! Segment counting lives in [`crate::domain::sms`], because billing uses it
 //! too.
 
+pub mod eligibility;
 pub mod links;
 pub mod phone;
 pub mod placeholders;
