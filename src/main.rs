@@ -149,6 +149,8 @@ enum Command {
         #[arg(long)]
         cm_report_xml: bool,
     },
+    /// Check numbers, message bodies and TCPA windows with the campaign rules.
+    Inspect(trackly::rules::inspect::InspectArgs),
     /// Validate a configuration file (plus TRACKLY_* overrides) and print every error.
     CheckConfig {
         #[arg(default_value = "config.toml")]
@@ -176,6 +178,7 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Inspect(args) => trackly::rules::inspect::main(args),
         Command::CheckConfig { path } => match load(Some(&path)) {
             Ok(_) => {
                 println!("{}: configuration is valid", path.display());

@@ -3,7 +3,7 @@
 //!
 //! Everything here is a plain function of its arguments: no actors, no
 //! store, no async, no clock (`now` is a parameter) and no I/O, except
-//! `inspect`, the command-line front end. That keeps each rule testable on
+//! [`inspect`], the command-line front end. That keeps each rule testable on
 //! its own and lets operators run the same code on a file
 //! (`trackly inspect`).
 //!
@@ -19,11 +19,13 @@
 //!   Thompson sampling on clicks.
 //! - [`links`]: finding URLs in a body and replacing them with short links.
 //! - [`eligibility`]: the per-contact filter chain of audience evaluation.
+//! - [`inspect`]: `trackly inspect number|segments|window`.
 //!
 //! Segment counting lives in [`crate::domain::sms`], because billing uses it
 //! too.
 
 pub mod eligibility;
+pub mod inspect;
 pub mod links;
 pub mod phone;
 pub mod placeholders;
