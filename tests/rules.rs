@@ -565,6 +565,41 @@ fn emoji_and_clusters_are_never_split() {
     assert_eq!(trackly::domain::sms::segments(&body), 3);
 }
 
+/// Answers of Twilio's calculator (npm `sms-segments-calculator` 1.3.0, from
+/// TwilioDevEd/message-segment-calculator); the boundary cases of the two
+/// tests above were checked against it too.
+#[test]
+fn agrees_with_twilios_calculator() {
+    let family = "👨\u{200d}👩\u{200d}👧\u{200d}👦";
+    let cases: Vec<(String, Encoding, u32, u32)> = vec![
+        ("Hi 👋".into(), Encoding::Ucs2, 1, 5),
+        ("price: 5€ {ok}".into(), Encoding::Gsm7, 1, 17),
+        ("a\r\nb".into(), Encoding::Gsm7, 1, 4),
+        ("x\u{0c}y".into(), Encoding::Gsm7, 1, 4),
+        ("hello “quoted”".into(), Encoding::Ucs2, 1, 14),
+        (
+            format!("{}👍🏽{}", "a".repeat(100), "a".repeat(100)),
+            Encoding::Ucs2,
+            4,
+            204,
+        ),
+        ("👍🏽".repeat(20), Encoding::Ucs2, 2, 80),
+        (family.repeat(12), Encoding::Ucs2, 2, 132),
+        ("Ça va? à bientôt".into(), Encoding::Ucs2, 1, 16),
+        ("Ç".repeat(161), Encoding::Gsm7, 2, 161),
+        ("back`tick".into(), Encoding::Ucs2, 1, 9),
+        ("\u{a0}".repeat(5), Encoding::Ucs2, 1, 5),
+    ];
+    for (text, encoding, segments, units) in cases {
+        let i = analyze(&text);
+        assert_eq!(
+            (i.encoding, i.segments, i.code_units),
+            (encoding, segments, units),
+            "{text:?}"
+        );
+    }
+}
+
 #[test]
 fn an_overlong_cluster_does_not_loop_or_panic() {
     let zalgo = format!("a{}", "\u{301}".repeat(500));

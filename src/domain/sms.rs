@@ -18,16 +18,16 @@
 //!   combining marks) is split across segments, as the calculator splits by
 //!   grapheme. Clusters come from `unicode-segmentation` (UAX #29, extended).
 //!
-//! Where the rule is ours:
-//! - A single grapheme cluster longer than a whole segment (67 units, e.g. a
-//!   letter with dozens of combining marks) cannot be kept whole; it is then
-//!   split between code points (never inside a surrogate pair). The
-//!   calculator would instead count an over-full segment.
-//! - CR LF is one grapheme cluster but two GSM-7 characters; it is counted as
-//!   two septets (what is sent), not as a reason to switch to UCS-2.
-//! - U+001B (escape) is not accepted as text: it is the GSM-7 escape code,
-//!   not a character a body can carry, so it forces UCS-2 as in the
-//!   calculator's table.
+//! CR LF is one grapheme cluster but two GSM-7 characters: two septets, as
+//! in the calculator. U+001B (escape) is not text (it is the GSM-7 escape
+//! code) and forces UCS-2, as in the calculator's table. `tests/rules.rs`
+//! checks the boundaries against the calculator's npm release
+//! (`sms-segments-calculator` 1.3.0).
+//!
+//! Where the rule is ours: a single grapheme cluster longer than a whole
+//! segment (67 units, e.g. a letter with dozens of combining marks) cannot be
+//! kept whole; it is then split between code points (never inside a
+//! surrogate pair). The calculator would instead count an over-full segment.
 
 use unicode_segmentation::UnicodeSegmentation;
 
