@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod mock;
 pub mod providers;
 pub mod ratelimit;
+pub mod rules;
 pub mod seed;
 pub mod serve;
 pub mod store;

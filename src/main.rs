@@ -176,6 +176,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check numbers, message bodies and TCPA windows with the campaign rules.
+    Inspect(trackly::rules::inspect::InspectArgs),
     /// Validate a configuration file (plus TRACKLY_* overrides) and print every error.
     CheckConfig {
         #[arg(default_value = "config.toml")]
@@ -203,6 +205,7 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Inspect(args) => trackly::rules::inspect::main(args),
         Command::CheckConfig { path } => match load(Some(&path)) {
             Ok(_) => {
                 println!("{}: configuration is valid", path.display());
