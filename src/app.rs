@@ -1,5 +1,5 @@
 //! Wiring: builds the actor tree of one daemon from its parts. Used by
-//! `trackly serve`, `trackly demo`, the benchmark and the tests, so they all
+//! `trackly serve`, the devkit's demo, the benchmark and the tests, so they all
 //! run the same system.
 
 use crate::actors::billing::Billing;
@@ -35,6 +35,9 @@ pub struct DaemonParts {
     pub bus: SharedBus,
     /// Provider credentials (for the lease's timing window).
     pub secrets: Arc<Secrets>,
+    /// The registry every part records into (also the store's and Redis'
+    /// round trips, when they were built with it).
+    pub metrics: Arc<Metrics>,
 }
 
 /// A running daemon's actors.
@@ -63,7 +66,7 @@ impl Daemon {
     /// Start every actor on the current actix system.
     pub fn start(parts: DaemonParts) -> Daemon {
         let cfg = parts.config.clone();
-        let metrics = Arc::new(Metrics::new());
+        let metrics = parts.metrics.clone();
         let instance = Arc::new(Instance::new(&parts.daemon_id));
         let unservable: UnservableLists = Default::default();
         let lease = Lease::new(

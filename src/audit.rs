@@ -414,11 +414,12 @@ pub async fn audit(stores: &Stores, recovery_grace: Duration) -> Result<AuditRep
 
 /// `trackly audit`: connect as `serve` would (same configuration and
 /// environment overrides) and check. Store connection errors are errors.
-pub async fn run(cfg: &crate::config::Config) -> Result<AuditReport, String> {
+pub async fn run(cfg: &crate::config::Config) -> Result<AuditReport, crate::serve::SetupError> {
     if cfg.store.backend == crate::config::StoreBackend::Memory {
-        return Err("store.backend is \"memory\": there is nothing persisted to audit".into());
+        return Err(crate::serve::SetupError::NothingPersisted);
     }
-    let stores = crate::serve::connect_store(cfg).await?;
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let stores = crate::serve::connect_store(cfg, metrics).await?;
     let grace = cfg.recovery.sweep_interval.get() * 2;
-    audit(&stores, grace).await.map_err(|e| e.to_string())
+    Ok(audit(&stores, grace).await?)
 }

@@ -80,6 +80,7 @@ pub struct RedisBus {
     channel: String,
     tx: broadcast::Sender<Event>,
     timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl RedisBus {
@@ -89,9 +90,9 @@ impl RedisBus {
         pool: deadpool_redis::Pool,
         prefix: &str,
         timeout: Duration,
-    ) -> Result<Arc<RedisBus>, String> {
-        let client = deadpool_redis::redis::Client::open(url)
-            .map_err(|e| format!("invalid Redis URL for the event bus: {e}"))?;
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Arc<RedisBus>, deadpool_redis::redis::RedisError> {
+        let client = deadpool_redis::redis::Client::open(url)?;
         let channel = format!("{prefix}:events");
         let tx = broadcast::channel(1024).0;
         let bus = Arc::new(RedisBus {
@@ -99,6 +100,7 @@ impl RedisBus {
             channel: channel.clone(),
             tx: tx.clone(),
             timeout,
+            metrics,
         });
         tokio::spawn(subscriber(client, channel, tx));
         Ok(bus)
@@ -160,6 +162,7 @@ async fn subscriber(
 impl EventBus for RedisBus {
     async fn publish(&self, event: Event) -> Result<(), BusError> {
         let payload = serde_json::to_string(&event).map_err(|e| BusError(e.to_string()))?;
+        self.metrics.redis_call(crate::metrics::RedisOp::Publish);
         let fut = async {
             let mut conn = self.pool.get().await.map_err(|e| BusError(e.to_string()))?;
             deadpool_redis::redis::cmd("PUBLISH")

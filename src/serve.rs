@@ -7,6 +7,7 @@ use crate::bus::{LocalBus, RedisBus, SharedBus};
 use crate::clock::SystemClock;
 use crate::config::{Config, RateLimitBackend, Secrets, StoreBackend};
 use crate::http::AppState;
+use crate::metrics::Metrics;
 use crate::providers::ProviderRegistry;
 use crate::ratelimit::PermitBackend;
 use crate::ratelimit::local::LocalPermits;
@@ -18,17 +19,39 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Why the daemon (or `trackly audit`) could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{service} unreachable after {after}: {source}")]
+    Unreachable {
+        service: &'static str,
+        after: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("invalid Redis configuration: {0}")]
+    Redis(#[from] deadpool_redis::CreatePoolError),
+    #[error("the event bus cannot use Redis: {0}")]
+    Bus(#[from] deadpool_redis::redis::RedisError),
+    #[error("a provider cannot be set up: {0}")]
+    Provider(#[from] crate::providers::ProviderSetupError),
+    #[error("store.backend is \"memory\": there is nothing persisted to audit")]
+    NothingPersisted,
+}
+
 /// Retry `attempt` with exponential backoff (250 ms doubling to 10 s) until
 /// it succeeds or `limit` (zero: no limit) has passed, logging each failure.
 pub async fn with_retry<T, E, F, Fut>(
-    what: &str,
+    what: &'static str,
     limit: Duration,
     mut attempt: F,
-) -> Result<T, String>
+) -> Result<T, SetupError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
+    E: std::error::Error + Send + Sync + 'static,
 {
     let start = Instant::now();
     let mut delay = Duration::from_millis(250);
@@ -37,10 +60,11 @@ where
             Ok(v) => return Ok(v),
             Err(e) => {
                 if !limit.is_zero() && start.elapsed() + delay > limit {
-                    return Err(format!(
-                        "{what} unreachable after {}: {e}",
-                        humantime::format_duration(limit)
-                    ));
+                    return Err(SetupError::Unreachable {
+                        service: what,
+                        after: humantime::format_duration(limit).to_string(),
+                        source: Box::new(e),
+                    });
                 }
                 tracing::warn!(service = what, error = %e, retry_in = ?delay, "unreachable at start; retrying");
                 tokio::time::sleep(delay).await;
@@ -50,8 +74,9 @@ where
     }
 }
 
-/// Connect the configured store, waiting for it to answer.
-pub async fn connect_store(cfg: &Config) -> Result<Stores, String> {
+/// Connect the configured store, waiting for it to answer; MongoDB's
+/// commands are counted in `metrics`.
+pub async fn connect_store(cfg: &Config, metrics: Arc<Metrics>) -> Result<Stores, SetupError> {
     match cfg.store.backend {
         StoreBackend::Memory => Ok(Stores::memory()),
         StoreBackend::Mongodb => {
@@ -60,9 +85,9 @@ pub async fn connect_store(cfg: &Config) -> Result<Stores, String> {
                 &cfg.mongo.uri,
                 &cfg.mongo.database,
                 cfg.mongo.server_selection_timeout.get(),
+                Some(metrics),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             let limit = cfg.daemon.startup_timeout.get();
             with_retry("MongoDB", limit, || store.ensure_indexes()).await?;
             Ok(Stores::from_backend(Arc::new(store), "mongodb"))
@@ -72,20 +97,28 @@ pub async fn connect_store(cfg: &Config) -> Result<Stores, String> {
 
 /// Build the configured permit backend and event bus, waiting for Redis to
 /// answer. With the local rate limiter both are in-process.
-pub async fn connect_permits(cfg: &Config) -> Result<(Arc<dyn PermitBackend>, SharedBus), String> {
+pub async fn connect_permits(
+    cfg: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<(Arc<dyn PermitBackend>, SharedBus), SetupError> {
     match cfg.rate_limit.backend {
         RateLimitBackend::Local => Ok((Arc::new(LocalPermits::new()), Arc::new(LocalBus::new()))),
         RateLimitBackend::Redis => {
             tracing::info!(url = %mask_url(&cfg.redis.url), "connecting to Redis");
             let p = pool(&cfg.redis.url, cfg.redis.pool_size, cfg.redis.timeout.get())?;
-            let permits =
-                RedisPermits::new(p.clone(), &cfg.redis.key_prefix, cfg.redis.timeout.get());
+            let permits = RedisPermits::new(
+                p.clone(),
+                &cfg.redis.key_prefix,
+                cfg.redis.timeout.get(),
+                metrics.clone(),
+            );
             with_retry("Redis", cfg.daemon.startup_timeout.get(), || permits.ping()).await?;
             let bus = RedisBus::start(
                 &cfg.redis.url,
                 p,
                 &cfg.redis.key_prefix,
                 cfg.redis.timeout.get(),
+                metrics,
             )?;
             Ok((Arc::new(permits), bus))
         }
@@ -97,14 +130,15 @@ pub async fn run(cfg: Config) -> i32 {
     let cfg = Arc::new(cfg);
     let daemon_id = cfg.daemon_id();
     tracing::info!(daemon = %daemon_id, bind = %cfg.http.bind, "starting trackly");
-    let stores = match connect_store(&cfg).await {
+    let metrics = Arc::new(Metrics::new());
+    let stores = match connect_store(&cfg, metrics.clone()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return 1;
         }
     };
-    let (permits, bus) = match connect_permits(&cfg).await {
+    let (permits, bus) = match connect_permits(&cfg, metrics.clone()).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -138,6 +172,7 @@ pub async fn run(cfg: Config) -> i32 {
         clock: Arc::new(SystemClock),
         bus,
         secrets: secrets.clone(),
+        metrics,
     });
     let state: AppState = daemon.http_state(secrets, &cfg.http.public_url);
     let mut server = actix_web::HttpServer::new(move || {

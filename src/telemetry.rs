@@ -9,8 +9,11 @@ use std::fmt;
 pub fn init(filter: &str, json: bool) {
     let env_filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    // Colour codes only for a person at a terminal, never into a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // A second init (tests) is not an error worth failing over.
     let _ = if json {

@@ -30,9 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use trackly::clock::{Clock, SystemClock};
 use trackly::domain::*;
-use trackly::mock::{MockConfig, MockServer};
-use trackly::seed;
 use trackly::store::Stores;
+use trackly_devkit::mock::{MockConfig, MockServer};
+use trackly_devkit::seed;
 
 const SID: &str = "ACcrash000000000000000000000000000";
 const TOKEN: &str = "crash-auth-token";
@@ -132,7 +132,7 @@ async fn seed_campaign(stores: &Stores) -> (seed::Campaign, Vec<QueuedTextMessag
     let c = seed::campaign(
         stores,
         MESSAGES,
-        trackly::embedded::settings_for(ProviderKind::Twilio),
+        trackly_devkit::harness::settings_for(ProviderKind::Twilio),
         600_000,
         Money::from_micros(1_000_000_000),
         now,
@@ -188,7 +188,7 @@ async fn crash_at(failpoint: &'static str) {
     let mut ids: Vec<MessageId> = c.messages.iter().map(|m| m.id).collect();
     ids.extend(extra.iter().map(|m| m.id));
 
-    let mock = trackly::mock::start(
+    let mock = trackly_devkit::mock::start(
         MockConfig {
             reject_numbers: numbers(&REJECTED),
             stop_numbers: numbers(&[STOP]),

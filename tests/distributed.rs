@@ -18,9 +18,9 @@ use trackly::messages::*;
 use trackly::providers::ProviderRegistry;
 use trackly::providers::fake::{FakeProvider, FakeSettings, Scripted};
 use trackly::ratelimit::redis::{RedisPermits, pool};
-use trackly::seed;
 use trackly::store::Stores;
 use trackly::store::mongo::MongoStore;
+use trackly_devkit::seed;
 
 /// A daemon in a thread of its own: its own actix system, its own MongoDB
 /// and Redis clients. Dropping the handle stops it.
@@ -50,14 +50,18 @@ impl ThreadDaemon {
         );
         let thread = std::thread::spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let m = MongoStore::connect(&uri, &db, Duration::from_secs(10))
-                    .await
-                    .expect("mongo");
+                let metrics = Arc::new(trackly::metrics::Metrics::new());
+                let m =
+                    MongoStore::connect(&uri, &db, Duration::from_secs(10), Some(metrics.clone()))
+                        .await
+                        .expect("mongo");
                 let stores = Stores::from_backend(Arc::new(m), "mongodb");
                 let p = pool(&redis, 8, Duration::from_secs(2)).expect("pool");
-                let permits = RedisPermits::new(p.clone(), &prefix, Duration::from_secs(2));
+                let permits =
+                    RedisPermits::new(p.clone(), &prefix, Duration::from_secs(2), metrics.clone());
                 let bus =
-                    RedisBus::start(&redis, p, &prefix, Duration::from_secs(2)).expect("event bus");
+                    RedisBus::start(&redis, p, &prefix, Duration::from_secs(2), metrics.clone())
+                        .expect("event bus");
                 let daemon = Daemon::start(DaemonParts {
                     config: Arc::new(cfg),
                     daemon_id: name,
@@ -67,6 +71,7 @@ impl ThreadDaemon {
                     clock: Arc::new(SystemClock),
                     bus,
                     secrets: Arc::new(Secrets::default()),
+                    metrics,
                 });
                 let _ = ready_tx.send(daemon.coordinator.clone());
                 let _ = rx.await;
@@ -582,6 +587,7 @@ async fn sending_pauses_while_redis_is_down_and_resumes_when_it_returns() {
         pool,
         &unique_name("redis_outage"),
         Duration::from_millis(500),
+        Arc::new(trackly::metrics::Metrics::new()),
     ));
     let mut cfg = fast_config();
     cfg.rate_limit.unavailable_retry = Dur::millis(100);

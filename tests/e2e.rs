@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use trackly::clock::{Clock, SystemClock};
 use trackly::domain::*;
-use trackly::embedded::{HttpDaemon, settings_for};
 use trackly::messages::Nudge;
-use trackly::mock::MockConfig;
-use trackly::seed;
 use trackly::store::Stores;
+use trackly_devkit::harness::{HttpDaemon, settings_for};
+use trackly_devkit::mock::MockConfig;
+use trackly_devkit::seed;
 
 async fn campaign_through(kind: ProviderKind, xml_reports: bool) {
     let name = format!("e2e_{}", kind.as_str());

@@ -13,8 +13,8 @@ use trackly::domain::*;
 use trackly::messages::*;
 use trackly::providers::fake::{FakeSettings, Scripted};
 use trackly::ratelimit::{Bucket, Grant, PermitBackend, RateLimitError};
-use trackly::seed;
 use trackly::store::Stores;
+use trackly_devkit::seed;
 
 const T: Duration = Duration::from_secs(10);
 
@@ -921,9 +921,6 @@ impl PermitBackend for Switchable {
         } else {
             Err(RateLimitError::Unavailable("connection refused".into()))
         }
-    }
-    fn round_trips(&self) -> u64 {
-        0
     }
     fn name(&self) -> &'static str {
         "switchable"

@@ -5,12 +5,12 @@
 use std::time::Duration;
 use trackly::config::{CmConfig, Dur, InfobipConfig, TwilioConfig, TwilioCredentials};
 use trackly::domain::*;
-use trackly::mock::{self, MockConfig};
 use trackly::providers::cm::Cm;
 use trackly::providers::infobip::Infobip;
 use trackly::providers::twilio::Twilio;
 use trackly::providers::{self, OutboundSms, SendResult, SmsProvider};
 use trackly::telemetry::Secret;
+use trackly_devkit::mock::{self, MockConfig};
 
 const SID: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "twilio-auth-token";
@@ -20,7 +20,7 @@ fn sms(i: u64) -> OutboundSms {
         id: MessageId::new(),
         list: SendingListId::new(),
         from: "+15550000001".into(),
-        to: trackly::seed::phone(i),
+        to: trackly_devkit::seed::phone(i),
         body: "Hello from the adapter tests".into(),
         messaging_service_sid: None,
     }
@@ -130,8 +130,8 @@ async fn accepted_messages_are_recorded_once_at_the_provider() {
 
 #[actix_rt::test]
 async fn permanent_rejections_carry_the_providers_code() {
-    let stop = trackly::seed::phone(2).as_str().to_string();
-    let bad = trackly::seed::phone(1).as_str().to_string();
+    let stop = trackly_devkit::seed::phone(2).as_str().to_string();
+    let bad = trackly_devkit::seed::phone(1).as_str().to_string();
     let m = mock::start(
         MockConfig {
             reject_numbers: [bad.clone()].into_iter().collect(),

@@ -1,7 +1,7 @@
 //! `trackly serve` and `trackly check-config` as processes: readiness
 //! against the real services, MongoDB going away and coming back (through a
 //! proxy, so the shared test server stays up), retries at start, bad
-//! configuration, and a clean exit on SIGTERM.
+//! configuration, `/metrics`, and a clean exit on SIGTERM.
 
 mod common;
 
@@ -71,6 +71,26 @@ async fn readyz_names_mongodb_while_it_is_down_and_recovers() {
     assert_eq!(body["checks"]["mongodb"], "ok");
     assert_eq!(body["checks"]["redis"], "ok");
     assert_eq!(get(&format!("{base}/healthz")).await.unwrap().0, 200);
+
+    // /metrics: Prometheus' text format, counting this daemon's real work
+    // (it has talked to MongoDB and Redis by now).
+    let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    let text = r.text().await.unwrap();
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        text.contains("# TYPE trackly_messages_sent_total counter"),
+        "{text}"
+    );
+    assert!(value("trackly_mongodb_commands_total{") > 0.0, "{text}");
+    assert!(value("trackly_redis_calls_total{") > 0.0, "{text}");
 
     // MongoDB goes away: 503 naming it; the process stays up.
     proxy.down();

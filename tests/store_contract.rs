@@ -7,8 +7,8 @@ use chrono::Duration as CDur;
 use std::collections::HashSet;
 use trackly::clock::truncate_ms;
 use trackly::domain::*;
-use trackly::seed;
 use trackly::store::*;
+use trackly_devkit::seed;
 
 fn now() -> Timestamp {
     truncate_ms(chrono::Utc::now())

@@ -26,7 +26,7 @@ const PUBLIC: &str = "https://trackly.example";
 /// A daemon and `n` attempt records (submitted = null, as right after the
 /// attempt insert and before the provider answered).
 async fn setup(stores: Stores, n: usize) -> Setup {
-    let secrets = Arc::new(trackly::embedded::mock_secrets());
+    let secrets = Arc::new(trackly_devkit::harness::mock_secrets());
     let daemon = Daemon::start(DaemonParts {
         config: Arc::new(test_config()),
         daemon_id: "webhooks".into(),
@@ -36,16 +36,17 @@ async fn setup(stores: Stores, n: usize) -> Setup {
         clock: Arc::new(SystemClock),
         bus: Arc::new(trackly::bus::LocalBus::new()),
         secrets: Arc::new(Secrets::default()),
+        metrics: Arc::new(trackly::metrics::Metrics::new()),
     });
     let now = SystemClock.now();
-    let acc = trackly::seed::account(Money(1_000_000), Money(1), now);
+    let acc = trackly_devkit::seed::account(Money(1_000_000), Money(1), now);
     stores.accounts.insert_account(acc.clone()).await.unwrap();
-    let list = trackly::seed::list(acc.id, ProviderSettings::Fake, 1000, now);
+    let list = trackly_devkit::seed::list(acc.id, ProviderSettings::Fake, 1000, now);
     let mut ids = vec![];
     let mut recs = vec![];
     for i in 0..n {
-        let c = trackly::seed::contact(acc.id, list.id, i as u64, now);
-        let q = trackly::seed::queued(&list, &c, "hi", now);
+        let c = trackly_devkit::seed::contact(acc.id, list.id, i as u64, now);
+        let q = trackly_devkit::seed::queued(&list, &c, "hi", now);
         ids.push(q.id);
         recs.push(MessageSent::attempt(
             &q,
@@ -134,13 +135,7 @@ async fn infobip_reports_update_delivered_and_unknown_ids_are_counted() {
         (d(2).await.delivered, d(2).await.delivery_state),
         (None, Some(DeliveryState::Pending))
     );
-    assert_eq!(
-        s.daemon
-            .metrics
-            .reports_unknown
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(s.daemon.metrics.reports_unknown.get(), 1);
 
     // A late intermediate report after the final one changes nothing.
     let late = infobip_body(&[(s.ids[0], 1, 26, "PENDING_ACCEPTED")]);
@@ -303,12 +298,21 @@ async fn a_report_storm_becomes_a_few_bulk_writes() {
     let Some(svc) = services("report_storm") else {
         return;
     };
-    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let metrics = Arc::new(trackly::metrics::Metrics::new());
+    let m = trackly::store::mongo::MongoStore::connect(
+        &svc.mongo_uri,
+        &svc.db,
+        std::time::Duration::from_secs(10),
+        Some(metrics.clone()),
+    )
+    .await
+    .expect("MongoDB client");
+    m.ensure_indexes().await.expect("indexes");
     let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
     let s = setup(stores, 2000).await;
     let app = std::rc::Rc::new(app!(s));
-    let updates_before = m
-        .round_trips_by_command()
+    let updates_before = metrics
+        .mongo_by_command()
         .get("update")
         .copied()
         .unwrap_or(0);
@@ -331,8 +335,8 @@ async fn a_report_storm_becomes_a_few_bulk_writes() {
         .collect();
     let statuses = futures::future::join_all(posts).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    let updates = m
-        .round_trips_by_command()
+    let updates = metrics
+        .mongo_by_command()
         .get("update")
         .copied()
         .unwrap_or(0)

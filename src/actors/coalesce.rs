@@ -7,6 +7,8 @@
 //! provider sends it again later).
 
 use crate::store::StoreError;
+use actix::prelude::*;
+use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::hash::Hash;
 use tokio::sync::oneshot;
@@ -95,6 +97,33 @@ impl<T, R> Coalescer<T, R> {
     }
 }
 
+/// An actor that writes through a [`Coalescer`]: it says where its
+/// coalescer is and how to write a group of requests (answering each);
+/// [`flush`] does the rest (one write at a time, the next one as soon as the
+/// last finished).
+pub trait CoalescingWriter: Actor<Context = Context<Self>> + Sized {
+    type Item: 'static;
+    type Answer: 'static;
+    fn coalescer(&mut self) -> &mut Coalescer<Self::Item, Self::Answer>;
+    /// Write these requests together and answer each once durable.
+    fn write(&self, requests: Requests<Self::Item, Self::Answer>) -> BoxFuture<'static, ()>;
+}
+
+/// The requests one write serves, each with its answer channel.
+pub type Requests<T, R> = Vec<(Vec<T>, Answer<R>)>;
+
+/// Start the next write if one is waiting and none is in flight.
+pub fn flush<W: CoalescingWriter>(w: &mut W, ctx: &mut Context<W>) {
+    let Some(requests) = w.coalescer().take() else {
+        return;
+    };
+    let fut = w.write(requests);
+    ctx.spawn(fut.into_actor(w).map(|_, w, ctx| {
+        w.coalescer().done();
+        flush(w, ctx);
+    }));
+}
+
 /// One coalescer per key (Billing: per account), created on first use and
 /// dropped once idle.
 pub struct Keyed<K, T, R> {
@@ -136,10 +165,9 @@ impl<K: Hash + Eq + Clone, T, R> Keyed<K, T, R> {
 /// Await an answer; a dropped sender means the actor stopped.
 pub async fn answer<R>(
     rx: oneshot::Receiver<Result<R, StoreError>>,
-    who: &str,
+    who: &'static str,
 ) -> Result<R, StoreError> {
-    rx.await
-        .unwrap_or_else(|_| Err(StoreError::Other(format!("{who} stopped"))))
+    rx.await.unwrap_or(Err(StoreError::Stopped(who)))
 }
 
 #[cfg(test)]

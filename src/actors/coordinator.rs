@@ -361,11 +361,9 @@ impl Handler<ListControl> for Coordinator {
                 res?;
                 if let Some(sup) = sup {
                     if msg.command == ListCommand::Drain {
-                        sup.send(Drain).await.map_err(|e| {
-                            ControlError::Store(StoreError::Unavailable(format!(
-                                "supervisor unreachable: {e}"
-                            )))
-                        })?;
+                        sup.send(Drain)
+                            .await
+                            .map_err(ControlError::SupervisorGone)?;
                     } else {
                         // Locally at once, without waiting for the bus.
                         sup.do_send(ReloadList {

@@ -15,18 +15,22 @@
 //! Restart: nothing is lost; an unanswered request fails its sender, who
 //! leaves the message claimed for recovery.
 
-use super::coalesce::{Coalescer, answer};
+use super::coalesce::{Coalescer, CoalescingWriter, Requests, answer, flush};
 use crate::domain::FailedMessage;
 use crate::messages::RecordFailures;
 use crate::metrics::Metrics;
 use crate::store::{DeadLetterStore, StoreError};
 use actix::prelude::*;
+use futures::future::BoxFuture;
 use std::sync::Arc;
 
 pub struct DeadLetter {
     store: Arc<dyn DeadLetterStore>,
+    /// Failures by reason are counted once they are durable.
     metrics: Arc<Metrics>,
+    /// Most dead letters in one insert (a coalesced write is split).
     max_batch: usize,
+    /// Requests waiting for the write in flight.
     writes: Coalescer<FailedMessage, u64>,
 }
 
@@ -39,15 +43,21 @@ impl DeadLetter {
             writes: Coalescer::new(max_batch),
         }
     }
+}
 
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        let Some(requests) = self.writes.take() else {
-            return;
-        };
+impl CoalescingWriter for DeadLetter {
+    type Item = FailedMessage;
+    type Answer = u64;
+
+    fn coalescer(&mut self) -> &mut Coalescer<FailedMessage, u64> {
+        &mut self.writes
+    }
+
+    fn write(&self, requests: Requests<FailedMessage, u64>) -> BoxFuture<'static, ()> {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         let max_batch = self.max_batch;
-        let fut = async move {
+        Box::pin(async move {
             let mut all = Vec::new();
             let mut answers = Vec::new();
             for (records, tx) in requests {
@@ -85,11 +95,7 @@ impl DeadLetter {
             for (n, tx) in answers {
                 let _ = tx.send(result.clone().map(|()| n));
             }
-        };
-        ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
-            act.writes.done();
-            act.flush(ctx);
-        }));
+        })
     }
 }
 
@@ -105,7 +111,7 @@ impl Handler<RecordFailures> for DeadLetter {
             return Box::pin(async { Ok(0) });
         }
         let rx = self.writes.push(msg.0);
-        self.flush(ctx);
+        flush(self, ctx);
         Box::pin(answer(rx, "dead-letter writer"))
     }
 }

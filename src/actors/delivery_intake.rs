@@ -22,18 +22,20 @@
 //! Restart: nothing is lost; an unanswered request fails its HTTP request
 //! (503), and the provider sends the report again.
 
-use super::coalesce::{Coalescer, answer};
+use super::coalesce::{Coalescer, CoalescingWriter, Requests, answer, flush};
 use crate::messages::{ApplyReports, IntakeResult};
 use crate::metrics::Metrics;
-use crate::store::{DeliveryApplied, SentStore, StoreError};
+use crate::store::{DeliveryApplied, DeliveryUpdate, SentStore, StoreError};
 use actix::prelude::*;
+use futures::future::BoxFuture;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 pub struct DeliveryIntake {
     store: Arc<dyn SentStore>,
+    /// Reports received, applied, unknown and resolved are counted here.
     metrics: Arc<Metrics>,
-    writes: Coalescer<crate::store::DeliveryUpdate, IntakeResult>,
+    /// Requests waiting for the write in flight, within a byte budget.
+    writes: Coalescer<DeliveryUpdate, IntakeResult>,
 }
 
 impl DeliveryIntake {
@@ -49,14 +51,20 @@ impl DeliveryIntake {
             writes: Coalescer::with_budget(max_batch, max_pending_bytes),
         }
     }
+}
 
-    fn flush(&mut self, ctx: &mut Context<Self>) {
-        let Some(requests) = self.writes.take() else {
-            return;
-        };
+impl CoalescingWriter for DeliveryIntake {
+    type Item = DeliveryUpdate;
+    type Answer = IntakeResult;
+
+    fn coalescer(&mut self) -> &mut Coalescer<DeliveryUpdate, IntakeResult> {
+        &mut self.writes
+    }
+
+    fn write(&self, requests: Requests<DeliveryUpdate, IntakeResult>) -> BoxFuture<'static, ()> {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
-        let fut = async move {
+        Box::pin(async move {
             let mut all = Vec::new();
             let mut answers = Vec::with_capacity(requests.len());
             for (updates, tx) in requests {
@@ -68,12 +76,9 @@ impl DeliveryIntake {
             crate::failpoint::hit("intake.applied");
             match &res {
                 Ok(r) => {
-                    metrics
-                        .reports_applied
-                        .fetch_add(r.applied, Ordering::Relaxed);
-                    metrics
-                        .reports_unknown
-                        .fetch_add(r.unknown.len() as u64, Ordering::Relaxed);
+                    metrics.reports_applied.inc_by(r.applied);
+                    metrics.reports_unknown.inc_by(r.unknown.len() as u64);
+                    metrics.reports_resolved.inc_by(r.resolved.len() as u64);
                     if !r.resolved.is_empty() {
                         tracing::info!(
                             count = r.resolved.len(),
@@ -106,11 +111,7 @@ impl DeliveryIntake {
                 };
                 let _ = tx.send(result);
             }
-        };
-        ctx.spawn(fut.into_actor(self).map(|_, act, ctx| {
-            act.writes.done();
-            act.flush(ctx);
-        }));
+        })
     }
 }
 
@@ -122,14 +123,12 @@ impl Handler<ApplyReports> for DeliveryIntake {
     type Result = ResponseFuture<Result<IntakeResult, StoreError>>;
 
     fn handle(&mut self, msg: ApplyReports, ctx: &mut Self::Context) -> Self::Result {
-        self.metrics
-            .reports_received
-            .fetch_add(msg.0.len() as u64, Ordering::Relaxed);
+        self.metrics.reports_received.inc_by(msg.0.len() as u64);
         if msg.0.is_empty() {
             return Box::pin(async { Ok(IntakeResult::default()) });
         }
         let rx = self.writes.push(msg.0);
-        self.flush(ctx);
+        flush(self, ctx);
         Box::pin(answer(rx, "delivery intake"))
     }
 }

@@ -34,8 +34,11 @@ struct Aimd {
 }
 
 pub struct RateLimiter {
+    /// Where the buckets live (Redis for all daemons, or this process).
     backend: Arc<dyn PermitBackend>,
+    /// Burst and AIMD settings.
     cfg: RateLimitConfig,
+    /// Lists whose effective rate is lowered after throttling (absent: 1.0).
     aimd: HashMap<SendingListId, Aimd>,
 }
 

@@ -68,6 +68,7 @@ pub struct RecoveryDeps {
 }
 
 pub struct Recovery {
+    /// Shared with the sweep futures it spawns.
     deps: Arc<RecoveryDeps>,
     /// A sweep is running: timed sweeps do not stack.
     sweeping: bool,
@@ -226,7 +227,7 @@ async fn sweep_steps(deps: &RecoveryDeps, report: &mut SweepReport) -> Result<()
                 .settle
                 .send(Settle { account, items })
                 .await
-                .map_err(|e| StoreError::Unavailable(format!("billing actor: {e}")))??;
+                .map_err(|_| StoreError::Stopped("billing actor"))??;
             report.no_response += settled.failed.len() as u64;
             report.resolved_sent += settled.sent;
         }

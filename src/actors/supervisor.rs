@@ -81,6 +81,11 @@ pub struct ListSupervisor {
     /// When the list was first found missing (it is treated as deleted only
     /// when still missing a refresh later).
     missing_since: Option<Instant>,
+    /// Sent and failed since the last progress line (reset by each line).
+    progress_sent: u64,
+    progress_failed: u64,
+    /// Anything happened since the last progress line (idle lists are quiet).
+    progress_active: bool,
 }
 
 impl ListSupervisor {
@@ -100,7 +105,45 @@ impl ListSupervisor {
             drain_waiters: Vec::new(),
             provider_error_logged: false,
             missing_since: None,
+            progress_sent: 0,
+            progress_failed: 0,
+            progress_active: false,
         }
+    }
+
+    /// One INFO line on what the list did since the last one, with its
+    /// queue depth counted now (also the `queue_depth` gauge).
+    fn log_progress(&mut self, ctx: &mut Context<Self>) {
+        if !std::mem::take(&mut self.progress_active) {
+            return;
+        }
+        let sent = std::mem::take(&mut self.progress_sent);
+        let failed = std::mem::take(&mut self.progress_failed);
+        let (rate, paused) = match &self.handle {
+            Some(ListHandle::Serve(c)) => (c.rate_per_minute(), c.live.paused()),
+            _ => (0, false),
+        };
+        let queue = self.queue();
+        let list = self.list_id;
+        let metrics = self.deps.worker.metrics.clone();
+        let every = self.config().log.progress_interval.get();
+        ctx.spawn(
+            async move {
+                let queued = queue.list_depth(list).await;
+                match queued {
+                    Ok(n) => {
+                        metrics.set_queue_depth(&list.to_hex(), n);
+                        tracing::info!(list = %list, sent, failed, queued = n, rate_per_minute = rate, paused,
+                            interval = %humantime::format_duration(every), "list progress");
+                    }
+                    Err(e) => {
+                        tracing::info!(list = %list, sent, failed, rate_per_minute = rate, paused, queue_error = %e,
+                            interval = %humantime::format_duration(every), "list progress");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
     }
 
     fn config(&self) -> &crate::config::Config {
@@ -270,6 +313,9 @@ impl ListSupervisor {
             act.last_work = Instant::now();
             match res {
                 Ok(report) => {
+                    act.progress_active = true;
+                    act.progress_sent += report.sent;
+                    act.progress_failed += report.failed_total();
                     if report.rate_limiter_unavailable && !act.rate_limiter_down {
                         act.rate_limiter_down = true;
                         act.probe_rate_limiter(ctx);
@@ -376,6 +422,9 @@ impl Actor for ListSupervisor {
         self.load(ctx);
         ctx.run_interval(self.config().supervisor.list_refresh.get(), |act, ctx| {
             act.load(ctx)
+        });
+        ctx.run_interval(self.config().log.progress_interval.get(), |act, ctx| {
+            act.log_progress(ctx)
         });
         let idle_after = self.config().coordinator.idle_supervisor_after.get();
         let check_every = (idle_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));

@@ -1,3 +1,4 @@
+//! `/metrics`: the Prometheus registry in its text format.
 //! `/healthz`: the process is up. `/readyz`: the store and the rate limiter
 //! answer; otherwise 503 naming what fails. Its detail also says whether this
 //! instance holds its lease, and names the lists with due messages that no
@@ -11,7 +12,14 @@ use std::time::Duration;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.encode())
 }
 
 async fn healthz() -> HttpResponse {

@@ -1,6 +1,7 @@
 //! The HTTP surface. [`configure`] mounts every route; `trackly serve`, the
 //! demo and the tests build their `App` from it.
 
+pub mod error;
 pub mod health;
 pub mod webhooks;
 

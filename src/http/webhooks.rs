@@ -16,8 +16,9 @@
 //! durable.
 
 use super::AppState;
+use super::error::ApiError;
 use crate::messages::ApplyReports;
-use crate::providers::{MalformedReport, Report, cm, infobip, twilio};
+use crate::providers::{Report, cm, infobip, twilio};
 use crate::store::DeliveryUpdate;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -32,26 +33,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn error(
-    status: actix_web::http::StatusCode,
-    code: &str,
-    message: impl Into<String>,
-) -> HttpResponse {
-    HttpResponse::build(status).json(json!({"error": code, "message": message.into()}))
-}
-
-fn forbidden(message: &str) -> HttpResponse {
-    error(actix_web::http::StatusCode::FORBIDDEN, "forbidden", message)
-}
-
-fn malformed(e: MalformedReport) -> HttpResponse {
-    error(
-        actix_web::http::StatusCode::BAD_REQUEST,
-        "malformed_report",
-        e.0,
-    )
-}
-
 fn token_ok(state: &AppState, given: &str) -> bool {
     match &state.secrets.webhook_token {
         Some(t) => twilio::constant_time_eq(t.expose().as_bytes(), given.as_bytes()),
@@ -60,7 +41,11 @@ fn token_ok(state: &AppState, given: &str) -> bool {
 }
 
 /// Apply parsed reports; reports without one of our ids count as unknown.
-async fn apply(state: &AppState, provider: &'static str, reports: Vec<Report>) -> HttpResponse {
+async fn apply(
+    state: &AppState,
+    provider: &'static str,
+    reports: Vec<Report>,
+) -> Result<HttpResponse, ApiError> {
     let received = reports.len();
     let now = state.clock.now();
     let mut not_ours = 0u64;
@@ -80,10 +65,7 @@ async fn apply(state: &AppState, provider: &'static str, reports: Vec<Report>) -
         })
         .collect();
     if not_ours > 0 {
-        state
-            .metrics
-            .reports_unknown
-            .fetch_add(not_ours, std::sync::atomic::Ordering::Relaxed);
+        state.metrics.reports_unknown.inc_by(not_ours);
         tracing::warn!(
             provider,
             count = not_ours,
@@ -92,31 +74,20 @@ async fn apply(state: &AppState, provider: &'static str, reports: Vec<Report>) -
     }
     match state.intake.send(ApplyReports(updates)).await {
         Ok(Ok(r)) => {
-            HttpResponse::Ok().json(json!({"received": received, "unknown": r.unknown + not_ours}))
+            Ok(HttpResponse::Ok()
+                .json(json!({"received": received, "unknown": r.unknown + not_ours})))
         }
         Ok(Err(crate::store::StoreError::Overloaded(e))) => {
             tracing::warn!(provider, error = %e, "delivery reports refused: too many wait to be written");
-            error(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "too many reports waiting; retry later",
-            )
+            Err(ApiError::Overloaded)
         }
         Ok(Err(e)) => {
             tracing::error!(provider, error = %e, "delivery reports not stored");
-            error(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "reports not stored; retry",
-            )
+            Err(ApiError::StoreUnavailable)
         }
         Err(e) => {
             tracing::error!(provider, error = %e, "delivery intake unreachable");
-            error(
-                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "reports not stored; retry",
-            )
+            Err(ApiError::Unavailable)
         }
     }
 }
@@ -125,14 +96,12 @@ async fn infobip_reports(
     state: web::Data<AppState>,
     token: web::Path<String>,
     body: web::Bytes,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     if !token_ok(&state, &token) {
-        return forbidden("bad webhook token");
+        return Err(ApiError::Forbidden("bad webhook token"));
     }
-    match infobip::parse_reports(&body) {
-        Ok(reports) => apply(&state, "infobip", reports).await,
-        Err(e) => malformed(e),
-    }
+    let reports = infobip::parse_reports(&body)?;
+    apply(&state, "infobip", reports).await
 }
 
 async fn cm_reports(
@@ -140,9 +109,9 @@ async fn cm_reports(
     token: web::Path<String>,
     req: HttpRequest,
     body: web::Bytes,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     if !token_ok(&state, &token) {
-        return forbidden("bad webhook token");
+        return Err(ApiError::Forbidden("bad webhook token"));
     }
     let ctype = req
         .headers()
@@ -151,15 +120,12 @@ async fn cm_reports(
         .unwrap_or("");
     let xml =
         ctype.contains("xml") || body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
-    let parsed = if xml {
+    let reports = if xml {
         cm::parse_xml_reports(&body)
     } else {
         cm::parse_json_reports(&body)
-    };
-    match parsed {
-        Ok(reports) => apply(&state, "cm", reports).await,
-        Err(e) => malformed(e),
-    }
+    }?;
+    apply(&state, "cm", reports).await
 }
 
 async fn twilio_callback(
@@ -167,16 +133,16 @@ async fn twilio_callback(
     credentials: web::Path<String>,
     req: HttpRequest,
     body: web::Bytes,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let Some(creds) = state.secrets.twilio.get(credentials.as_str()) else {
-        return forbidden("unknown credential set");
+        return Err(ApiError::Forbidden("unknown credential set"));
     };
     let Some(given) = req
         .headers()
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
     else {
-        return forbidden("missing X-Twilio-Signature");
+        return Err(ApiError::Forbidden("missing X-Twilio-Signature"));
     };
     let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
     // The URL Twilio requested: our public base, this path, this query.
@@ -186,16 +152,15 @@ async fn twilio_callback(
         req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("")
     );
     if !twilio::verify(creds.auth_token.expose(), &url, &params, given) {
-        return forbidden("X-Twilio-Signature does not match");
+        return Err(ApiError::Forbidden("X-Twilio-Signature does not match"));
     }
     let ours = req.uri().query().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "m")
             .map(|(_, v)| v.into_owned())
     });
-    match twilio::parse_callback(&params, ours.as_deref()) {
-        Ok(Some(report)) => apply(&state, "twilio", vec![report]).await,
-        Ok(None) => HttpResponse::Ok().json(json!({"received": 1, "ignored": 1})),
-        Err(e) => malformed(e),
+    match twilio::parse_callback(&params, ours.as_deref())? {
+        Some(report) => apply(&state, "twilio", vec![report]).await,
+        None => Ok(HttpResponse::Ok().json(json!({"received": 1, "ignored": 1}))),
     }
 }

@@ -34,7 +34,7 @@ pub struct ListControl {
 #[rtype(result = "()")]
 pub struct Drain;
 
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ControlError {
     #[error("no such sending list: {0}")]
     UnknownList(SendingListId),
@@ -42,6 +42,8 @@ pub enum ControlError {
     ShuttingDown,
     #[error("store error: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("the list's supervisor did not answer: {0}")]
+    SupervisorGone(#[source] actix::MailboxError),
 }
 
 /// Signal handler → Coordinator: stop claiming, let in-flight sends finish

@@ -17,60 +17,46 @@
 //!   number; codes 0 accepted (pending), 1 rejected, 2 delivered, 3 failed,
 //!   4 read (delivered).
 
+use super::batch::{BatchProvider, BatchWire};
 use super::http::{self, Exchange};
-use super::{MalformedReport, OutboundSms, Report, SendResult, SmsProvider, our_id};
+use super::{MalformedReport, OutboundSms, Report, SendResult, our_id};
 use crate::config::CmConfig;
 use crate::domain::{DeliveryState, ProviderKind};
 use crate::telemetry::Secret;
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-pub struct Cm {
-    client: reqwest::Client,
+/// CM's adapter: the shared batch plumbing with CM's wire format.
+pub type Cm = BatchProvider<CmWire>;
+
+/// CM's wire format: where, and the product token carried in the body.
+pub struct CmWire {
     url: String,
     token: Secret,
-    batch_size: usize,
-    concurrency: usize,
 }
 
 impl Cm {
-    pub fn new(cfg: &CmConfig, token: Secret) -> Result<Self, String> {
-        Ok(Cm {
-            client: http::client(cfg.timeout.get(), cfg.concurrency * 2)?,
+    pub fn new(cfg: &CmConfig, token: Secret) -> Result<Self, super::ProviderSetupError> {
+        let wire = CmWire {
             url: format!("{}/v1.0/message", cfg.base_url),
             token,
-            batch_size: cfg.batch_size.max(1),
-            concurrency: cfg.concurrency.max(1),
-        })
-    }
-
-    async fn send_one_request(&self, msgs: &[OutboundSms]) -> Vec<SendResult> {
-        let body = request_body(msgs, self.token.expose());
-        let req = self
-            .client
-            .post(&self.url)
-            .header("Accept", "application/json")
-            .json(&body);
-        classify(msgs, http::exchange(req).await)
+        };
+        BatchProvider::with_wire(wire, cfg.timeout.get(), cfg.batch_size, cfg.concurrency)
     }
 }
 
-#[async_trait]
-impl SmsProvider for Cm {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Cm
+impl BatchWire for CmWire {
+    const KIND: ProviderKind = ProviderKind::Cm;
+
+    fn request(&self, client: &reqwest::Client, msgs: &[OutboundSms]) -> reqwest::RequestBuilder {
+        client
+            .post(&self.url)
+            .header("Accept", "application/json")
+            .json(&request_body(msgs, self.token.expose()))
     }
 
-    fn max_batch(&self) -> usize {
-        self.batch_size
-    }
-
-    async fn send(&self, msgs: &[OutboundSms]) -> Vec<SendResult> {
-        http::in_batches(msgs, self.batch_size, self.concurrency, |c| {
-            self.send_one_request(c)
-        })
-        .await
+    fn classify(msgs: &[OutboundSms], ex: Exchange) -> Vec<SendResult> {
+        classify(msgs, ex)
     }
 }
 

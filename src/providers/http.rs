@@ -21,7 +21,7 @@ pub enum Exchange {
     NoAnswer(String),
 }
 
-pub fn client(timeout: Duration, max_idle: usize) -> Result<reqwest::Client, String> {
+pub fn client(timeout: Duration, max_idle: usize) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
@@ -30,7 +30,6 @@ pub fn client(timeout: Duration, max_idle: usize) -> Result<reqwest::Client, Str
         .tcp_nodelay(true)
         .user_agent(concat!("trackly/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 pub async fn exchange(req: reqwest::RequestBuilder) -> Exchange {

@@ -24,22 +24,23 @@
 //!   processed": one 5xx for a request of 500 messages may follow sending
 //!   some or all of them. In doubt, never resent.
 
+use super::batch::{BatchProvider, BatchWire};
 use super::http::{self, Exchange};
-use super::{MalformedReport, OutboundSms, Report, SendResult, SmsProvider, our_id};
+use super::{MalformedReport, OutboundSms, Report, SendResult, our_id};
 use crate::config::InfobipConfig;
 use crate::domain::{DeliveryState, ProviderKind};
 use crate::telemetry::Secret;
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-pub struct Infobip {
-    client: reqwest::Client,
+/// Infobip's adapter: the shared batch plumbing with Infobip's wire format.
+pub type Infobip = BatchProvider<InfobipWire>;
+
+/// Infobip's wire format: where, how authenticated, and where reports go.
+pub struct InfobipWire {
     url: String,
     key: Secret,
     notify_url: Option<String>,
-    batch_size: usize,
-    concurrency: usize,
 }
 
 impl Infobip {
@@ -47,44 +48,29 @@ impl Infobip {
         cfg: &InfobipConfig,
         key: Secret,
         notify_url: Option<String>,
-    ) -> Result<Self, String> {
-        Ok(Infobip {
-            client: http::client(cfg.timeout.get(), cfg.concurrency * 2)?,
+    ) -> Result<Self, super::ProviderSetupError> {
+        let wire = InfobipWire {
             url: format!("{}/sms/2/text/advanced", cfg.base_url),
             key,
             notify_url,
-            batch_size: cfg.batch_size.max(1),
-            concurrency: cfg.concurrency.max(1),
-        })
-    }
-
-    async fn send_one_request(&self, msgs: &[OutboundSms]) -> Vec<SendResult> {
-        let body = request_body(msgs, self.notify_url.as_deref());
-        let req = self
-            .client
-            .post(&self.url)
-            .header("Authorization", format!("App {}", self.key.expose()))
-            .header("Accept", "application/json")
-            .json(&body);
-        classify(msgs, http::exchange(req).await)
+        };
+        BatchProvider::with_wire(wire, cfg.timeout.get(), cfg.batch_size, cfg.concurrency)
     }
 }
 
-#[async_trait]
-impl SmsProvider for Infobip {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::Infobip
+impl BatchWire for InfobipWire {
+    const KIND: ProviderKind = ProviderKind::Infobip;
+
+    fn request(&self, client: &reqwest::Client, msgs: &[OutboundSms]) -> reqwest::RequestBuilder {
+        client
+            .post(&self.url)
+            .header("Authorization", format!("App {}", self.key.expose()))
+            .header("Accept", "application/json")
+            .json(&request_body(msgs, self.notify_url.as_deref()))
     }
 
-    fn max_batch(&self) -> usize {
-        self.batch_size
-    }
-
-    async fn send(&self, msgs: &[OutboundSms]) -> Vec<SendResult> {
-        http::in_batches(msgs, self.batch_size, self.concurrency, |c| {
-            self.send_one_request(c)
-        })
-        .await
+    fn classify(msgs: &[OutboundSms], ex: Exchange) -> Vec<SendResult> {
+        classify(msgs, ex)
     }
 }
 

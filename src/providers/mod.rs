@@ -3,6 +3,7 @@
 //! outcomes, which decide what happens to the message (see
 //! [`SendResult`]).
 
+pub mod batch;
 pub mod cm;
 pub mod fake;
 pub mod http;
@@ -76,6 +77,21 @@ pub struct ProviderRegistry {
     fake: Option<SharedProvider>,
 }
 
+/// An adapter that cannot be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderSetupError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("{key} is not a valid URL: {source}")]
+    BaseUrl {
+        key: &'static str,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("the {provider} credentials are not valid header text")]
+    Credentials { provider: &'static str },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderUnavailable {
     #[error("provider {kind} with credentials {credentials:?} is not configured on this daemon")]
@@ -107,7 +123,7 @@ impl ProviderRegistry {
     pub fn from_config(
         cfg: &crate::config::Config,
         secrets: &crate::config::Secrets,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ProviderSetupError> {
         let mut reg = ProviderRegistry::new();
         let public = cfg.http.public_url.trim_end_matches('/');
         let token = secrets

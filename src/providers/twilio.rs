@@ -40,14 +40,17 @@ impl Twilio {
         cfg: &TwilioConfig,
         creds: TwilioCredentials,
         callback_base: Option<String>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, super::ProviderSetupError> {
         let url = format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
             cfg.base_url,
             creds.account_sid.expose()
         );
         let url =
-            reqwest::Url::parse(&url).map_err(|e| format!("providers.twilio.base_url: {e}"))?;
+            reqwest::Url::parse(&url).map_err(|source| super::ProviderSetupError::BaseUrl {
+                key: "providers.twilio.base_url",
+                source,
+            })?;
         let basic = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             creds.account_sid.expose(),
@@ -55,7 +58,7 @@ impl Twilio {
         ));
         let mut authorization =
             reqwest::header::HeaderValue::from_str(&format!("Basic {basic}"))
-                .map_err(|_| "the Twilio credentials are not valid header text".to_string())?;
+                .map_err(|_| super::ProviderSetupError::Credentials { provider: "Twilio" })?;
         authorization.set_sensitive(true);
         Ok(Twilio {
             // Each worker keeps `concurrency` requests in flight; keep enough

@@ -6,13 +6,11 @@ use crate::domain::SendingListId;
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 pub struct LocalPermits {
     start: Instant,
     buckets: Mutex<HashMap<(SendingListId, Bucket), TokenBucket>>,
-    calls: AtomicU64,
 }
 
 impl Default for LocalPermits {
@@ -20,7 +18,6 @@ impl Default for LocalPermits {
         LocalPermits {
             start: Instant::now(),
             buckets: Mutex::new(HashMap::new()),
-            calls: AtomicU64::new(0),
         }
     }
 }
@@ -41,7 +38,6 @@ impl PermitBackend for LocalPermits {
         capacity: f64,
         n: u32,
     ) -> Result<Grant, RateLimitError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
         let now = self.start.elapsed().as_micros() as i64;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let b = buckets
@@ -52,10 +48,6 @@ impl PermitBackend for LocalPermits {
 
     async fn ping(&self) -> Result<(), RateLimitError> {
         Ok(())
-    }
-
-    fn round_trips(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
     }
 
     fn name(&self) -> &'static str {

@@ -49,8 +49,6 @@ pub trait PermitBackend: Send + Sync {
         n: u32,
     ) -> Result<Grant, RateLimitError>;
     async fn ping(&self) -> Result<(), RateLimitError>;
-    /// Calls made to the shared state so far (for the benchmark).
-    fn round_trips(&self) -> u64;
     fn name(&self) -> &'static str;
 }
 

@@ -4,10 +4,11 @@
 
 use super::{Bucket, Grant, PermitBackend, RateLimitError};
 use crate::domain::SendingListId;
+use crate::metrics::{Metrics, RedisOp};
 use async_trait::async_trait;
 use deadpool_redis::redis::Script;
 use deadpool_redis::{Pool, PoolConfig, Runtime, Timeouts};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const TOKEN_BUCKET: &str = include_str!("lua/token_bucket.lua");
@@ -17,11 +18,15 @@ pub struct RedisPermits {
     script: Script,
     prefix: String,
     timeout: Duration,
-    calls: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 /// Build a connection pool (no connection is made until first use).
-pub fn pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, String> {
+pub fn pool(
+    url: &str,
+    size: usize,
+    timeout: Duration,
+) -> Result<Pool, deadpool_redis::CreatePoolError> {
     let mut cfg = deadpool_redis::Config::from_url(url);
     let mut pc = PoolConfig::new(size);
     pc.timeouts = Timeouts {
@@ -31,17 +36,16 @@ pub fn pool(url: &str, size: usize, timeout: Duration) -> Result<Pool, String> {
     };
     cfg.pool = Some(pc);
     cfg.create_pool(Some(Runtime::Tokio1))
-        .map_err(|e| format!("invalid Redis configuration: {e}"))
 }
 
 impl RedisPermits {
-    pub fn new(pool: Pool, prefix: &str, timeout: Duration) -> Self {
+    pub fn new(pool: Pool, prefix: &str, timeout: Duration, metrics: Arc<Metrics>) -> Self {
         RedisPermits {
             pool,
             script: Script::new(TOKEN_BUCKET),
             prefix: prefix.to_string(),
             timeout,
-            calls: AtomicU64::new(0),
+            metrics,
         }
     }
 
@@ -76,7 +80,7 @@ impl PermitBackend for RedisPermits {
         capacity: f64,
         n: u32,
     ) -> Result<Grant, RateLimitError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.metrics.redis_call(RedisOp::Acquire);
         let key = self.key(list, bucket);
         self.with_timeout(async {
             let mut conn = self.pool.get().await.map_err(unavailable)?;
@@ -98,6 +102,7 @@ impl PermitBackend for RedisPermits {
     }
 
     async fn ping(&self) -> Result<(), RateLimitError> {
+        self.metrics.redis_call(RedisOp::Ping);
         self.with_timeout(async {
             let mut conn = self.pool.get().await.map_err(unavailable)?;
             deadpool_redis::redis::cmd("PING")
@@ -107,10 +112,6 @@ impl PermitBackend for RedisPermits {
                 .map_err(unavailable)
         })
         .await
-    }
-
-    fn round_trips(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
     }
 
     fn name(&self) -> &'static str {

@@ -284,6 +284,11 @@ impl QueueStore for MemoryStore {
         Ok(out)
     }
 
+    async fn list_depth(&self, list: SendingListId) -> StoreResult<u64> {
+        let st = self.lock();
+        Ok(st.queue.values().filter(|m| m.sending_list == list).count() as u64)
+    }
+
     async fn scan(&self) -> StoreResult<Vec<QueueEntry>> {
         let st = self.lock();
         Ok(st

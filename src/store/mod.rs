@@ -13,31 +13,81 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// What went wrong underneath a store error: the driver's (or encoder's)
+/// own error, kept whole for `source()`, and shared so that a store error
+/// stays `Clone` (a coalesced write answers many waiters with one result).
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause(Arc::new(e))
+    }
+
+    /// A cause that is only a description (no underlying error).
+    pub fn msg(m: impl Into<String>) -> Cause {
+        #[derive(Debug)]
+        struct Msg(String);
+        impl std::fmt::Display for Msg {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::error::Error for Msg {}
+        Cause(Arc::new(Msg(m.into())))
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Every way a store operation fails that a caller handles differently.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The backend cannot be reached (connection refused, timeout, no primary).
+    /// The backend cannot be reached (connection refused, timeout, no
+    /// primary): retry later.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
+    /// What was looked for does not exist.
     #[error("not found: {0}")]
     NotFound(String),
     /// A unique key already exists.
     #[error("already exists: {0}")]
     Duplicate(String),
-    /// A stored document does not decode into the model.
+    /// A stored document does not decode into the model (or a value does
+    /// not encode).
     #[error("invalid stored data: {0}")]
-    Corrupt(String),
-    /// A transaction kept losing to concurrent writers (retried already).
+    Corrupt(#[source] Cause),
+    /// A transaction kept losing to concurrent writers (retried already):
+    /// retry later.
     #[error("write conflict: {0}")]
-    Conflict(String),
-    /// Too much is waiting to be written; try again later.
+    Conflict(#[source] Cause),
+    /// Too much is waiting to be written: retry later.
     #[error("overloaded: {0}")]
     Overloaded(String),
-    #[error("store error: {0}")]
-    Other(String),
+    /// The store's configuration is unusable (an invalid URI).
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    /// The server refused the operation for another reason (a write error,
+    /// an unexpected reply).
+    #[error("the store refused the operation: {0}")]
+    Rejected(#[source] Cause),
+    /// The actor that owns this write stopped before answering.
+    #[error("the {0} stopped before answering")]
+    Stopped(&'static str),
 }
 
 impl StoreError {
-    /// Worth retrying later (the backend may come back).
+    /// Worth retrying later (the backend may come back, the conflict pass).
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
@@ -118,6 +168,8 @@ pub trait QueueStore: Send + Sync {
     async fn depth(&self) -> StoreResult<u64>;
     /// Messages in the queue per list (claimed or not).
     async fn depth_by_list(&self) -> StoreResult<BTreeMap<SendingListId, u64>>;
+    /// Messages of one list in the queue (claimed or not).
+    async fn list_depth(&self, list: SendingListId) -> StoreResult<u64>;
     /// Every queued message as `(id, list, claim owner)` (audit).
     async fn scan(&self) -> StoreResult<Vec<QueueEntry>>;
 }

@@ -82,7 +82,7 @@ pub async fn mongo(test: &str) -> Option<TestStores> {
 }
 
 pub async fn connect_mongo(uri: &str, db: &str) -> MongoStore {
-    let m = MongoStore::connect(uri, db, std::time::Duration::from_secs(10))
+    let m = MongoStore::connect(uri, db, std::time::Duration::from_secs(10), None)
         .await
         .expect("MongoDB client");
     m.ensure_indexes().await.expect("indexes");
@@ -157,6 +157,7 @@ pub fn start_daemon_with_clock(
         clock: Arc::new(clock.clone()) as SharedClock,
         bus: Arc::new(trackly::bus::LocalBus::new()),
         secrets: Arc::new(trackly::config::Secrets::default()),
+        metrics: Arc::new(trackly::metrics::Metrics::new()),
     });
     TestDaemon {
         daemon,
@@ -213,6 +214,7 @@ pub async fn redis_permits(test: &str) -> Option<Arc<dyn PermitBackend>> {
         pool,
         &unique_name(test),
         Duration::from_secs(2),
+        Arc::new(trackly::metrics::Metrics::new()),
     );
     p.ping().await.expect("Redis answers");
     Some(Arc::new(p))
@@ -431,9 +433,6 @@ impl PermitBackend for Gated {
     }
     async fn ping(&self) -> Result<(), trackly::ratelimit::RateLimitError> {
         Ok(())
-    }
-    fn round_trips(&self) -> u64 {
-        0
     }
     fn name(&self) -> &'static str {
         "gated"

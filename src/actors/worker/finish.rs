@@ -43,10 +43,7 @@ impl BatchRun {
                 async move { Ok(queue.requeue(&token, requeues).await?) }
             })
             .await?;
-            self.d
-                .metrics
-                .requeued
-                .fetch_add(self.report.requeued, std::sync::atomic::Ordering::Relaxed);
+            self.d.metrics.requeued.inc_by(self.report.requeued);
             crate::failpoint::hit("worker.requeued");
         }
         let queue = self.d.stores.queue.clone();
@@ -58,10 +55,7 @@ impl BatchRun {
         })
         .await?;
         crate::failpoint::hit("worker.completed");
-        self.d
-            .metrics
-            .sent
-            .fetch_add(self.report.sent, std::sync::atomic::Ordering::Relaxed);
+        self.d.metrics.sent.inc_by(self.report.sent);
         Ok(())
     }
 }

@@ -74,6 +74,8 @@ pub struct WorkerDeps {
 }
 
 pub struct Worker {
+    /// Shared by the list's six workers; the batch itself lives in the
+    /// future the handler returns, not in the actor.
     deps: Arc<WorkerDeps>,
 }
 
@@ -162,10 +164,7 @@ impl BatchRun {
 
     async fn execute(mut self, messages: Vec<QueuedTextMessage>) -> BatchReport {
         let list_id = self.list.id();
-        self.d
-            .metrics
-            .claimed
-            .fetch_add(messages.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.d.metrics.claimed.inc_by(messages.len() as u64);
         if let Err(abort) = self.run(messages).await {
             tracing::error!(list = %list_id, token = %self.token, error = %abort,
                 "batch given up; its claim is released and its messages re-claimed");

@@ -64,6 +64,7 @@ impl BatchRun {
             }
             if let Some(a) = attempts.get(&m.id) {
                 self.report.skipped_already_attempted += 1;
+                self.d.metrics.already_attempted.inc();
                 if a.submitted.is_none() {
                     // In flight on a live daemon, or in doubt: Recovery
                     // decides by its owner's lease; look again after it ran.

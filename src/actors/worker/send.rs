@@ -30,7 +30,6 @@ use crate::messages::{Acquire, ListContext, Throttled};
 use crate::providers::{OutboundSms, SendResult};
 use crate::ratelimit::{Bucket, RateLimitError};
 use crate::store::Settlement;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -154,21 +153,25 @@ impl BatchRun {
             })
             .collect();
         let sent_at = self.d.clock.now();
-        self.d.metrics.record_due_to_send(msgs.iter().map(|m| {
-            (sent_at - m.not_before.max(m.send_at))
-                .num_milliseconds()
-                .max(0) as u64
-        }));
-        self.d
-            .metrics
-            .provider_calls
-            .fetch_add(outbound.len().div_ceil(size) as u64, Ordering::Relaxed);
+        for m in msgs {
+            let waited = (sent_at - m.not_before.max(m.send_at)).num_milliseconds();
+            self.d
+                .metrics
+                .due_to_send
+                .observe(waited.max(0) as f64 / 1000.0);
+        }
+        let started = std::time::Instant::now();
         let calls = outbound.chunks(size).map(|c| provider.send(c));
         let results: Vec<SendResult> = futures::future::join_all(calls)
             .await
             .into_iter()
             .flatten()
             .collect();
+        self.d.metrics.provider_call(
+            provider.kind(),
+            outbound.len().div_ceil(size) as u64,
+            started.elapsed().as_secs_f64(),
+        );
         crate::failpoint::hit("worker.sent");
 
         let done_at = self.d.clock.now();
@@ -245,7 +248,7 @@ impl BatchRun {
             }
         }
         if throttled {
-            self.d.metrics.throttled.fetch_add(1, Ordering::Relaxed);
+            self.d.metrics.throttled.inc();
             self.d.throttled.do_send(Throttled { list: list.list.id });
         }
     }

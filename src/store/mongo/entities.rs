@@ -132,9 +132,9 @@ impl ContactStore for MongoStore {
                 return Err(StoreError::NotFound(format!("contact {contact}")));
             }
         }
-        Err(StoreError::Other(format!(
+        Err(StoreError::Conflict(Cause::msg(format!(
             "subscription of contact {contact} kept changing under us"
-        )))
+        ))))
     }
 
     async fn set_blocked(&self, contact: ContactId, blocked: bool) -> StoreResult<()> {
@@ -228,7 +228,7 @@ impl ListStore for MongoStore {
     }
 
     async fn set_list_status(&self, id: SendingListId, status: ListStatus) -> StoreResult<()> {
-        let status = bson::to_bson(&status).map_err(|e| StoreError::Other(e.to_string()))?;
+        let status = bson::to_bson(&status).map_err(|e| StoreError::Corrupt(Cause::new(e)))?;
         let r = self
             .coll::<Document>(names::LISTS)
             .update_one(doc! {"_id": id}, doc! {"$set": {"status": status}})
@@ -296,7 +296,7 @@ impl LeaseStore for MongoStore {
             .map_err(map_err)?;
         after
             .map(|l| l.heartbeat_at)
-            .ok_or_else(|| StoreError::Other("lease upsert returned nothing".into()))
+            .ok_or_else(|| StoreError::Rejected(Cause::msg("the lease upsert returned nothing")))
     }
 
     async fn stop_lease(&self, instance: &str) -> StoreResult<()> {
@@ -326,7 +326,7 @@ impl LeaseStore for MongoStore {
         reply
             .get_datetime("localTime")
             .map(|d| d.to_chrono())
-            .map_err(|_| StoreError::Other("the server's hello has no localTime".into()))
+            .map_err(|_| StoreError::Rejected(Cause::msg("the server's hello has no localTime")))
     }
 }
 

@@ -16,7 +16,7 @@
 
 use super::{MongoStore, map_err, names};
 use crate::domain::*;
-use crate::store::{AttemptsBegun, Settled, Settlement, StoreError, StoreResult};
+use crate::store::{AttemptsBegun, Cause, Settled, Settlement, StoreError, StoreResult};
 use bson::{Bson, Document, doc};
 use mongodb::ClientSession;
 use mongodb::options::ReturnDocument;
@@ -156,9 +156,9 @@ impl MongoStore {
                 }
             }
         }
-        Err(StoreError::Conflict(format!(
+        Err(StoreError::Conflict(Cause::msg(format!(
             "charging account {account} kept conflicting with concurrent writers"
-        )))
+        ))))
     }
 
     /// One try of the charge-and-record transaction. The attempt records go
@@ -271,9 +271,9 @@ impl MongoStore {
                 }
             }
         }
-        Err(StoreError::Conflict(
-            "recording outcomes kept conflicting with concurrent writers".into(),
-        ))
+        Err(StoreError::Conflict(Cause::msg(
+            "recording outcomes kept conflicting with concurrent writers",
+        )))
     }
 
     async fn settle_once(
@@ -481,9 +481,9 @@ impl MongoStore {
                 Err(e) => return Err(e),
             }
         }
-        Err(StoreError::Conflict(
-            "resolving in-doubt messages kept conflicting".into(),
-        ))
+        Err(StoreError::Conflict(Cause::msg(
+            "resolving in-doubt messages kept conflicting",
+        )))
     }
 }
 

@@ -7,15 +7,16 @@
 //! `_id: {$in: [...]}` is used only for reads and rare paths, because some
 //! servers run it as a collection scan.
 //!
-//! Every command the driver sends is counted ([`MongoStore::round_trips`]) so
-//! the benchmark can report round trips per 1,000 messages.
+//! Every command the driver sends is counted by name in the daemon's
+//! metrics (the driver's command-started events), which is how the
+//! benchmark reports round trips per 1,000 messages.
 
 mod entities;
 mod ledger;
 mod queue;
 mod records;
 
-use super::{StoreError, StoreHealth, StoreResult};
+use super::{Cause, StoreError, StoreHealth, StoreResult};
 use async_trait::async_trait;
 use bson::{Document, doc};
 use mongodb::error::ErrorKind;
@@ -24,7 +25,6 @@ use mongodb::event::command::CommandEvent;
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Collection names.
@@ -50,55 +50,35 @@ const MAX_STATEMENTS: usize = 5_000;
 #[derive(Clone)]
 pub struct MongoStore {
     db: Database,
-    round_trips: Arc<AtomicU64>,
-    by_command: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 impl MongoStore {
     /// Build a client for `uri` and select `database`. Does not contact the
-    /// server; call [`MongoStore::ping`] / [`MongoStore::ensure_indexes`].
+    /// server; call [`StoreHealth::ping`] / [`MongoStore::ensure_indexes`].
+    /// With `metrics`, every command sent is counted there by name.
     pub async fn connect(
         uri: &str,
         database: &str,
         server_selection_timeout: Duration,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> StoreResult<Self> {
         let mut opts = ClientOptions::parse(uri)
             .await
-            .map_err(|e| StoreError::Other(format!("invalid MongoDB URI: {e}")))?;
+            .map_err(|e| StoreError::Config(format!("invalid MongoDB URI: {e}")))?;
         opts.app_name = Some("trackly".into());
         opts.server_selection_timeout = Some(server_selection_timeout);
         opts.connect_timeout = Some(server_selection_timeout);
-        let round_trips = Arc::new(AtomicU64::new(0));
-        let by_command: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> =
-            Default::default();
-        let counter = round_trips.clone();
-        let tally = by_command.clone();
-        opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
-            if let CommandEvent::Started(started) = ev {
-                counter.fetch_add(1, Ordering::Relaxed);
-                let mut t = tally.lock().unwrap_or_else(|e| e.into_inner());
-                *t.entry(started.command_name).or_insert(0) += 1;
-            }
-        }));
+        if let Some(m) = metrics {
+            opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
+                if let CommandEvent::Started(started) = ev {
+                    m.mongo_command(&started.command_name);
+                }
+            }));
+        }
         let client = Client::with_options(opts).map_err(map_err)?;
         Ok(MongoStore {
             db: client.database(database),
-            round_trips,
-            by_command,
         })
-    }
-
-    /// Commands sent to the server since this store was created.
-    pub fn round_trips(&self) -> u64 {
-        self.round_trips.load(Ordering::Relaxed)
-    }
-
-    /// Commands sent so far, by command name.
-    pub fn round_trips_by_command(&self) -> std::collections::BTreeMap<String, u64> {
-        self.by_command
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
     pub fn database(&self) -> &Database {
@@ -305,8 +285,7 @@ impl MongoStore {
         let mut statements = Vec::with_capacity(failures.len());
         for f in failures {
             let id = f.id;
-            let mut d = bson::to_document(&f)
-                .map_err(|e| StoreError::Other(format!("dead letter {id}: {e}")))?;
+            let mut d = bson::to_document(&f).map_err(|e| StoreError::Corrupt(Cause::new(e)))?;
             d.remove("_id");
             statements.push(doc! {"q": {"_id": id}, "u": {"$setOnInsert": d}, "upsert": true});
         }
@@ -328,10 +307,10 @@ fn check_write_errors(reply: &Document) -> StoreResult<()> {
     if let Ok(errs) = reply.get_array("writeErrors")
         && let Some(first) = errs.first()
     {
-        return Err(StoreError::Other(format!(
+        return Err(StoreError::Rejected(Cause::msg(format!(
             "{} write error(s), first: {first}",
             errs.len()
-        )));
+        ))));
     }
     Ok(())
 }
@@ -339,16 +318,16 @@ fn check_write_errors(reply: &Document) -> StoreResult<()> {
 /// Map a driver error onto the store's error kinds.
 pub(crate) fn map_err(e: mongodb::error::Error) -> StoreError {
     if e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) {
-        return StoreError::Conflict(e.to_string());
+        return StoreError::Conflict(Cause::new(e));
     }
     match e.kind.as_ref() {
         ErrorKind::Io(_)
         | ErrorKind::ServerSelection { .. }
         | ErrorKind::ConnectionPoolCleared { .. }
-        | ErrorKind::DnsResolve { .. } => StoreError::Unavailable(e.to_string()),
-        ErrorKind::BsonDeserialization(_) => StoreError::Corrupt(e.to_string()),
+        | ErrorKind::DnsResolve { .. } => StoreError::Unavailable(Cause::new(e)),
+        ErrorKind::BsonDeserialization(_) => StoreError::Corrupt(Cause::new(e)),
         _ if is_duplicate_key(&e) => StoreError::Duplicate(e.to_string()),
-        _ => StoreError::Other(e.to_string()),
+        _ => StoreError::Rejected(Cause::new(e)),
     }
 }
 

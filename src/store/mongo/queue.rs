@@ -392,6 +392,13 @@ impl QueueStore for MongoStore {
         Ok(out)
     }
 
+    async fn list_depth(&self, list: SendingListId) -> StoreResult<u64> {
+        self.coll::<Document>(names::QUEUE)
+            .count_documents(doc! {"sending_list": list})
+            .await
+            .map_err(map_err)
+    }
+
     async fn scan(&self) -> StoreResult<Vec<QueueEntry>> {
         let mut cursor = self
             .coll::<Document>(names::QUEUE)

@@ -1,20 +1,20 @@
-//! `trackly demo`: the whole executor in one process with nothing installed:
+//! `cargo demo` (`devkit demo`): the whole executor in one process with nothing installed:
 //! the in-memory store, the in-process rate limiter and the fake provider
 //! (realistic latency, a small failure rate). Seeds an account, a list and a
 //! campaign, runs it with a progress bar and prints a summary.
 
-use crate::app::{Daemon, DaemonParts};
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Dur, RateLimitBackend, StoreBackend};
-use crate::domain::*;
-use crate::messages::Nudge;
-use crate::providers::ProviderRegistry;
-use crate::providers::fake::{FakeProvider, FakeSettings};
-use crate::ratelimit::local::LocalPermits;
 use crate::seed;
-use crate::store::Stores;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trackly::app::{Daemon, DaemonParts};
+use trackly::clock::{Clock, SystemClock};
+use trackly::config::{Config, Dur, RateLimitBackend, StoreBackend};
+use trackly::domain::*;
+use trackly::messages::Nudge;
+use trackly::providers::ProviderRegistry;
+use trackly::providers::fake::{FakeProvider, FakeSettings};
+use trackly::ratelimit::local::LocalPermits;
+use trackly::store::Stores;
 
 /// Demo knobs (the CLI's flags).
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub struct DemoSummary {
     pub charged: Money,
     /// Through the mock: the provider, and delivery reports received.
     pub via: Option<ProviderKind>,
-    pub delivery: Option<crate::store::DeliveryCounts>,
+    pub delivery: Option<trackly::store::DeliveryCounts>,
 }
 
 impl DemoSummary {
@@ -119,7 +119,7 @@ async fn seed_demo(
     provider: ProviderSettings,
     now: Timestamp,
 ) -> Result<(Account, SendingList), String> {
-    let err = |e: crate::store::StoreError| e.to_string();
+    let err = |e: trackly::store::StoreError| e.to_string();
     let price = Money::from_micros(7_500);
     let account = seed::account(price.times(o.messages * 2), price, now);
     stores
@@ -178,7 +178,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
     let now = clock.now();
     let provider = o
         .via_mock
-        .map_or(ProviderSettings::Fake, crate::embedded::settings_for);
+        .map_or(ProviderSettings::Fake, crate::harness::settings_for);
     let (account, list) = seed_demo(&stores, &o, provider, now).await?;
     // Either the in-process fake, or the real adapter to a mock over HTTP.
     let (daemon, fake, http) = match o.via_mock {
@@ -191,8 +191,9 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
                 permits: Arc::new(LocalPermits::new()),
                 providers: ProviderRegistry::new().with_fake(fake.clone()),
                 clock,
-                bus: Arc::new(crate::bus::LocalBus::new()),
-                secrets: Arc::new(crate::config::Secrets::default()),
+                bus: Arc::new(trackly::bus::LocalBus::new()),
+                secrets: Arc::new(trackly::config::Secrets::default()),
+                metrics: Arc::new(trackly::metrics::Metrics::new()),
             });
             (daemon, Some(fake), None)
         }
@@ -208,7 +209,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
                 failed_ratio: 0.04,
                 ..Default::default()
             };
-            let h = crate::embedded::HttpDaemon::start(
+            let h = crate::harness::HttpDaemon::start(
                 cfg,
                 stores.clone(),
                 Arc::new(LocalPermits::new()),
@@ -238,10 +239,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let done = daemon.metrics.done();
         bar.set_position(done.min(o.messages));
-        let reports = daemon
-            .metrics
-            .reports_received
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let reports = daemon.metrics.reports_received.get();
         bar.set_message(format!(
             "sent {}, failed {}, reports {reports}",
             daemon.metrics.sent(),

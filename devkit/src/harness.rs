@@ -2,17 +2,17 @@
 //! an in-process mock provider over real HTTP on 127.0.0.1. Used by `trackly
 //! demo --via-mock`, the provider benchmark and the end-to-end tests.
 
-use crate::app::{Daemon, DaemonParts, http_server};
-use crate::clock::SharedClock;
-use crate::config::{Config, Secrets, TwilioCredentials};
-use crate::domain::{MessageId, ProviderKind, ProviderSettings};
 use crate::mock::{MockConfig, MockServer};
-use crate::providers::ProviderRegistry;
-use crate::ratelimit::PermitBackend;
-use crate::store::Stores;
-use crate::telemetry::Secret;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use trackly::app::{Daemon, DaemonParts, http_server};
+use trackly::clock::SharedClock;
+use trackly::config::{Config, Secrets, TwilioCredentials};
+use trackly::domain::{MessageId, ProviderKind, ProviderSettings};
+use trackly::providers::ProviderRegistry;
+use trackly::ratelimit::PermitBackend;
+use trackly::store::Stores;
+use trackly::telemetry::Secret;
 
 pub const MOCK_TWILIO_SID: &str = "AC00000000000000000000000000000000";
 
@@ -131,8 +131,9 @@ impl HttpDaemon {
             permits,
             providers,
             clock,
-            bus: Arc::new(crate::bus::LocalBus::new()),
+            bus: Arc::new(trackly::bus::LocalBus::new()),
             secrets: Arc::new(secrets.clone()),
+            metrics: Arc::new(trackly::metrics::Metrics::new()),
         });
         let secrets = Arc::new(secrets);
         let state = daemon.http_state(secrets.clone(), &public_url);
@@ -153,7 +154,7 @@ impl HttpDaemon {
         let _ = self
             .daemon
             .coordinator
-            .send(crate::messages::Shutdown {
+            .send(trackly::messages::Shutdown {
                 grace: std::time::Duration::from_secs(5),
             })
             .await;

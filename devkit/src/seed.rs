@@ -2,9 +2,9 @@
 //! demo, the benchmark and the tests, so that all three exercise the same
 //! shapes of data.
 
-use crate::domain::*;
-use crate::store::{StoreResult, Stores};
 use std::collections::BTreeMap;
+use trackly::domain::*;
+use trackly::store::{StoreResult, Stores};
 
 pub fn account(balance: Money, price_per_segment: Money, now: Timestamp) -> Account {
     Account {

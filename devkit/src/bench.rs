@@ -1,4 +1,4 @@
-//! `trackly bench`: end-to-end figures, from a due message to its recorded
+//! `cargo benchmark` (`devkit bench`): end-to-end figures, from a due message to its recorded
 //! outcome, with the fake provider.
 //!
 //! Two phases per store:
@@ -11,21 +11,22 @@
 //!   send time "now" (and a nudge), as a scheduler would; the time from a
 //!   message being due to its provider call is reported as p50 and p99.
 
-use crate::app::{Daemon, DaemonParts};
-use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Dur, RateLimitBackend, StoreBackend};
-use crate::domain::*;
-use crate::messages::{Nudge, Shutdown};
-use crate::providers::ProviderRegistry;
-use crate::providers::fake::{FakeProvider, FakeSettings};
-use crate::ratelimit::PermitBackend;
-use crate::ratelimit::local::LocalPermits;
-use crate::ratelimit::redis::{RedisPermits, pool};
 use crate::seed;
-use crate::store::Stores;
-use crate::store::mongo::MongoStore;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use trackly::app::{Daemon, DaemonParts};
+use trackly::clock::{Clock, SystemClock};
+use trackly::config::{Config, Dur, RateLimitBackend, StoreBackend};
+use trackly::domain::*;
+use trackly::messages::{Nudge, Shutdown};
+use trackly::metrics::Metrics;
+use trackly::providers::ProviderRegistry;
+use trackly::providers::fake::{FakeProvider, FakeSettings};
+use trackly::ratelimit::PermitBackend;
+use trackly::ratelimit::local::LocalPermits;
+use trackly::ratelimit::redis::{RedisPermits, pool};
+use trackly::store::Stores;
+use trackly::store::mongo::MongoStore;
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -50,8 +51,9 @@ pub struct BenchReport {
     pub mongo_by_command: Vec<(String, f64)>,
     pub steady_rate: u64,
     pub steady_messages: u64,
-    pub steady_p50_ms: u64,
-    pub steady_p99_ms: u64,
+    /// From the due-to-send histogram's buckets (upper bounds).
+    pub steady_p50_ms: f64,
+    pub steady_p99_ms: f64,
     pub duplicates: usize,
 }
 
@@ -73,7 +75,7 @@ impl BenchReport {
         };
         by_cmd
             + &format!(
-                "\nstore: {store}\n  drain: {n} messages in {s:.2} s = {rate:.0} msg/s\n  round trips per 1,000 messages: MongoDB {m}, Redis {r}\n  steady: {sr} msg/s offered, {sn} messages; due->provider p50 {p50} ms, p99 {p99} ms\n  sent twice: {dup}\n",
+                "\nstore: {store}\n  drain: {n} messages in {s:.2} s = {rate:.0} msg/s\n  round trips per 1,000 messages: MongoDB {m}, Redis {r}\n  steady: {sr} msg/s offered, {sn} messages; due->provider p50 <= {p50:.1} ms, p99 <= {p99:.1} ms (histogram buckets)\n  sent twice: {dup}\n",
                 store = self.store,
                 n = self.messages,
                 s = self.seconds,
@@ -107,29 +109,40 @@ struct Backends {
     stores: Stores,
     mongo: Option<MongoStore>,
     permits: Arc<dyn PermitBackend>,
+    /// One registry for the store's commands, Redis' calls and the daemon:
+    /// the figures below are read from it, as /metrics would show them.
+    metrics: Arc<Metrics>,
 }
 
 async fn backends(o: &BenchOptions) -> Result<Backends, String> {
+    let metrics = Arc::new(Metrics::new());
     match o.store {
         StoreBackend::Memory => Ok(Backends {
             stores: Stores::memory(),
             mongo: None,
             permits: Arc::new(LocalPermits::new()),
+            metrics,
         }),
         StoreBackend::Mongodb => {
             let db = format!("trackly_bench_{}", MessageId::new().to_hex());
-            let m = MongoStore::connect(&o.mongodb_uri, &db, Duration::from_secs(10))
-                .await
-                .map_err(|e| e.to_string())?;
+            let m = MongoStore::connect(
+                &o.mongodb_uri,
+                &db,
+                Duration::from_secs(10),
+                Some(metrics.clone()),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             m.ensure_indexes().await.map_err(|e| e.to_string())?;
-            let p = pool(&o.redis_url, 16, Duration::from_secs(2))?;
+            let p = pool(&o.redis_url, 16, Duration::from_secs(2)).map_err(|e| e.to_string())?;
             let prefix = format!("trackly_bench_{}", MessageId::new().to_hex());
-            let permits = RedisPermits::new(p, &prefix, Duration::from_secs(2));
+            let permits = RedisPermits::new(p, &prefix, Duration::from_secs(2), metrics.clone());
             permits.ping().await.map_err(|e| e.to_string())?;
             Ok(Backends {
                 stores: Stores::from_backend(Arc::new(m.clone()), "mongodb"),
                 mongo: Some(m),
                 permits: Arc::new(permits),
+                metrics,
             })
         }
     }
@@ -143,18 +156,20 @@ fn start(cfg: &Arc<Config>, b: &Backends, fake: &Arc<FakeProvider>, id: &str) ->
         permits: b.permits.clone(),
         providers: ProviderRegistry::new().with_fake(fake.clone()),
         clock: Arc::new(SystemClock),
-        bus: Arc::new(crate::bus::LocalBus::new()),
-        secrets: Arc::new(crate::config::Secrets::default()),
+        bus: Arc::new(trackly::bus::LocalBus::new()),
+        secrets: Arc::new(trackly::config::Secrets::default()),
+        metrics: b.metrics.clone(),
     })
 }
 
-async fn wait_done(d: &Daemon, target: u64, limit: Duration) -> Result<(), String> {
+/// Wait until `target` more messages than `before` have an outcome.
+async fn wait_done(d: &Daemon, before: u64, target: u64, limit: Duration) -> Result<(), String> {
     let start = Instant::now();
-    while d.metrics.done() < target {
+    while d.metrics.done() - before < target {
         if start.elapsed() > limit {
             return Err(format!(
                 "only {} of {target} done after {limit:?}",
-                d.metrics.done()
+                d.metrics.done() - before
             ));
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -172,7 +187,7 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, String> {
         ..Default::default()
     }));
     let now = SystemClock.now();
-    let err = |e: crate::store::StoreError| e.to_string();
+    let err = |e: trackly::store::StoreError| e.to_string();
 
     // ---- drain
     let balance = Money::from_micros(i64::MAX / 4);
@@ -186,39 +201,34 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, String> {
     )
     .await
     .map_err(err)?;
-    let mongo_before = b.mongo.as_ref().map(|m| m.round_trips());
-    let by_cmd_before = b
-        .mongo
-        .as_ref()
-        .map(|m| m.round_trips_by_command())
-        .unwrap_or_default();
-    let redis_before = b.permits.round_trips();
+    let metrics = b.metrics.clone();
+    let mongo_before = metrics.mongo_commands();
+    let by_cmd_before = metrics.mongo_by_command();
+    let redis_before = metrics.redis_calls();
     let d = start(&cfg, &b, &fake, "bench-drain");
     let t0 = Instant::now();
     d.coordinator.do_send(Nudge);
-    wait_done(&d, o.messages, Duration::from_secs(1800)).await?;
+    wait_done(&d, 0, o.messages, Duration::from_secs(1800)).await?;
     let seconds = t0.elapsed().as_secs_f64();
     let per_1000 = |delta: u64| delta as f64 * 1000.0 / o.messages.max(1) as f64;
     let mongo_rt = b
         .mongo
         .as_ref()
-        .zip(mongo_before)
-        .map(|(m, before)| per_1000(m.round_trips() - before));
-    let redis_rt = per_1000(b.permits.round_trips() - redis_before);
-    let mongo_by_command: Vec<(String, f64)> = b
-        .mongo
-        .as_ref()
-        .map(|m| {
-            m.round_trips_by_command()
-                .into_iter()
-                .map(|(k, v)| {
-                    let before = by_cmd_before.get(&k).copied().unwrap_or(0);
-                    (k, per_1000(v - before))
-                })
-                .filter(|(_, v)| *v > 0.0)
-                .collect()
-        })
-        .unwrap_or_default();
+        .map(|_| per_1000(metrics.mongo_commands() - mongo_before));
+    let redis_rt = per_1000(metrics.redis_calls() - redis_before);
+    let mongo_by_command: Vec<(String, f64)> = if b.mongo.is_some() {
+        metrics
+            .mongo_by_command()
+            .into_iter()
+            .map(|(k, v)| {
+                let before = by_cmd_before.get(k).copied().unwrap_or(0);
+                (k.to_string(), per_1000(v - before))
+            })
+            .filter(|(_, v)| *v > 0.0)
+            .collect()
+    } else {
+        vec![]
+    };
     let _ = d
         .coordinator
         .send(Shutdown {
@@ -238,6 +248,8 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, String> {
             .await
             .map_err(err)?;
     }
+    let done_before = metrics.done();
+    let latency_before = trackly::metrics::snapshot(&metrics.due_to_send);
     let d = start(&cfg, &b, &fake, "bench-steady");
     let tick = Duration::from_millis(10);
     let per_tick = (o.steady_rate as f64 * tick.as_secs_f64()).max(1.0);
@@ -260,8 +272,8 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, String> {
         }
         tokio::time::sleep(tick).await;
     }
-    wait_done(&d, steady_total, Duration::from_secs(600)).await?;
-    let steady_lat = d.metrics.due_to_send();
+    wait_done(&d, done_before, steady_total, Duration::from_secs(600)).await?;
+    let steady_lat = trackly::metrics::percentiles_since(&metrics.due_to_send, &latency_before);
     let _ = d
         .coordinator
         .send(Shutdown {
@@ -285,8 +297,8 @@ pub async fn run(o: BenchOptions) -> Result<BenchReport, String> {
         },
         steady_rate: o.steady_rate,
         steady_messages: steady_total,
-        steady_p50_ms: steady_lat.map_or(0, |p| p.p50_ms),
-        steady_p99_ms: steady_lat.map_or(0, |p| p.p99_ms),
+        steady_p50_ms: steady_lat.map_or(0.0, |p| p.p50_ms),
+        steady_p99_ms: steady_lat.map_or(0.0, |p| p.p99_ms),
         duplicates: fake.duplicates().len(),
     })
 }
@@ -328,14 +340,14 @@ fn cpu_seconds(pid: &str) -> f64 {
 }
 
 /// Send `messages` through one real adapter to a mock provider running as a
-/// separate process (`trackly mock-provider`, no reports), with the
+/// separate process (`devkit mock-provider`, no reports), with the
 /// in-memory store and the rate limit set high.
 pub async fn provider_throughput(
     kind: ProviderKind,
     messages: u64,
     latency: Duration,
 ) -> Result<ProviderBench, String> {
-    let secrets = crate::embedded::mock_secrets();
+    let secrets = crate::harness::mock_secrets();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?
@@ -381,14 +393,14 @@ pub async fn provider_throughput(
         cfg.store.backend = StoreBackend::Memory;
         cfg.rate_limit.backend = RateLimitBackend::Local;
         cfg.rate_limit.inter_batch_delay = Dur::millis(1);
-        crate::embedded::use_mock(&mut cfg, &base);
-        let providers = ProviderRegistry::from_config(&cfg, &secrets)?;
+        crate::harness::use_mock(&mut cfg, &base);
+        let providers = ProviderRegistry::from_config(&cfg, &secrets).map_err(|e| e.to_string())?;
         let stores = Stores::memory();
         let now = SystemClock.now();
         seed::campaign(
             &stores,
             messages,
-            crate::embedded::settings_for(kind),
+            crate::harness::settings_for(kind),
             1_000_000_000,
             Money::from_micros(i64::MAX / 4),
             now,
@@ -402,13 +414,14 @@ pub async fn provider_throughput(
             permits: Arc::new(LocalPermits::new()),
             providers,
             clock: Arc::new(SystemClock),
-            bus: Arc::new(crate::bus::LocalBus::new()),
-            secrets: Arc::new(crate::config::Secrets::default()),
+            bus: Arc::new(trackly::bus::LocalBus::new()),
+            secrets: Arc::new(trackly::config::Secrets::default()),
+            metrics: Arc::new(Metrics::new()),
         });
         let (mock0, self0) = (cpu_seconds(&pid), cpu_seconds("self"));
         let t0 = Instant::now();
         d.coordinator.do_send(Nudge);
-        wait_done(&d, messages, Duration::from_secs(600)).await?;
+        wait_done(&d, 0, messages, Duration::from_secs(600)).await?;
         let seconds = t0.elapsed().as_secs_f64();
         let (mock1, self1) = (cpu_seconds(&pid), cpu_seconds("self"));
         let stats: serde_json::Value = client
@@ -455,13 +468,13 @@ pub async fn report_ingestion(reports: u64, concurrency: usize) -> Result<Ingest
     let mut batch = Vec::with_capacity(1000);
     // Sent messages to report on: attempt records (free, so nothing is
     // debited), answered as accepted.
-    let record = |batch: Vec<crate::domain::MessageSent>| {
+    let record = |batch: Vec<trackly::domain::MessageSent>| {
         let stores = stores.clone();
         let account = c.account.id;
         async move {
             let settle = batch
                 .iter()
-                .map(|r| crate::store::Settlement::Sent {
+                .map(|r| trackly::store::Settlement::Sent {
                     id: r.id,
                     at: now,
                     provider_message_id: Some(r.id.to_hex()),
@@ -475,7 +488,7 @@ pub async fn report_ingestion(reports: u64, concurrency: usize) -> Result<Ingest
     for _ in 0..reports {
         let q = seed::queued(&c.list, &contact, "x", now);
         ids.push(q.id);
-        batch.push(crate::domain::MessageSent::attempt(
+        batch.push(trackly::domain::MessageSent::attempt(
             &q,
             ProviderKind::Infobip,
             "bench",
@@ -490,7 +503,7 @@ pub async fn report_ingestion(reports: u64, concurrency: usize) -> Result<Ingest
         }
     }
     record(batch).await.map_err(|e| e.to_string())?;
-    let h = crate::embedded::HttpDaemon::start(
+    let h = crate::harness::HttpDaemon::start(
         Config::default(),
         stores.clone(),
         Arc::new(LocalPermits::new()),
@@ -519,7 +532,7 @@ pub async fn report_ingestion(reports: u64, concurrency: usize) -> Result<Ingest
             serde_json::json!({"results": results}).to_string()
         })
         .collect();
-    let client = crate::providers::http::client(Duration::from_secs(30), concurrency)
+    let client = trackly::providers::http::client(Duration::from_secs(30), concurrency)
         .map_err(|e| e.to_string())?;
 
     let t0 = Instant::now();
@@ -547,9 +560,7 @@ pub async fn report_ingestion(reports: u64, concurrency: usize) -> Result<Ingest
         .count()
         .await;
     let seconds = t0.elapsed().as_secs_f64();
-    let applied = metrics
-        .reports_applied
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let applied = metrics.reports_applied.get();
     h.stop().await;
     if (ok as u64) * 100 < reports || applied < reports {
         return Err(format!(

@@ -1,0 +1,22 @@
+//! # Trackly devkit
+//!
+//! Everything that helps develop and demonstrate the daemon without being
+//! part of it: the daemon's library and binary build without this crate and
+//! its dependencies (the progress bar, for one).
+//!
+//! # Layout
+//!
+//! - [`mock`]: the mock provider (Infobip, Twilio and CM over real HTTP, with
+//!   failure knobs and delivery reports), one file per provider.
+//! - [`seed`]: builders for accounts, lists, contacts and queued messages,
+//!   shared by the tests, the demo and the benchmark.
+//! - [`harness`]: a daemon with its HTTP server wired to an in-process mock.
+//! - [`demo`]: `devkit demo` (the README's `cargo demo`).
+//! - [`bench`]: `devkit bench`, reading its figures from the daemon's
+//!   metrics registry.
+
+pub mod bench;
+pub mod demo;
+pub mod harness;
+pub mod mock;
+pub mod seed;

@@ -1,0 +1,381 @@
+//! `devkit`: the demo, the benchmark and the mock provider (development
+//! tooling; the daemon is the `trackly` binary).
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "devkit",
+    about = "Trackly development tooling: demo, benchmark, mock provider"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a 10,000-message campaign in one process: in-memory store, in-process
+    /// rate limiter, fake provider. Needs nothing installed.
+    Demo {
+        /// Messages in the campaign.
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        /// The list's rate limit, messages per minute (the documentation's
+        /// default is 17000; the demo uses its ~500k/min target).
+        #[arg(long, default_value_t = 500_000)]
+        rate_per_minute: u32,
+        /// Fake provider latency per call.
+        #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Fraction of messages the fake provider rejects.
+        #[arg(long, default_value_t = 0.005)]
+        reject_rate: f64,
+        /// Fraction of provider calls that fail transiently (retried).
+        #[arg(long, default_value_t = 0.01)]
+        transient_rate: f64,
+        /// Send through a real adapter (infobip, twilio or cm) to a mock
+        /// provider over HTTP on 127.0.0.1, with delivery reports coming back
+        /// to the daemon's webhooks.
+        #[arg(long, value_parser = parse_provider)]
+        via_mock: Option<trackly::domain::ProviderKind>,
+    },
+    /// Measure end-to-end throughput, latency and round trips with the fake
+    /// provider (build with --release). Not a test.
+    Bench {
+        /// executor (store and actors, fake provider), providers (adapters to
+        /// the mock over HTTP, and report ingestion), or all.
+        #[arg(long, default_value = "executor")]
+        suite: String,
+        /// Messages through each batch adapter (Infobip, CM).
+        #[arg(long, default_value_t = 100_000)]
+        provider_messages: u64,
+        /// Messages through Twilio's per-message API.
+        #[arg(long, default_value_t = 30_000)]
+        twilio_messages: u64,
+        /// Delivery reports for the ingestion figure.
+        #[arg(long, default_value_t = 100_000)]
+        reports: u64,
+        /// memory, mongodb, or both.
+        #[arg(long, default_value = "both")]
+        store: String,
+        /// Backlog size for the in-memory drain.
+        #[arg(long, default_value_t = 200_000)]
+        messages: u64,
+        /// Backlog size for the MongoDB drain (the test server is slow).
+        #[arg(long, default_value_t = 5_000)]
+        mongo_messages: u64,
+        /// Fake provider latency per call.
+        #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Offered load of the steady phase, msg/s (in-memory).
+        #[arg(long, default_value_t = 20_000)]
+        steady_rate: u64,
+        /// Offered load of the steady phase on MongoDB, msg/s (below what the
+        /// test server sustains, so latency is not queueing).
+        #[arg(long, default_value_t = 50)]
+        mongo_steady_rate: u64,
+        /// Seconds of steady load.
+        #[arg(long, default_value_t = 5)]
+        steady_secs: u64,
+        #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017")]
+        mongodb_uri: String,
+        #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+        redis_url: String,
+    },
+    /// Run a mock SMS provider speaking Infobip, Twilio and CM over HTTP,
+    /// posting delivery reports back (tests, demo, benchmarks).
+    MockProvider {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        bind: String,
+        /// HTTP worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Fraction of requests answered 429.
+        #[arg(long, default_value_t = 0.0)]
+        throttle_rate: f64,
+        /// Fraction of requests answered 5xx.
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        /// The 5xx status of those answers.
+        #[arg(long, default_value_t = 500)]
+        error_status: u16,
+        /// Take the messages before answering 5xx (the in-doubt case).
+        #[arg(long)]
+        accept_on_error: bool,
+        /// Twilio: a number (E.164) taken and then answered 5xx; repeatable.
+        #[arg(long)]
+        error_number: Vec<String>,
+        /// Twilio: a number answered 429 the first time only; repeatable.
+        #[arg(long)]
+        throttle_once_number: Vec<String>,
+        /// Retries of a failed report POST (backoff from 200 ms, doubling).
+        #[arg(long, default_value_t = 5)]
+        report_retries: u32,
+        /// Fraction of requests that hang for --hang before answering.
+        #[arg(long, default_value_t = 0.0)]
+        hang_rate: f64,
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        hang: std::time::Duration,
+        /// Fraction of messages rejected permanently.
+        #[arg(long, default_value_t = 0.0)]
+        reject_rate: f64,
+        /// A number (E.164) always rejected; repeatable.
+        #[arg(long)]
+        reject_number: Vec<String>,
+        /// A number (E.164) that replied STOP (Twilio 21610); repeatable.
+        #[arg(long)]
+        stop_number: Vec<String>,
+        /// Do not post delivery reports.
+        #[arg(long)]
+        no_reports: bool,
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        report_delay: std::time::Duration,
+        #[arg(long, default_value_t = 0.95)]
+        delivered_ratio: f64,
+        #[arg(long, default_value_t = 0.05)]
+        failed_ratio: f64,
+        /// Post an intermediate report before the final one.
+        #[arg(long)]
+        intermediate: bool,
+        #[arg(long, env = "MOCK_TWILIO_ACCOUNT_SID")]
+        twilio_account_sid: Option<String>,
+        /// Signs Twilio status callbacks (and checks basic auth with the SID).
+        #[arg(long, env = "MOCK_TWILIO_AUTH_TOKEN")]
+        twilio_auth_token: Option<String>,
+        #[arg(long, env = "MOCK_INFOBIP_API_KEY")]
+        infobip_api_key: Option<String>,
+        #[arg(long, env = "MOCK_CM_PRODUCT_TOKEN")]
+        cm_product_token: Option<String>,
+        /// Where CM status reports are posted.
+        #[arg(long)]
+        cm_report_url: Option<String>,
+        #[arg(long)]
+        cm_report_xml: bool,
+    },
+}
+
+fn parse_provider(s: &str) -> Result<trackly::domain::ProviderKind, String> {
+    use trackly::domain::ProviderKind;
+    match s {
+        "infobip" => Ok(ProviderKind::Infobip),
+        "twilio" => Ok(ProviderKind::Twilio),
+        "cm" => Ok(ProviderKind::Cm),
+        other => Err(format!("expected infobip, twilio or cm, not {other:?}")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo {
+            messages,
+            rate_per_minute,
+            latency,
+            reject_rate,
+            transient_rate,
+            via_mock,
+        } => {
+            trackly::telemetry::init("warn", false);
+            let opts = trackly_devkit::demo::DemoOptions {
+                messages,
+                rate_per_minute,
+                latency,
+                reject_rate,
+                transient_rate,
+                quiet: false,
+                via_mock,
+            };
+            match actix_rt::System::new().block_on(trackly_devkit::demo::run(opts)) {
+                Ok(summary) => {
+                    println!("{}", summary.table());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("demo failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Bench {
+            suite,
+            provider_messages,
+            twilio_messages,
+            reports,
+            store,
+            messages,
+            mongo_messages,
+            latency,
+            steady_rate,
+            mongo_steady_rate,
+            steady_secs,
+            mongodb_uri,
+            redis_url,
+        } => {
+            trackly::telemetry::init("warn", false);
+            use trackly::config::StoreBackend;
+            let (executor, providers) = match suite.as_str() {
+                "executor" => (true, false),
+                "providers" => (false, true),
+                "all" => (true, true),
+                other => {
+                    eprintln!("--suite must be executor, providers or all, not {other:?}");
+                    return ExitCode::from(2);
+                }
+            };
+            let stores: Vec<StoreBackend> = match store.as_str() {
+                "memory" => vec![StoreBackend::Memory],
+                "mongodb" => vec![StoreBackend::Mongodb],
+                "both" => vec![StoreBackend::Memory, StoreBackend::Mongodb],
+                other => {
+                    eprintln!("--store must be memory, mongodb or both, not {other:?}");
+                    return ExitCode::from(2);
+                }
+            };
+            println!(
+                "devkit bench: provider latency {latency:?}, {} cores",
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            );
+            if executor {
+                for s in stores {
+                    let mongo = s == StoreBackend::Mongodb;
+                    let opts = trackly_devkit::bench::BenchOptions {
+                        store: s,
+                        messages: if mongo { mongo_messages } else { messages },
+                        latency,
+                        steady_rate: if mongo {
+                            mongo_steady_rate
+                        } else {
+                            steady_rate
+                        },
+                        steady_secs,
+                        mongodb_uri: mongodb_uri.clone(),
+                        redis_url: redis_url.clone(),
+                    };
+                    match actix_rt::System::new().block_on(trackly_devkit::bench::run(opts)) {
+                        Ok(r) => println!("{}", r.table()),
+                        Err(e) => {
+                            eprintln!("bench failed: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
+            if providers {
+                use trackly::domain::ProviderKind;
+                println!(
+                    "\nadapters to `devkit mock-provider` (a separate process) over HTTP on 127.0.0.1, in-memory store:"
+                );
+                for (kind, n) in [
+                    (ProviderKind::Infobip, provider_messages),
+                    (ProviderKind::Cm, provider_messages),
+                    (ProviderKind::Twilio, twilio_messages),
+                ] {
+                    let r = actix_rt::System::new()
+                        .block_on(trackly_devkit::bench::provider_throughput(kind, n, latency));
+                    match r {
+                        Ok(r) => println!(
+                            "  {:<8} {} messages in {:.2} s = {:.0} msg/s; CPU: mock {:.0}% of a core, daemon {:.0}%; sent twice: {}",
+                            r.provider,
+                            r.messages,
+                            r.seconds,
+                            r.msg_per_sec,
+                            r.mock_cpu * 100.0,
+                            r.daemon_cpu * 100.0,
+                            r.duplicates
+                        ),
+                        Err(e) => {
+                            eprintln!("bench failed: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+                match actix_rt::System::new()
+                    .block_on(trackly_devkit::bench::report_ingestion(reports, 16))
+                {
+                    Ok(r) => println!(
+                        "  report ingestion: {} Infobip reports (100 per POST, 16 in flight) in {:.2} s = {:.0} reports/s, durable before each answer",
+                        r.reports, r.seconds, r.per_sec
+                    ),
+                    Err(e) => {
+                        eprintln!("bench failed: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Command::MockProvider {
+            bind,
+            workers,
+            latency,
+            throttle_rate,
+            error_rate,
+            error_status,
+            accept_on_error,
+            error_number,
+            throttle_once_number,
+            report_retries,
+            hang_rate,
+            hang,
+            reject_rate,
+            reject_number,
+            stop_number,
+            no_reports,
+            report_delay,
+            delivered_ratio,
+            failed_ratio,
+            intermediate,
+            twilio_account_sid,
+            twilio_auth_token,
+            infobip_api_key,
+            cm_product_token,
+            cm_report_url,
+            cm_report_xml,
+        } => {
+            trackly::telemetry::init("warn", false);
+            let cfg = trackly_devkit::mock::MockConfig {
+                latency,
+                throttle_rate,
+                error_rate,
+                error_status,
+                accept_on_error,
+                error_numbers: error_number.into_iter().collect(),
+                throttle_once_numbers: throttle_once_number.into_iter().collect(),
+                report_retries,
+                hang_rate,
+                hang,
+                reject_rate,
+                reject_numbers: reject_number.into_iter().collect(),
+                stop_numbers: stop_number.into_iter().collect(),
+                reports: !no_reports,
+                report_delay,
+                delivered_ratio,
+                failed_ratio,
+                intermediate,
+                twilio_account_sid,
+                twilio_auth_token,
+                infobip_api_key,
+                cm_product_token,
+                cm_report_url,
+                cm_report_xml,
+                seed: std::process::id() as u64,
+            };
+            let result = actix_rt::System::new().block_on(async move {
+                let (server, addr, _state) = trackly_devkit::mock::build(cfg, &bind, workers)?;
+                println!("mock provider listening on http://{addr}");
+                server.await
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mock provider: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

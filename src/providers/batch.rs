@@ -1,0 +1,63 @@
+//! What the batch APIs (Infobip, CM) share: one pooled HTTP client, requests
+//! of up to `batch_size` messages with at most `concurrency` in flight, and
+//! one result per message in order. A provider adds only its wire format:
+//! how one request is built, and how its answer is read ([`BatchWire`]).
+
+use super::http::{self, Exchange};
+use super::{OutboundSms, ProviderSetupError, SendResult, SmsProvider};
+use crate::domain::ProviderKind;
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// One batch API's wire format.
+pub trait BatchWire: Send + Sync + 'static {
+    const KIND: ProviderKind;
+    /// The request for up to `batch_size` messages.
+    fn request(&self, client: &reqwest::Client, msgs: &[OutboundSms]) -> reqwest::RequestBuilder;
+    /// The result for each message of a request, in order.
+    fn classify(msgs: &[OutboundSms], ex: Exchange) -> Vec<SendResult>;
+}
+
+/// A batch API adapter.
+pub struct BatchProvider<W> {
+    client: reqwest::Client,
+    wire: W,
+    batch_size: usize,
+    concurrency: usize,
+}
+
+impl<W: BatchWire> BatchProvider<W> {
+    pub fn with_wire(
+        wire: W,
+        timeout: Duration,
+        batch_size: usize,
+        concurrency: usize,
+    ) -> Result<Self, ProviderSetupError> {
+        Ok(BatchProvider {
+            // Two idle connections per request in flight: enough for reuse.
+            client: http::client(timeout, concurrency.max(1) * 2)?,
+            wire,
+            batch_size: batch_size.max(1),
+            concurrency: concurrency.max(1),
+        })
+    }
+}
+
+#[async_trait]
+impl<W: BatchWire> SmsProvider for BatchProvider<W> {
+    fn kind(&self) -> ProviderKind {
+        W::KIND
+    }
+
+    fn max_batch(&self) -> usize {
+        self.batch_size
+    }
+
+    async fn send(&self, msgs: &[OutboundSms]) -> Vec<SendResult> {
+        http::in_batches(msgs, self.batch_size, self.concurrency, |c| async move {
+            let req = self.wire.request(&self.client, c);
+            W::classify(c, http::exchange(req).await)
+        })
+        .await
+    }
+}
