@@ -40,6 +40,7 @@ pub mod actors;
 pub mod app;
 pub mod audit;
 pub mod bus;
+pub mod campaign;
 pub mod clock;
 pub mod config;
 pub mod domain;

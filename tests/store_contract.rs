@@ -878,6 +878,9 @@ async fn lists_links_and_runs(s: &Stores) {
         account: w.account.id,
         message: None,
         schedule: None,
+        run: None,
+        creative: None,
+        variant: None,
         destination_url: "https://shop.example/sale".into(),
         created_at: t,
     };
@@ -917,20 +920,14 @@ async fn lists_links_and_runs(s: &Stores) {
         created_at: t,
     };
     s.schedules.insert_creative(creative.clone()).await.unwrap();
-    let schedule = Schedule {
-        id: ScheduleId::new(),
-        account: w.account.id,
-        name: "spring sale".into(),
-        sending_list: w.list.id,
-        audiences: vec![],
-        creative: creative.id,
-        kind: ScheduleKind::Once { at: t },
-        exclude_in_workflow: false,
-        variant_selection: VariantSelection::Weighted,
-        status: ScheduleStatus::Active,
-        next_run_at: Some(t),
-        created_at: t,
-    };
+    let schedule = seed::schedule(
+        &w.list,
+        vec![],
+        creative.id,
+        ScheduleKind::Once { at: t },
+        Some(t),
+        t,
+    );
     s.schedules.insert_schedule(schedule.clone()).await.unwrap();
     assert_eq!(s.schedules.due_schedules(t, 10).await.unwrap().len(), 1);
     assert!(
@@ -940,17 +937,7 @@ async fn lists_links_and_runs(s: &Stores) {
             .unwrap()
             .is_empty()
     );
-    let run = |by: &str| ScheduleRun {
-        id: ScheduleRunId::new(),
-        schedule: schedule.id,
-        occurrence: t,
-        triggered_by: by.into(),
-        status: RunStatus::Evaluating,
-        queued: 0,
-        skipped: Default::default(),
-        started_at: t,
-        finished_at: None,
-    };
+    let run = |by: &str| seed::run(&schedule, t, by, t);
     let r1 = run("daemon-a");
     assert!(s.schedules.start_run(r1.clone()).await.unwrap());
     assert!(
@@ -974,6 +961,470 @@ async fn lists_links_and_runs(s: &Stores) {
             .unwrap(),
         creative
     );
+}
+
+/// Contacts for audience tests: `i` gets tag "a" when i % 2 == 0 and tag
+/// "b" when i % 3 == 0 (so 0, 6, 12… are in both).
+async fn tagged_world(s: &Stores, n: u64) -> World {
+    let t = now();
+    let account = seed::account(Money::from_micros(1_000_000), Money::from_micros(10_000), t);
+    s.accounts.insert_account(account.clone()).await.unwrap();
+    let list = seed::list(account.id, ProviderSettings::Fake, 17_000, t);
+    s.lists.insert_list(list.clone()).await.unwrap();
+    let contacts: Vec<Contact> = (0..n)
+        .map(|i| {
+            let mut c = seed::contact(account.id, list.id, i, t);
+            if i % 2 == 0 {
+                c.tags.push("a".into());
+            }
+            if i % 3 == 0 {
+                c.tags.push("b".into());
+            }
+            if i % 5 == 0 {
+                c.custom_fields.insert("city".into(), "Oslo".into());
+            }
+            c
+        })
+        .collect();
+    s.contacts.insert_contacts(contacts.clone()).await.unwrap();
+    World {
+        account,
+        list,
+        contacts,
+    }
+}
+
+fn tags_any(tag: &str) -> AudienceFilter {
+    AudienceFilter {
+        tags_any: vec![tag.into()],
+        ..Default::default()
+    }
+}
+
+async fn all_pages(
+    s: &Stores,
+    w: &World,
+    filters: &[AudienceFilter],
+    page: usize,
+) -> Vec<ContactId> {
+    let mut out = vec![];
+    let mut after = None;
+    loop {
+        let got = s
+            .contacts
+            .audience_page(w.account.id, filters, after, page)
+            .await
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        assert!(got.len() <= page);
+        after = got.last().map(|c| c.id);
+        out.extend(got.into_iter().map(|c| c.id));
+    }
+    out
+}
+
+async fn audience_pages_are_the_union_in_id_order_each_contact_once(s: &Stores) {
+    let w = tagged_world(s, 60).await;
+    let other = tagged_world(s, 10).await; // another account: never included
+    let a = all_pages(s, &w, &[tags_any("a")], 7).await;
+    let b = all_pages(s, &w, &[tags_any("b")], 7).await;
+    let union = all_pages(s, &w, &[tags_any("a"), tags_any("b")], 7).await;
+    assert_eq!((a.len(), b.len()), (30, 20));
+    // 30 + 20 − 10 in both (multiples of 6).
+    assert_eq!(union.len(), 40);
+    let mut sorted = union.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, union, "in _id order, no duplicates");
+    let expected: HashSet<ContactId> = w
+        .contacts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 0 || i % 3 == 0)
+        .map(|(_, c)| c.id)
+        .collect();
+    assert_eq!(union.iter().copied().collect::<HashSet<_>>(), expected);
+    assert!(other.contacts.iter().all(|c| !union.contains(&c.id)));
+    // Every filter field, and an empty filter list matches nothing.
+    let oslo_not_b = AudienceFilter {
+        list: Some(w.list.id),
+        tags_none: vec!["b".into()],
+        fields: [("city".to_string(), "Oslo".to_string())].into(),
+        ..Default::default()
+    };
+    // Multiples of 5 but not of 3: 5, 10, 20, 25, 35, 40, 50, 55.
+    assert_eq!(all_pages(s, &w, &[oslo_not_b], 3).await.len(), 8);
+    assert!(all_pages(s, &w, &[], 3).await.is_empty());
+    let elsewhere = AudienceFilter {
+        list: Some(SendingListId::new()),
+        ..Default::default()
+    };
+    assert!(all_pages(s, &w, &[elsewhere], 3).await.is_empty());
+    // A field name that would be an operator is refused, not run.
+    let injected = AudienceFilter {
+        fields: [("$where".to_string(), "1".to_string())].into(),
+        ..Default::default()
+    };
+    if s.backend == "mongodb" {
+        assert!(
+            s.contacts
+                .audience_page(w.account.id, &[injected], None, 10)
+                .await
+                .is_err()
+        );
+    }
+}
+
+async fn cooldown_reservations_are_atomic_per_contact(s: &Stores) {
+    let w = world(s, 4).await;
+    let t = now();
+    let (r1, r2) = (ScheduleRunId::new(), ScheduleRunId::new());
+    let claim = |c: &Contact, hours: i64| CooldownClaim {
+        contact: c.id,
+        at: t,
+        until: t + CDur::hours(hours),
+    };
+    let ids: Vec<ContactId> = w.contacts.iter().map(|c| c.id).collect();
+    // Run 1 reserves contacts 0 and 1 (and 3, whose reservation is over
+    // at once).
+    let refused = s
+        .contacts
+        .reserve_cooldowns(
+            w.list.id,
+            r1,
+            &[
+                claim(&w.contacts[0], 24),
+                claim(&w.contacts[1], 24),
+                CooldownClaim {
+                    contact: w.contacts[3].id,
+                    at: t - CDur::hours(2),
+                    until: t - CDur::hours(1),
+                },
+            ],
+            t,
+        )
+        .await
+        .unwrap();
+    assert!(refused.is_empty());
+    let running = s.contacts.cooldowns(w.list.id, &ids, t).await.unwrap();
+    assert_eq!(running.len(), 2);
+    assert_eq!(running.get(&w.contacts[0].id), Some(&t));
+    // Run 2 wants 0, 2 and 3: 0 is refused, 2 is free, 3's reservation ran out.
+    let refused = s
+        .contacts
+        .reserve_cooldowns(
+            w.list.id,
+            r2,
+            &[
+                claim(&w.contacts[0], 1),
+                claim(&w.contacts[2], 1),
+                claim(&w.contacts[3], 1),
+            ],
+            t,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refused, vec![w.contacts[0].id]);
+    // Run 1 resumed after a crash gets its own reservations again.
+    let refused = s
+        .contacts
+        .reserve_cooldowns(w.list.id, r1, &[claim(&w.contacts[1], 24)], t)
+        .await
+        .unwrap();
+    assert!(refused.is_empty());
+    // Another list is another cooldown.
+    let other = SendingListId::new();
+    assert!(
+        s.contacts
+            .reserve_cooldowns(other, r2, &[claim(&w.contacts[0], 1)], t)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Concurrent runs racing for the same contacts: each contact goes to
+    // exactly one of them.
+    let fresh = world(s, 50).await;
+    let claims: Vec<CooldownClaim> = fresh.contacts.iter().map(|c| claim(c, 24)).collect();
+    let runs: Vec<ScheduleRunId> = (0..4).map(|_| ScheduleRunId::new()).collect();
+    let results = futures::future::join_all(
+        runs.iter()
+            .map(|r| s.contacts.reserve_cooldowns(fresh.list.id, *r, &claims, t)),
+    )
+    .await;
+    let granted: usize = results
+        .into_iter()
+        .map(|r| claims.len() - r.unwrap().len())
+        .sum();
+    assert_eq!(granted, claims.len(), "each contact reserved exactly once");
+}
+
+fn page_of(
+    run: &ScheduleRun,
+    owner: &str,
+    from: Option<ContactId>,
+    w: &World,
+    range: std::ops::Range<usize>,
+    t: Timestamp,
+) -> RunPage {
+    let messages: Vec<QueuedTextMessage> = w.contacts[range.clone()]
+        .iter()
+        .map(|c| {
+            let mut m = seed::queued(&w.list, c, "hi", t);
+            m.run = Some(run.id);
+            m.variant = Some("A".into());
+            m
+        })
+        .collect();
+    let links = messages
+        .iter()
+        .map(|m| MessageShortLink {
+            id: LinkId::new(),
+            code: format!("c{}", m.id.to_hex()),
+            account: w.account.id,
+            message: Some(m.id),
+            schedule: Some(run.schedule),
+            run: Some(run.id),
+            creative: Some(run.creative),
+            variant: Some("A".into()),
+            destination_url: "https://shop.example/".into(),
+            created_at: t,
+        })
+        .collect();
+    let n = range.len() as u64;
+    RunPage {
+        run: run.id,
+        owner: owner.into(),
+        from,
+        to: w.contacts[range.end - 1].id,
+        seq: range.end as u64,
+        messages,
+        links,
+        counts: PageCounts {
+            audience: n + 1,
+            eligible: n,
+            queued: n,
+            skipped: [("cooldown".to_string(), 1)].into(),
+            variants: [(
+                "A".to_string(),
+                VariantCount {
+                    messages: n,
+                    segments: n,
+                },
+            )]
+            .into(),
+            cost: Money::from_micros(10_000 * n as i64),
+        },
+    }
+}
+
+async fn run_pages_commit_all_or_nothing_and_only_for_their_owner(s: &Stores) {
+    let w = world(s, 6).await;
+    let t = now();
+    let creative = seed::creative(w.account.id, &[("A", "hi", 1)], true, t);
+    let schedule = seed::schedule(
+        &w.list,
+        vec![],
+        creative.id,
+        ScheduleKind::Once { at: t },
+        Some(t),
+        t,
+    );
+    s.schedules.insert_schedule(schedule.clone()).await.unwrap();
+    let run = seed::run(&schedule, t, "d1", t);
+    assert!(s.schedules.start_run(run.clone()).await.unwrap());
+
+    s.schedules
+        .commit_page(page_of(&run, "d1", None, &w, 0..3, t))
+        .await
+        .unwrap();
+    let r = s.schedules.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.cursor, r.seq, r.queued, r.audience),
+        (Some(w.contacts[2].id), 3, 3, 4)
+    );
+    assert_eq!(r.skipped.get("cooldown"), Some(&1));
+    assert_eq!(
+        r.variants["A"],
+        VariantCount {
+            messages: 3,
+            segments: 3
+        }
+    );
+    assert_eq!(s.queue.depth().await.unwrap(), 3);
+
+    // A page from the wrong checkpoint (a stale owner's retry) changes nothing.
+    let stale = page_of(&run, "d1", None, &w, 3..6, t);
+    assert!(matches!(
+        s.schedules.commit_page(stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.queue.depth().await.unwrap(), 3);
+
+    // Another daemon takes the run over; the old owner can no longer write.
+    assert!(
+        s.schedules
+            .take_over_run(run.id, "nobody", "d2")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let taken = s
+        .schedules
+        .take_over_run(run.id, "d1", "d2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (taken.owner.as_str(), taken.cursor),
+        ("d2", Some(w.contacts[2].id))
+    );
+    let from = taken.cursor;
+    assert!(matches!(
+        s.schedules
+            .commit_page(page_of(&run, "d1", from, &w, 3..6, t))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    // A page whose link code is taken writes none of its messages.
+    let mut clash = page_of(&run, "d2", from, &w, 3..6, t);
+    let existing = s.queue.scan().await.unwrap().into_iter().next().unwrap().id;
+    clash.links[1].code = format!("c{}", existing.to_hex());
+    assert!(s.schedules.commit_page(clash).await.is_err());
+    assert_eq!(
+        s.queue.depth().await.unwrap(),
+        3,
+        "nothing of a failed page"
+    );
+    let r = s.schedules.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!((r.cursor, r.queued), (Some(w.contacts[2].id), 3));
+
+    s.schedules
+        .commit_page(page_of(&run, "d2", from, &w, 3..6, t))
+        .await
+        .unwrap();
+    assert_eq!(s.queue.depth().await.unwrap(), 6);
+    assert_eq!(s.schedules.evaluating_runs(10).await.unwrap().len(), 1);
+    assert!(
+        !s.schedules
+            .finish_run(run.id, "d1", RunStatus::Queued, None, t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.schedules
+            .finish_run(run.id, "d2", RunStatus::Queued, None, t)
+            .await
+            .unwrap()
+    );
+    let r = s.schedules.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.queued, r.finished_at),
+        (RunStatus::Queued, 6, Some(t))
+    );
+    assert!(s.schedules.evaluating_runs(10).await.unwrap().is_empty());
+    assert_eq!(s.schedules.runs_of(schedule.id, 10).await.unwrap().len(), 1);
+
+    // Variant evidence: sends from the runs, clicks once per message.
+    let link = s
+        .links
+        .find_link(&format!(
+            "c{}",
+            s.queue.scan().await.unwrap()[0].id.to_hex()
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    for bot in [false, false, true] {
+        s.links
+            .record_click(LinkClick {
+                id: ClickId::new(),
+                link: link.id,
+                message: link.message,
+                clicked_at: t,
+                user_agent: None,
+                is_bot: bot,
+            })
+            .await
+            .unwrap();
+    }
+    let stats = s.schedules.variant_stats(creative.id).await.unwrap();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(
+        (stats[0].variant.as_str(), stats[0].sends, stats[0].clicked),
+        ("A", 6, 1)
+    );
+}
+
+async fn schedules_advance_once_per_occurrence(s: &Stores) {
+    let w = world(s, 0).await;
+    let t = now();
+    let creative = seed::creative(w.account.id, &[("A", "hi", 1)], false, t);
+    let later = t + CDur::hours(1);
+    let daily = seed::schedule(
+        &w.list,
+        vec![],
+        creative.id,
+        ScheduleKind::Recurring {
+            cron: "0 9 * * *".into(),
+            time_zone: "UTC".into(),
+        },
+        Some(t),
+        t,
+    );
+    let once = seed::schedule(
+        &w.list,
+        vec![],
+        creative.id,
+        ScheduleKind::Once { at: later },
+        Some(later),
+        t,
+    );
+    s.schedules.insert_schedule(daily.clone()).await.unwrap();
+    s.schedules.insert_schedule(once.clone()).await.unwrap();
+    assert_eq!(s.schedules.next_due_at().await.unwrap(), Some(t));
+    let tomorrow = t + CDur::days(1);
+    assert!(
+        s.schedules
+            .advance_schedule(daily.id, t, Some(tomorrow))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.schedules
+            .advance_schedule(daily.id, t, Some(tomorrow))
+            .await
+            .unwrap(),
+        "a second daemon's advance changes nothing"
+    );
+    assert_eq!(s.schedules.next_due_at().await.unwrap(), Some(later));
+    assert!(
+        s.schedules
+            .advance_schedule(once.id, later, None)
+            .await
+            .unwrap()
+    );
+    let o = s.schedules.get_schedule(once.id).await.unwrap().unwrap();
+    assert_eq!((o.status, o.next_run_at), (ScheduleStatus::Done, None));
+    s.schedules
+        .set_schedule_status(daily.id, ScheduleStatus::Paused, None)
+        .await
+        .unwrap();
+    assert_eq!(s.schedules.next_due_at().await.unwrap(), None);
+    assert!(
+        s.schedules
+            .due_schedules(tomorrow, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        s.schedules
+            .set_schedule_status(ScheduleId::new(), ScheduleStatus::Paused, None)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 // ------------------------------------------------------------ the two stores
@@ -1021,6 +1472,10 @@ both!(
     leases_are_stamped_and_judged_on_the_stores_clock,
     contact_states_are_read_fresh,
     lists_links_and_runs,
+    audience_pages_are_the_union_in_id_order_each_contact_once,
+    cooldown_reservations_are_atomic_per_contact,
+    run_pages_commit_all_or_nothing_and_only_for_their_owner,
+    schedules_advance_once_per_occurrence,
 );
 
 /// MongoDB only (the in-memory store holds typed values): a queued document

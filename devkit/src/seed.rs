@@ -35,6 +35,7 @@ pub fn list(
         cooldown_secs: 0,
         blocked_words: vec![],
         tcpa_window: TcpaWindow::default(),
+        default_time_zone: None,
         status: ListStatus::Active,
         created_at: now,
     }
@@ -90,6 +91,9 @@ pub fn queued(
         to: contact.phone.clone(),
         body: body.to_string(),
         segments: sms::segments(body),
+        encoding: None,
+        time_zone: None,
+        defer_outside_window: false,
         send_at,
         not_before: send_at,
         claimed_by: None,
@@ -151,4 +155,96 @@ pub async fn campaign(
         contacts,
         messages,
     })
+}
+
+/// A creative with `(key, body, weight)` variants.
+pub fn creative(
+    account: AccountId,
+    variants: &[(&str, &str, u32)],
+    track_links: bool,
+    now: Timestamp,
+) -> MessageCreative {
+    MessageCreative {
+        id: CreativeId::new(),
+        account,
+        name: "creative".into(),
+        variants: variants
+            .iter()
+            .map(|(key, body, weight)| Variant {
+                key: (*key).into(),
+                body: (*body).into(),
+                weight: *weight,
+            })
+            .collect(),
+        track_links,
+        created_at: now,
+    }
+}
+
+/// An audience of `account` with `filter`.
+pub fn audience(
+    account: AccountId,
+    name: &str,
+    filter: AudienceFilter,
+    now: Timestamp,
+) -> Audience {
+    Audience {
+        id: AudienceId::new(),
+        account,
+        name: name.into(),
+        filter,
+        created_at: now,
+    }
+}
+
+/// An active schedule, due at `at` (a one-off unless `kind` says otherwise).
+pub fn schedule(
+    list: &SendingList,
+    audiences: Vec<AudienceId>,
+    creative: CreativeId,
+    kind: ScheduleKind,
+    next_run_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Schedule {
+    Schedule {
+        id: ScheduleId::new(),
+        account: list.account,
+        name: "campaign".into(),
+        sending_list: list.id,
+        audiences,
+        creative,
+        kind,
+        exclude_in_workflow: false,
+        defer_outside_window: false,
+        variant_selection: VariantSelection::Weighted,
+        status: ScheduleStatus::Active,
+        next_run_at,
+        created_at: now,
+    }
+}
+
+/// A run of `schedule` at `occurrence`, evaluating, owned by `owner`.
+pub fn run(schedule: &Schedule, occurrence: Timestamp, owner: &str, now: Timestamp) -> ScheduleRun {
+    ScheduleRun {
+        id: ScheduleRunId::new(),
+        schedule: schedule.id,
+        account: schedule.account,
+        sending_list: schedule.sending_list,
+        creative: schedule.creative,
+        occurrence,
+        triggered_by: owner.into(),
+        owner: owner.into(),
+        status: RunStatus::Evaluating,
+        reason: None,
+        cursor: None,
+        seq: 0,
+        audience: 0,
+        eligible: 0,
+        queued: 0,
+        skipped: BTreeMap::new(),
+        variants: BTreeMap::new(),
+        cost: Money::default(),
+        started_at: now,
+        finished_at: None,
+    }
 }

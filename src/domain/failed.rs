@@ -74,10 +74,13 @@ pub enum FailureReason {
     /// The queued document could not be decoded; quarantined with its raw
     /// content so its list is not blocked behind it.
     Malformed,
+    /// Its turn came outside the contact's TCPA window (it waited in the
+    /// queue past the window's end) and its schedule does not defer.
+    QuietHours,
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 9] = [
+    pub const ALL: [FailureReason; 10] = [
         FailureReason::Stale,
         FailureReason::BlockedContent,
         FailureReason::ContactBlocked,
@@ -87,6 +90,7 @@ impl FailureReason {
         FailureReason::BillingBlocked,
         FailureReason::ListDeleted,
         FailureReason::Malformed,
+        FailureReason::QuietHours,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +104,7 @@ impl FailureReason {
             FailureReason::BillingBlocked => "BILLING_BLOCKED",
             FailureReason::ListDeleted => "LIST_DELETED",
             FailureReason::Malformed => "MALFORMED",
+            FailureReason::QuietHours => "QUIET_HOURS",
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Tracked short links and their clicks.
 
-use super::{AccountId, ClickId, LinkId, MessageId, ScheduleId, Timestamp};
+use super::{
+    AccountId, ClickId, CreativeId, LinkId, MessageId, ScheduleId, ScheduleRunId, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +16,14 @@ pub struct MessageShortLink {
     pub message: Option<MessageId>,
     #[serde(default)]
     pub schedule: Option<ScheduleId>,
+    /// The run and the creative variant the message came from (clicks feed
+    /// the variant's statistics).
+    #[serde(default)]
+    pub run: Option<ScheduleRunId>,
+    #[serde(default)]
+    pub creative: Option<CreativeId>,
+    #[serde(default)]
+    pub variant: Option<String>,
     pub destination_url: String,
     #[serde(with = "super::dt")]
     pub created_at: Timestamp,

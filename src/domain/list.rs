@@ -28,6 +28,10 @@ pub struct SendingList {
     pub blocked_words: Vec<String>,
     #[serde(default)]
     pub tcpa_window: TcpaWindow,
+    /// The zone of contacts whose zone is neither stored nor known from their
+    /// number (an IANA name); unset: `scheduler.default_time_zone`.
+    #[serde(default)]
+    pub default_time_zone: Option<String>,
     #[serde(default)]
     pub status: ListStatus,
     #[serde(with = "super::dt")]

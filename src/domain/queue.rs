@@ -35,6 +35,18 @@ pub struct QueuedTextMessage {
     pub body: String,
     /// Billed segments of `body`.
     pub segments: u32,
+    /// `GSM-7` or `UCS-2`: how `body` is encoded on the air (decides the
+    /// segment count).
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// The contact's IANA time zone the TCPA window was checked in. When set,
+    /// the worker checks the list's window again right before sending.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Outside its window at send time: deferred to the next window start
+    /// (true) or dead-lettered `QUIET_HOURS` (false).
+    #[serde(default)]
+    pub defer_outside_window: bool,
     /// When the message should go out; staleness is measured from here.
     #[serde(with = "super::dt")]
     pub send_at: Timestamp,

@@ -3,7 +3,8 @@
 //! trigger happen exactly once across daemons.
 
 use super::{
-    AccountId, AudienceId, CreativeId, ScheduleId, ScheduleRunId, SendingListId, Timestamp,
+    AccountId, AudienceId, ContactId, CreativeId, Money, ScheduleId, ScheduleRunId, SendingListId,
+    Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -21,6 +22,11 @@ pub struct Schedule {
     /// Skip contacts in an active welcome journey.
     #[serde(default)]
     pub exclude_in_workflow: bool,
+    /// Contacts outside their TCPA window are queued for the start of their
+    /// own next window instead of being skipped (and a message that waits in
+    /// the queue past its window is deferred again instead of dropped).
+    #[serde(default)]
+    pub defer_outside_window: bool,
     #[serde(default)]
     pub variant_selection: VariantSelection,
     #[serde(default)]
@@ -60,7 +66,11 @@ pub enum VariantSelection {
 pub enum ScheduleStatus {
     #[default]
     Active,
+    /// Does not trigger until resumed.
     Paused,
+    /// Never triggers again.
+    Cancelled,
+    /// No occurrence left (a one-off schedule that ran).
     Done,
 }
 
@@ -69,27 +79,91 @@ pub struct ScheduleRun {
     #[serde(rename = "_id")]
     pub id: ScheduleRunId,
     pub schedule: ScheduleId,
+    pub account: AccountId,
+    pub sending_list: SendingListId,
+    pub creative: CreativeId,
     /// The occurrence this run executes (unique with `schedule`).
     #[serde(with = "super::dt")]
     pub occurrence: Timestamp,
-    /// The daemon that won the trigger.
+    /// The daemon instance that won the trigger.
     pub triggered_by: String,
+    /// The instance evaluating it now. When its lease lapses, another
+    /// daemon takes the run over and goes on from `cursor`.
+    pub owner: String,
     pub status: RunStatus,
+    /// Why the run failed or was missed.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The last contact evaluated, in `_id` order (the checkpoint: every
+    /// contact up to it has its message queued or its skip counted).
+    #[serde(default)]
+    pub cursor: Option<ContactId>,
+    /// Messages numbered so far (message ids are made from it).
+    #[serde(default)]
+    pub seq: u64,
+    /// Contacts evaluated: the union of the audiences, each contact once.
+    #[serde(default)]
+    pub audience: u64,
+    /// Contacts that passed every filter.
+    #[serde(default)]
+    pub eligible: u64,
+    /// Messages queued.
     #[serde(default)]
     pub queued: u64,
-    /// Contacts skipped at audience evaluation, by reason.
+    /// Contacts skipped at audience evaluation, by reason
+    /// (`rules::eligibility::SkipReason::as_str`).
     #[serde(default)]
     pub skipped: BTreeMap<String, u64>,
+    /// Messages and segments queued per variant key.
+    #[serde(default)]
+    pub variants: BTreeMap<String, VariantCount>,
+    /// What the queued messages will cost at the account's price.
+    #[serde(default)]
+    pub cost: Money,
     #[serde(with = "super::dt")]
     pub started_at: Timestamp,
     #[serde(with = "super::dt_opt", default)]
     pub finished_at: Option<Timestamp>,
 }
 
+/// Per-variant totals of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct VariantCount {
+    pub messages: u64,
+    pub segments: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// The audience is being evaluated and messages queued.
     Evaluating,
+    /// Every eligible contact's message is queued.
     Queued,
+    /// Validation failed (see `reason`); nothing was queued.
     Failed,
+    /// The occurrence fell due while no daemon could trigger it, and more
+    /// than the trigger grace has passed.
+    Missed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Evaluating => "evaluating",
+            RunStatus::Queued => "queued",
+            RunStatus::Failed => "failed",
+            RunStatus::Missed => "missed",
+        }
+    }
+}
+
+/// How a variant has done so far (Thompson sampling's evidence): messages
+/// queued with it, and of those, messages with at least one human click.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantStats {
+    pub creative: CreativeId,
+    pub variant: String,
+    pub sends: u64,
+    pub clicked: u64,
 }

@@ -222,6 +222,7 @@ mod tests {
             cooldown_secs: 0,
             blocked_words: words.iter().map(|w| w.to_string()).collect(),
             tcpa_window: TcpaWindow::default(),
+            default_time_zone: None,
             status: ListStatus::Active,
             created_at: chrono::Utc::now(),
         };

@@ -6,6 +6,7 @@
 use super::*;
 use crate::clock::{SharedClock, SystemClock};
 use std::collections::{BTreeSet, HashSet};
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 #[derive(Default)]
@@ -18,7 +19,8 @@ struct State {
     claims: HashMap<String, BTreeSet<MessageId>>,
     sent: HashMap<MessageId, MessageSent>,
     failed: HashMap<MessageId, FailedMessage>,
-    contacts: HashMap<ContactId, Contact>,
+    /// In `_id` order: audience pages walk it from a checkpoint.
+    contacts: BTreeMap<ContactId, Contact>,
     contact_phones: HashSet<(AccountId, E164)>,
     audiences: HashMap<AudienceId, Audience>,
     accounts: HashMap<AccountId, Account>,
@@ -30,6 +32,11 @@ struct State {
     schedules: HashMap<ScheduleId, Schedule>,
     runs: HashMap<ScheduleRunId, ScheduleRun>,
     run_keys: HashSet<(ScheduleId, i64)>,
+    /// Cooldown reservations per (list, contact): (send time, until, run).
+    cooldowns: HashMap<(SendingListId, ContactId), (Timestamp, Timestamp, ScheduleRunId)>,
+    /// Messages with a human click, and clicked messages per (creative, variant).
+    clicked_messages: HashSet<MessageId>,
+    variant_clicks: HashMap<(CreativeId, String), u64>,
     leases: HashMap<String, DaemonLease>,
 }
 
@@ -690,6 +697,72 @@ impl ContactStore for MemoryStore {
     async fn get_audience(&self, id: AudienceId) -> StoreResult<Option<Audience>> {
         Ok(self.lock().audiences.get(&id).cloned())
     }
+
+    async fn audience_page(
+        &self,
+        account: AccountId,
+        filters: &[AudienceFilter],
+        after: Option<ContactId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Contact>> {
+        if filters.is_empty() || limit == 0 {
+            return Ok(vec![]);
+        }
+        let st = self.lock();
+        let from = match after {
+            Some(id) => Bound::Excluded(id),
+            None => Bound::Unbounded,
+        };
+        Ok(st
+            .contacts
+            .range((from, Bound::Unbounded))
+            .map(|(_, c)| c)
+            .filter(|c| c.account == account && filters.iter().any(|f| f.matches(c)))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn cooldowns(
+        &self,
+        list: SendingListId,
+        ids: &[ContactId],
+        now: Timestamp,
+    ) -> StoreResult<HashMap<ContactId, Timestamp>> {
+        let st = self.lock();
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                st.cooldowns
+                    .get(&(list, *id))
+                    .filter(|(_, until, _)| *until > now)
+                    .map(|(at, _, _)| (*id, *at))
+            })
+            .collect())
+    }
+
+    async fn reserve_cooldowns(
+        &self,
+        list: SendingListId,
+        run: ScheduleRunId,
+        items: &[CooldownClaim],
+        now: Timestamp,
+    ) -> StoreResult<Vec<ContactId>> {
+        let mut st = self.lock();
+        let mut refused = vec![];
+        for c in items {
+            let key = (list, c.contact);
+            match st.cooldowns.get(&key) {
+                Some((_, until, holder)) if *until > now && *holder != run => {
+                    refused.push(c.contact);
+                }
+                _ => {
+                    st.cooldowns.insert(key, (c.at, c.until, run));
+                }
+            }
+        }
+        Ok(refused)
+    }
 }
 
 #[async_trait]
@@ -792,7 +865,16 @@ impl LinkStore for MemoryStore {
     }
 
     async fn record_click(&self, click: LinkClick) -> StoreResult<()> {
-        self.lock().clicks.push(click);
+        let mut st = self.lock();
+        if !click.is_bot
+            && let Some(m) = click.message
+            && st.clicked_messages.insert(m)
+            && let Some(link) = st.links.get(&click.link)
+            && let (Some(creative), Some(variant)) = (link.creative, link.variant.clone())
+        {
+            *st.variant_clicks.entry((creative, variant)).or_default() += 1;
+        }
+        st.clicks.push(click);
         Ok(())
     }
 
@@ -861,6 +943,181 @@ impl ScheduleStore for MemoryStore {
 
     async fn get_run(&self, id: ScheduleRunId) -> StoreResult<Option<ScheduleRun>> {
         Ok(self.lock().runs.get(&id).cloned())
+    }
+
+    async fn advance_schedule(
+        &self,
+        id: ScheduleId,
+        occurrence: Timestamp,
+        next: Option<Timestamp>,
+    ) -> StoreResult<bool> {
+        let mut st = self.lock();
+        match st.schedules.get_mut(&id) {
+            Some(s) if s.next_run_at == Some(occurrence) => {
+                s.next_run_at = next;
+                if next.is_none() && s.status == ScheduleStatus::Active {
+                    s.status = ScheduleStatus::Done;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn set_schedule_status(
+        &self,
+        id: ScheduleId,
+        status: ScheduleStatus,
+        next_run_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        let mut st = self.lock();
+        let s = st
+            .schedules
+            .get_mut(&id)
+            .ok_or_else(|| StoreError::NotFound(format!("schedule {id}")))?;
+        s.status = status;
+        if next_run_at.is_some() {
+            s.next_run_at = next_run_at;
+        }
+        Ok(())
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
+        let st = self.lock();
+        Ok(st
+            .schedules
+            .values()
+            .filter(|s| s.status == ScheduleStatus::Active)
+            .filter_map(|s| s.next_run_at)
+            .min())
+    }
+
+    async fn evaluating_runs(&self, limit: usize) -> StoreResult<Vec<ScheduleRun>> {
+        let st = self.lock();
+        let mut v: Vec<ScheduleRun> = st
+            .runs
+            .values()
+            .filter(|r| r.status == RunStatus::Evaluating)
+            .cloned()
+            .collect();
+        v.sort_by_key(|r| r.id);
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    async fn take_over_run(
+        &self,
+        id: ScheduleRunId,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<Option<ScheduleRun>> {
+        let mut st = self.lock();
+        match st.runs.get_mut(&id) {
+            Some(r) if r.status == RunStatus::Evaluating && r.owner == from => {
+                r.owner = to.to_string();
+                Ok(Some(r.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn commit_page(&self, page: RunPage) -> StoreResult<()> {
+        let mut st = self.lock();
+        let Some(run) = st.runs.get(&page.run) else {
+            return Err(StoreError::NotFound(format!("run {}", page.run)));
+        };
+        if run.status != RunStatus::Evaluating || run.owner != page.owner || run.cursor != page.from
+        {
+            return Err(StoreError::Conflict(Cause::msg(format!(
+                "run {} moved on without this daemon",
+                page.run
+            ))));
+        }
+        // All or nothing, as the MongoDB transaction: check first.
+        for m in &page.messages {
+            if st.queue.contains_key(&m.id) {
+                return Err(StoreError::Duplicate(format!("queued message {}", m.id)));
+            }
+        }
+        for l in &page.links {
+            if st.link_codes.contains_key(&l.code) || st.links.contains_key(&l.id) {
+                return Err(StoreError::Duplicate(format!("link code {}", l.code)));
+            }
+        }
+        for mut m in page.messages {
+            m.claimed_by = None;
+            m.claimed_at = None;
+            m.claim_owner = None;
+            st.mark_ready(m.sending_list, m.id);
+            st.queue.insert(m.id, m);
+        }
+        for l in page.links {
+            st.link_codes.insert(l.code.clone(), l.id);
+            st.links.insert(l.id, l);
+        }
+        if let Some(run) = st.runs.get_mut(&page.run) {
+            run.cursor = Some(page.to);
+            run.seq = page.seq;
+            page.counts.apply_to(run);
+        }
+        Ok(())
+    }
+
+    async fn finish_run(
+        &self,
+        id: ScheduleRunId,
+        owner: &str,
+        status: RunStatus,
+        reason: Option<String>,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut st = self.lock();
+        match st.runs.get_mut(&id) {
+            Some(r) if r.status == RunStatus::Evaluating && r.owner == owner => {
+                r.status = status;
+                r.reason = reason;
+                r.finished_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn runs_of(&self, schedule: ScheduleId, limit: usize) -> StoreResult<Vec<ScheduleRun>> {
+        let st = self.lock();
+        let mut v: Vec<ScheduleRun> = st
+            .runs
+            .values()
+            .filter(|r| r.schedule == schedule)
+            .cloned()
+            .collect();
+        v.sort_by_key(|r| std::cmp::Reverse(r.occurrence));
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    async fn variant_stats(&self, creative: CreativeId) -> StoreResult<Vec<VariantStats>> {
+        let st = self.lock();
+        let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for r in st.runs.values().filter(|r| r.creative == creative) {
+            for (k, v) in &r.variants {
+                by.entry(k.clone()).or_default().0 += v.messages;
+            }
+        }
+        for ((c, k), n) in &st.variant_clicks {
+            if *c == creative {
+                by.entry(k.clone()).or_default().1 += n;
+            }
+        }
+        Ok(by
+            .into_iter()
+            .map(|(variant, (sends, clicked))| VariantStats {
+                creative,
+                variant,
+                sends,
+                clicked,
+            })
+            .collect())
     }
 }
 

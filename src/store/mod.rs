@@ -430,6 +430,46 @@ pub trait ContactStore: Send + Sync {
     async fn set_blocked(&self, contact: ContactId, blocked: bool) -> StoreResult<()>;
     async fn insert_audience(&self, audience: Audience) -> StoreResult<()>;
     async fn get_audience(&self, id: AudienceId) -> StoreResult<Option<Audience>>;
+    /// The next `limit` contacts of `account` after `after`, in `_id` order,
+    /// that match at least one of `filters` (the union of audiences: each
+    /// contact once, however many audiences it is in). Empty `filters`
+    /// match nothing.
+    async fn audience_page(
+        &self,
+        account: AccountId,
+        filters: &[AudienceFilter],
+        after: Option<ContactId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Contact>>;
+    /// The send time of each contact's cooldown reservation on `list` that
+    /// is still running at `now` (contacts without one are absent).
+    async fn cooldowns(
+        &self,
+        list: SendingListId,
+        ids: &[ContactId],
+        now: Timestamp,
+    ) -> StoreResult<HashMap<ContactId, Timestamp>>;
+    /// Reserve each contact's cooldown on `list` for `run`, atomically per
+    /// contact: a reservation is taken only when the contact has none still
+    /// running at `now`, or has this run's own (a resumed run). Returns the
+    /// contacts refused (another campaign holds them), so two campaigns
+    /// running at once cannot both message one contact within its cooldown.
+    async fn reserve_cooldowns(
+        &self,
+        list: SendingListId,
+        run: ScheduleRunId,
+        items: &[CooldownClaim],
+        now: Timestamp,
+    ) -> StoreResult<Vec<ContactId>>;
+}
+
+/// One contact's cooldown reservation: its message goes out `at`; nothing
+/// else on the list may reach it before `until`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CooldownClaim {
+    pub contact: ContactId,
+    pub at: Timestamp,
+    pub until: Timestamp,
 }
 
 /// Accounts and balances. Balances move only in [`SentStore::begin_attempts`]
@@ -474,6 +514,8 @@ pub trait LinkStore: Send + Sync {
     /// Insert links; a duplicate code is an error ([`StoreError::Duplicate`]).
     async fn insert_links(&self, links: Vec<MessageShortLink>) -> StoreResult<()>;
     async fn find_link(&self, code: &str) -> StoreResult<Option<MessageShortLink>>;
+    /// Record a click. The first human click on a message also counts its
+    /// variant as clicked (Thompson sampling's evidence).
     async fn record_click(&self, click: LinkClick) -> StoreResult<()>;
     /// Clicks on a link, excluding bots.
     async fn human_clicks(&self, link: LinkId) -> StoreResult<u64>;
@@ -492,6 +534,100 @@ pub trait ScheduleStore: Send + Sync {
     /// `(schedule, occurrence)` gets `true`; every other gets `false`.
     async fn start_run(&self, run: ScheduleRun) -> StoreResult<bool>;
     async fn get_run(&self, id: ScheduleRunId) -> StoreResult<Option<ScheduleRun>>;
+    /// Move a schedule past `occurrence`: `next_run_at` becomes `next`
+    /// (status `done` when there is none), only while it is still
+    /// `occurrence` (every daemon that saw it due may do this; one changes
+    /// it). Returns whether it changed.
+    async fn advance_schedule(
+        &self,
+        id: ScheduleId,
+        occurrence: Timestamp,
+        next: Option<Timestamp>,
+    ) -> StoreResult<bool>;
+    /// Set a schedule's status and, when given, its next occurrence.
+    async fn set_schedule_status(
+        &self,
+        id: ScheduleId,
+        status: ScheduleStatus,
+        next_run_at: Option<Timestamp>,
+    ) -> StoreResult<()>;
+    /// The earliest `next_run_at` of the active schedules.
+    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>>;
+    /// Runs still evaluating (to resume those whose daemon stopped).
+    async fn evaluating_runs(&self, limit: usize) -> StoreResult<Vec<ScheduleRun>>;
+    /// Hand an evaluating run from `from` to `to`, only while `from` still
+    /// owns it. Returns the run as taken over.
+    async fn take_over_run(
+        &self,
+        id: ScheduleRunId,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<Option<ScheduleRun>>;
+    /// Queue one page of a run, atomically: its messages, their short links
+    /// and the run's checkpoint and counters, all or nothing, and only while
+    /// `page.owner` still owns the run at checkpoint `page.from` (otherwise
+    /// [`StoreError::Conflict`]: another daemon took the run over).
+    async fn commit_page(&self, page: RunPage) -> StoreResult<()>;
+    /// End an evaluating run owned by `owner` (queued or failed).
+    async fn finish_run(
+        &self,
+        id: ScheduleRunId,
+        owner: &str,
+        status: RunStatus,
+        reason: Option<String>,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    /// The runs of a schedule, newest occurrence first.
+    async fn runs_of(&self, schedule: ScheduleId, limit: usize) -> StoreResult<Vec<ScheduleRun>>;
+    /// Each variant's sends (messages queued over every run of this
+    /// creative) and clicked messages.
+    async fn variant_stats(&self, creative: CreativeId) -> StoreResult<Vec<VariantStats>>;
+}
+
+/// One page of a run's evaluation, committed by
+/// [`ScheduleStore::commit_page`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPage {
+    pub run: ScheduleRunId,
+    pub owner: String,
+    /// The checkpoint the page starts from (must still be the run's).
+    pub from: Option<ContactId>,
+    /// The new checkpoint: the last contact of the page.
+    pub to: ContactId,
+    /// The new message counter.
+    pub seq: u64,
+    pub messages: Vec<QueuedTextMessage>,
+    pub links: Vec<MessageShortLink>,
+    pub counts: PageCounts,
+}
+
+/// What one page adds to its run's counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PageCounts {
+    pub audience: u64,
+    pub eligible: u64,
+    pub queued: u64,
+    pub skipped: BTreeMap<String, u64>,
+    pub variants: BTreeMap<String, VariantCount>,
+    pub cost: Money,
+}
+
+impl PageCounts {
+    /// Add these counts to a run (the in-memory store, and tests).
+    pub fn apply_to(&self, run: &mut ScheduleRun) {
+        run.audience += self.audience;
+        run.eligible += self.eligible;
+        run.queued += self.queued;
+        for (k, v) in &self.skipped {
+            *run.skipped.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &self.variants {
+            let e = run.variants.entry(k.clone()).or_default();
+            e.messages += v.messages;
+            e.segments += v.segments;
+        }
+        run.cost = Money(run.cost.0.saturating_add(self.cost.0));
+    }
 }
 
 /// Reachability, for `/readyz`.

@@ -164,6 +164,36 @@ impl ContactStore for MongoStore {
             .await
             .map_err(map_err)
     }
+
+    async fn audience_page(
+        &self,
+        account: AccountId,
+        filters: &[AudienceFilter],
+        after: Option<ContactId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Contact>> {
+        self.audience_page_impl(account, filters, after, limit)
+            .await
+    }
+
+    async fn cooldowns(
+        &self,
+        list: SendingListId,
+        ids: &[ContactId],
+        now: Timestamp,
+    ) -> StoreResult<std::collections::HashMap<ContactId, Timestamp>> {
+        self.cooldowns_impl(list, ids, now).await
+    }
+
+    async fn reserve_cooldowns(
+        &self,
+        list: SendingListId,
+        run: ScheduleRunId,
+        items: &[CooldownClaim],
+        now: Timestamp,
+    ) -> StoreResult<Vec<ContactId>> {
+        self.reserve_cooldowns_impl(list, run, items, now).await
+    }
 }
 
 #[async_trait]
@@ -353,10 +383,10 @@ impl LinkStore for MongoStore {
 
     async fn record_click(&self, click: LinkClick) -> StoreResult<()> {
         self.coll::<LinkClick>(names::CLICKS)
-            .insert_one(click)
+            .insert_one(&click)
             .await
-            .map(|_| ())
-            .map_err(map_err)
+            .map_err(map_err)?;
+        self.count_variant_click(&click).await
     }
 
     async fn human_clicks(&self, link: LinkId) -> StoreResult<u64> {
@@ -426,5 +456,135 @@ impl ScheduleStore for MongoStore {
             .find_one(doc! {"_id": id})
             .await
             .map_err(map_err)
+    }
+
+    async fn advance_schedule(
+        &self,
+        id: ScheduleId,
+        occurrence: Timestamp,
+        next: Option<Timestamp>,
+    ) -> StoreResult<bool> {
+        let next_bson = next.map_or(bson::Bson::Null, |t| bson::Bson::DateTime(ts(t)));
+        let res = self
+            .coll::<Document>(names::SCHEDULES)
+            .update_one(
+                doc! {"_id": id, "next_run_at": ts(occurrence)},
+                doc! {"$set": {"next_run_at": next_bson}},
+            )
+            .await
+            .map_err(map_err)?;
+        if res.modified_count == 0 {
+            return Ok(false);
+        }
+        if next.is_none() {
+            self.coll::<Document>(names::SCHEDULES)
+                .update_one(
+                    doc! {"_id": id, "status": "active", "next_run_at": bson::Bson::Null},
+                    doc! {"$set": {"status": "done"}},
+                )
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(true)
+    }
+
+    async fn set_schedule_status(
+        &self,
+        id: ScheduleId,
+        status: ScheduleStatus,
+        next_run_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        let mut set = doc! {"status": bson::to_bson(&status).map_err(|e| StoreError::Corrupt(Cause::new(e)))?};
+        if let Some(t) = next_run_at {
+            set.insert("next_run_at", ts(t));
+        }
+        let res = self
+            .coll::<Document>(names::SCHEDULES)
+            .update_one(doc! {"_id": id}, doc! {"$set": set})
+            .await
+            .map_err(map_err)?;
+        if res.matched_count == 0 {
+            return Err(StoreError::NotFound(format!("schedule {id}")));
+        }
+        Ok(())
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
+        #[derive(Deserialize)]
+        struct Next {
+            #[serde(with = "crate::domain::dt")]
+            next_run_at: Timestamp,
+        }
+        Ok(self
+            .coll::<Next>(names::SCHEDULES)
+            .find_one(doc! {"status": "active", "next_run_at": {"$ne": bson::Bson::Null}})
+            .sort(doc! {"status": 1, "next_run_at": 1})
+            .projection(doc! {"next_run_at": 1})
+            .await
+            .map_err(map_err)?
+            .map(|n| n.next_run_at))
+    }
+
+    async fn evaluating_runs(&self, limit: usize) -> StoreResult<Vec<ScheduleRun>> {
+        self.coll::<ScheduleRun>(names::RUNS)
+            .find(doc! {"status": "evaluating"})
+            .limit(limit as i64)
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn take_over_run(
+        &self,
+        id: ScheduleRunId,
+        from: &str,
+        to: &str,
+    ) -> StoreResult<Option<ScheduleRun>> {
+        self.take_over_run_impl(id, from, to).await
+    }
+
+    async fn commit_page(&self, page: RunPage) -> StoreResult<()> {
+        self.commit_page_impl(page).await
+    }
+
+    async fn finish_run(
+        &self,
+        id: ScheduleRunId,
+        owner: &str,
+        status: RunStatus,
+        reason: Option<String>,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let res = self
+            .coll::<Document>(names::RUNS)
+            .update_one(
+                doc! {"_id": id, "owner": owner, "status": "evaluating"},
+                doc! {"$set": {
+                    "status": status.as_str(),
+                    "reason": reason.map_or(bson::Bson::Null, bson::Bson::String),
+                    "finished_at": ts(at),
+                }},
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(res.modified_count == 1)
+    }
+
+    async fn runs_of(&self, schedule: ScheduleId, limit: usize) -> StoreResult<Vec<ScheduleRun>> {
+        self.coll::<ScheduleRun>(names::RUNS)
+            .find(doc! {"schedule": schedule})
+            .sort(doc! {"schedule": 1, "occurrence": -1})
+            .limit(limit as i64)
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn variant_stats(&self, creative: CreativeId) -> StoreResult<Vec<VariantStats>> {
+        self.variant_stats_impl(creative).await
     }
 }

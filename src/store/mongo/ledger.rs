@@ -84,14 +84,14 @@ struct Unanswered {
 }
 
 impl MongoStore {
-    async fn start_txn(&self) -> StoreResult<ClientSession> {
+    pub(crate) async fn start_txn(&self) -> StoreResult<ClientSession> {
         let mut s = self.db.client().start_session().await.map_err(map_err)?;
         s.start_transaction().await.map_err(map_err)?;
         Ok(s)
     }
 
     /// Commit, retrying a commit whose result is unknown (the driver's rule).
-    async fn commit(&self, s: &mut ClientSession) -> StoreResult<()> {
+    pub(crate) async fn commit(&self, s: &mut ClientSession) -> StoreResult<()> {
         let mut tries = 0;
         loop {
             match s.commit_transaction().await {

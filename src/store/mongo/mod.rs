@@ -11,6 +11,7 @@
 //! metrics (the driver's command-started events), which is how the
 //! benchmark reports round trips per 1,000 messages.
 
+mod campaigns;
 mod entities;
 mod ledger;
 mod queue;
@@ -42,10 +43,13 @@ pub mod names {
     pub const SCHEDULES: &str = "schedules";
     pub const RUNS: &str = "schedule_runs";
     pub const LEASES: &str = "daemon_leases";
+    pub const COOLDOWNS: &str = "contact_cooldowns";
+    pub const VARIANT_CLICKS: &str = "variant_clicks";
+    pub const CLICKED_MESSAGES: &str = "clicked_messages";
 }
 
 /// Largest number of statements put in one `update`/`delete` command.
-const MAX_STATEMENTS: usize = 5_000;
+pub(crate) const MAX_STATEMENTS: usize = 5_000;
 
 #[derive(Clone)]
 pub struct MongoStore {
@@ -163,6 +167,8 @@ impl MongoStore {
                 vec![
                     unique(doc! {"account": 1, "phone": 1}, "account_phone"),
                     idx(doc! {"subscriptions.list": 1}, "by_list"),
+                    // audience pages: an account's contacts in `_id` order.
+                    idx(doc! {"account": 1, "_id": 1}, "pages"),
                 ],
             ),
             (
@@ -185,7 +191,31 @@ impl MongoStore {
             ),
             (
                 names::RUNS,
-                vec![unique(doc! {"schedule": 1, "occurrence": 1}, "occurrence")],
+                vec![
+                    unique(doc! {"schedule": 1, "occurrence": 1}, "occurrence"),
+                    idx(doc! {"status": 1}, "by_status"),
+                    idx(doc! {"creative": 1}, "by_creative"),
+                ],
+            ),
+            (
+                names::COOLDOWNS,
+                // A reservation that ran out a day ago is dropped by the
+                // server; one that ran out is ignored anyway.
+                vec![
+                    IndexModel::builder()
+                        .keys(doc! {"until": 1})
+                        .options(
+                            IndexOptions::builder()
+                                .name("expire".to_string())
+                                .expire_after(Duration::from_secs(24 * 3600))
+                                .build(),
+                        )
+                        .build(),
+                ],
+            ),
+            (
+                names::VARIANT_CLICKS,
+                vec![idx(doc! {"creative": 1}, "by_creative")],
             ),
             (
                 names::LEASES,
