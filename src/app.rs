@@ -9,6 +9,7 @@ use crate::actors::delivery_intake::DeliveryIntake;
 use crate::actors::lease::Lease;
 use crate::actors::rate_limiter::RateLimiter;
 use crate::actors::recovery::{Recovery, RecoveryDeps, UnservableLists};
+use crate::actors::scheduler::{Scheduler, SchedulerDeps};
 use crate::actors::supervisor::SupervisorDeps;
 use crate::actors::worker::WorkerDeps;
 use crate::bus::SharedBus;
@@ -51,6 +52,8 @@ pub struct Daemon {
     pub intake: Addr<DeliveryIntake>,
     pub recovery: Addr<Recovery>,
     pub lease: Addr<Lease>,
+    /// Triggers campaigns (absent when `scheduler.enabled` is false).
+    pub scheduler: Option<Addr<Scheduler>>,
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
     pub permits: Arc<dyn PermitBackend>,
@@ -121,6 +124,18 @@ impl Daemon {
             dead_letter: dead_letter.clone().recipient(),
             metrics: metrics.clone(),
         });
+        let scheduler = cfg.scheduler.enabled.then(|| {
+            Scheduler::new(SchedulerDeps {
+                stores: parts.stores.clone(),
+                clock: parts.clock.clone(),
+                config: cfg.clone(),
+                instance: instance.clone(),
+                bus: parts.bus.clone(),
+                metrics: metrics.clone(),
+                providers: parts.providers.describe(),
+            })
+            .start()
+        });
         let providers = parts.providers.clone();
         let check = rate_limiter.clone().recipient();
         let coordinator = Coordinator::start_with(
@@ -147,6 +162,7 @@ impl Daemon {
             intake,
             recovery,
             lease,
+            scheduler,
             metrics,
             stores: parts.stores,
             permits: parts.permits,

@@ -5,6 +5,8 @@
 //!   store; each daemon's supervisor for it reloads them at once.
 //! - [`Event::Queued`]: messages were queued for these lists; each daemon's
 //!   Coordinator polls now.
+//! - [`Event::SchedulesChanged`]: a schedule was created, resumed or asked to
+//!   run now; each daemon's Scheduler looks for due schedules at once.
 //!
 //! The store stays the truth: an event carries no setting, only "look
 //! again", and a lost event costs only latency (supervisors re-read their
@@ -24,6 +26,7 @@ use tokio::sync::broadcast;
 pub enum Event {
     ListChanged { list: SendingListId },
     Queued { lists: Vec<SendingListId> },
+    SchedulesChanged,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -24,6 +24,11 @@ pub const ALL: &[&str] = &[
     "recovery.released",
     "intake.applied",
     "lease.renewed",
+    "scheduler.run_started",
+    "scheduler.advanced",
+    "scheduler.cooldowns_reserved",
+    "scheduler.page_committed",
+    "scheduler.finished",
 ];
 
 #[cfg(debug_assertions)]

@@ -88,6 +88,12 @@ pub struct Metrics {
     mongo: Vec<IntCounter>,
     redis: [IntCounter; 3],
     queue_depth: IntGaugeVec,
+    /// Messages queued by campaign runs.
+    pub campaign_queued: IntCounter,
+    /// Contacts skipped at audience evaluation, by reason.
+    campaign_skipped: IntCounterVec,
+    /// Runs ended, by status (queued, failed, missed).
+    campaign_runs: IntCounterVec,
 }
 
 /// Percentiles read from a histogram's buckets (each is the upper bound of
@@ -164,7 +170,23 @@ impl Metrics {
         )
         .expect(VALID);
         let _ = registry.register(Box::new(queue_depth.clone()));
+        let campaign_skipped = vec(
+            "campaign_contacts_skipped_total",
+            "Contacts skipped at audience evaluation, by reason",
+            "reason",
+        );
+        let campaign_runs = vec(
+            "campaign_runs_total",
+            "Campaign runs ended, by status",
+            "status",
+        );
         Metrics {
+            campaign_queued: counter(
+                "campaign_messages_queued_total",
+                "Messages queued by campaign runs",
+            ),
+            campaign_skipped,
+            campaign_runs,
             claimed: counter("messages_claimed_total", "Messages claimed"),
             sent: counter(
                 "messages_sent_total",
@@ -236,6 +258,28 @@ impl Metrics {
             queue_depth,
             registry,
         }
+    }
+
+    /// A campaign page was queued.
+    pub fn campaign_page(&self, c: &crate::store::PageCounts) {
+        self.campaign_queued.inc_by(c.queued);
+        for (reason, n) in &c.skipped {
+            self.campaign_skipped
+                .with_label_values(&[reason.as_str()])
+                .inc_by(*n);
+        }
+    }
+
+    /// A campaign run ended with `status`.
+    pub fn campaign_run(&self, status: crate::domain::RunStatus) {
+        self.campaign_runs
+            .with_label_values(&[status.as_str()])
+            .inc();
+    }
+
+    /// Contacts skipped for `reason` so far.
+    pub fn campaign_skipped(&self, reason: &str) -> u64 {
+        self.campaign_skipped.with_label_values(&[reason]).get()
     }
 
     fn reason_idx(r: FailureReason) -> usize {

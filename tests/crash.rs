@@ -83,6 +83,8 @@ impl Run {
             .env("TRACKLY_COORDINATOR__MAX_BATCH", "8")
             .env("TRACKLY_WORKER__RETRY_BASE", "200ms")
             .env("TRACKLY_WORKER__RETRY_MAX", "1s")
+            .env("TRACKLY_SCHEDULER__PAGE_SIZE", "10")
+            .env("TRACKLY_SCHEDULER__MAX_IDLE", "500ms")
             .env_remove("TRACKLY_FAILPOINT")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));
@@ -173,6 +175,9 @@ fn numbers(idx: &[u64]) -> HashSet<String> {
 }
 
 async fn crash_at(failpoint: &'static str) {
+    if failpoint.starts_with("scheduler.") {
+        return crash_in_scheduler(failpoint).await;
+    }
     let name = format!("crash_{}", failpoint.replace('.', "_"));
     let began = std::time::Instant::now();
     let phase = |what: &str| {
@@ -407,6 +412,232 @@ async fn crash_at(failpoint: &'static str) {
     let _ = m.drop_database().await;
 }
 
+/// A campaign from its schedule: `MESSAGES` contacts (with the mock's
+/// fates by number), a list with a cooldown and a window open now, one
+/// audience, a creative with a tracked link, due now.
+async fn seed_schedule(stores: &Stores) -> (Schedule, Vec<Contact>) {
+    let now = SystemClock.now();
+    let account = seed::account(
+        Money::from_micros(1_000_000_000),
+        Money::from_micros(10_000),
+        now,
+    );
+    stores
+        .accounts
+        .insert_account(account.clone())
+        .await
+        .unwrap();
+    let mut list = seed::list(
+        account.id,
+        trackly_devkit::harness::settings_for(ProviderKind::Twilio),
+        600_000,
+        now,
+    );
+    list.cooldown_secs = 3_600;
+    list.tcpa_window = seed::window_open_around(now, "America/New_York");
+    stores.lists.insert_list(list.clone()).await.unwrap();
+    let contacts: Vec<Contact> = (0..MESSAGES)
+        .map(|i| seed::contact(account.id, list.id, i, now))
+        .collect();
+    stores
+        .contacts
+        .insert_contacts(contacts.clone())
+        .await
+        .unwrap();
+    let audience = seed::audience(
+        account.id,
+        "all",
+        AudienceFilter {
+            list: Some(list.id),
+            ..Default::default()
+        },
+        now,
+    );
+    stores
+        .contacts
+        .insert_audience(audience.clone())
+        .await
+        .unwrap();
+    let creative = seed::creative(
+        account.id,
+        &[("A", "Hi {{first_name|there}} https://shop.example/a", 1)],
+        true,
+        now,
+    );
+    stores
+        .schedules
+        .insert_creative(creative.clone())
+        .await
+        .unwrap();
+    let at = now - chrono::Duration::seconds(1);
+    let schedule = seed::schedule(
+        &list,
+        vec![audience.id],
+        creative.id,
+        ScheduleKind::Once { at },
+        Some(at),
+        now,
+    );
+    stores
+        .schedules
+        .insert_schedule(schedule.clone())
+        .await
+        .unwrap();
+    (schedule, contacts)
+}
+
+/// The scheduler's crash points: the victim triggers the campaign and dies
+/// at the failpoint; restarted next to a second daemon, the run is resumed
+/// (or finished) and sent; then exactly one run exists, every contact has
+/// exactly one message with exactly one terminal state, nothing went twice
+/// to the mock, and the audit is clean.
+async fn crash_in_scheduler(failpoint: &'static str) {
+    let name = format!("crash_{}", failpoint.replace('.', "_"));
+    let Some(svc) = services(&name) else { return };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let (schedule, contacts) = seed_schedule(&stores).await;
+    let mock = trackly_devkit::mock::start(
+        MockConfig {
+            reject_numbers: numbers(&REJECTED),
+            stop_numbers: numbers(&[STOP]),
+            twilio_account_sid: Some(SID.into()),
+            twilio_auth_token: Some(TOKEN.into()),
+            report_delay: Duration::from_millis(100),
+            delivered_ratio: 1.0,
+            failed_ratio: 0.0,
+            latency: Duration::from_millis(5),
+            report_retries: 9,
+            ..Default::default()
+        },
+        "127.0.0.1:0",
+    )
+    .unwrap();
+    let ports: HashMap<&'static str, u16> = ["casualty", "victim", "survivor"]
+        .into_iter()
+        .map(|n| (n, free_port()))
+        .collect();
+    let balancer =
+        Balancer::start(ports.values().map(|p| format!("127.0.0.1:{p}")).collect()).await;
+    let dir = std::env::temp_dir().join(unique_name(&name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = Run {
+        prefix: unique_name(&name),
+        svc,
+        dir,
+        mock,
+        balancer,
+        ports,
+    };
+    // Pages of 10 contacts: die on the second page's write.
+    let fp = match failpoint {
+        "scheduler.cooldowns_reserved" | "scheduler.page_committed" => format!("{failpoint}@2"),
+        other => other.to_string(),
+    };
+    let mut victim = run.spawn("victim", Some(&fp));
+    assert!(
+        killed_at_failpoint(&mut victim, Duration::from_secs(60)).await,
+        "the victim never reached {fp}\n{}",
+        run.logs()
+    );
+    drop(victim);
+    let victim = run.spawn("victim", None);
+    let survivor = run.spawn("survivor", None);
+    let st = stores.clone();
+    let done = wait_until(Duration::from_secs(120), || {
+        let st = st.clone();
+        async move {
+            let runs = st
+                .schedules
+                .runs_of(schedule.id, 10)
+                .await
+                .unwrap_or_default();
+            runs.iter().all(|r| r.status == RunStatus::Queued)
+                && !runs.is_empty()
+                && st.queue.depth().await.map(|d| d == 0).unwrap_or(false)
+        }
+    })
+    .await;
+    assert!(
+        done,
+        "the campaign did not finish after the crash at {failpoint}\n{}",
+        run.logs()
+    );
+    sigterm(&victim);
+    sigterm(&survivor);
+    let (mut victim, mut survivor) = (victim, survivor);
+    let _ = victim.0.wait();
+    let _ = survivor.0.wait();
+
+    let runs = stores.schedules.runs_of(schedule.id, 10).await.unwrap();
+    assert_eq!(runs.len(), 1, "one occurrence, one run: {runs:?}");
+    let r = &runs[0];
+    assert_eq!(
+        (r.audience, r.eligible, r.queued),
+        (MESSAGES, MESSAGES, MESSAGES),
+        "run counters after {failpoint}: {r:?}"
+    );
+    assert!(
+        run.mock.state.duplicates().is_empty(),
+        "sent twice at the mock after a crash at {failpoint}"
+    );
+    // Every contact: exactly one message, in exactly one terminal state.
+    use futures::TryStreamExt;
+    let db = m.database();
+    let sent: Vec<bson::Document> = db
+        .collection::<bson::Document>("message_sent")
+        .find(bson::doc! {"run": r.id})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let failed: Vec<bson::Document> = db
+        .collection::<bson::Document>("failed_messages")
+        .find(bson::doc! {"original.run": r.id, "resolved": bson::Bson::Null})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let mut by_contact: HashMap<bson::oid::ObjectId, usize> = HashMap::new();
+    for d in &sent {
+        let done = d.get_bool("submitted").is_ok();
+        assert!(done, "an attempt left unanswered after {failpoint}: {d}");
+        if d.get_bool("submitted") == Ok(true) {
+            *by_contact
+                .entry(d.get_object_id("contact").unwrap())
+                .or_default() += 1;
+        }
+    }
+    for d in &failed {
+        let original = d.get_document("original").unwrap();
+        *by_contact
+            .entry(original.get_object_id("contact").unwrap())
+            .or_default() += 1;
+    }
+    let contact_ids: HashSet<bson::oid::ObjectId> = contacts.iter().map(|c| c.id.0).collect();
+    assert_eq!(
+        by_contact.keys().copied().collect::<HashSet<_>>(),
+        contact_ids,
+        "every contact has its message after {failpoint}"
+    );
+    assert!(
+        by_contact.values().all(|n| *n == 1),
+        "a contact has two terminal messages after {failpoint}: {by_contact:?}"
+    );
+    let report = trackly::audit::audit(&stores, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(
+        report.is_clean(),
+        "audit after {failpoint}:\n{}",
+        report.text()
+    );
+    let _ = std::fs::remove_dir_all(&run.dir);
+    let _ = m.drop_database().await;
+}
+
 macro_rules! crash_tests {
     ($($test:ident => $fp:literal),* $(,)?) => {
         $(
@@ -442,4 +673,9 @@ crash_tests!(
     after_recovery_released_claims => "recovery.released",
     after_delivery_reports_were_written => "intake.applied",
     after_a_lease_renewal => "lease.renewed",
+    after_a_run_was_recorded => "scheduler.run_started",
+    after_the_schedule_moved_on => "scheduler.advanced",
+    after_cooldowns_were_reserved => "scheduler.cooldowns_reserved",
+    after_a_page_was_queued => "scheduler.page_committed",
+    after_the_run_finished => "scheduler.finished",
 );

@@ -262,6 +262,7 @@ async fn requeue_release_and_complete_act_only_on_the_token(s: &Stores) {
     let wrong = Requeue {
         id: a[0].id,
         not_before: t,
+        send_at: None,
         attempts: 9,
         billing_blocked_since: None,
         last_error: None,
@@ -271,6 +272,7 @@ async fn requeue_release_and_complete_act_only_on_the_token(s: &Stores) {
     let r = Requeue {
         id: a[0].id,
         not_before: later,
+        send_at: None,
         attempts: 1,
         billing_blocked_since: Some(t),
         last_error: Some("HTTP 503".into()),
@@ -1108,8 +1110,20 @@ async fn cooldown_reservations_are_atomic_per_contact(s: &Stores) {
         .await
         .unwrap();
     assert!(refused.is_empty());
-    let running = s.contacts.cooldowns(w.list.id, &ids, t).await.unwrap();
+    let running = s
+        .contacts
+        .cooldowns(w.list.id, &ids, t, None)
+        .await
+        .unwrap();
     assert_eq!(running.len(), 2);
+    // A resumed run does not see its own reservations as someone else's.
+    assert!(
+        s.contacts
+            .cooldowns(w.list.id, &ids, t, Some(r1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(running.get(&w.contacts[0].id), Some(&t));
     // Run 2 wants 0, 2 and 3: 0 is refused, 2 is free, 3's reservation ran out.
     let refused = s
@@ -1258,7 +1272,7 @@ async fn run_pages_commit_all_or_nothing_and_only_for_their_owner(s: &Stores) {
     let stale = page_of(&run, "d1", None, &w, 3..6, t);
     assert!(matches!(
         s.schedules.commit_page(stale).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Superseded(_))
     ));
     assert_eq!(s.queue.depth().await.unwrap(), 3);
 
@@ -1285,7 +1299,7 @@ async fn run_pages_commit_all_or_nothing_and_only_for_their_owner(s: &Stores) {
         s.schedules
             .commit_page(page_of(&run, "d1", from, &w, 3..6, t))
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Superseded(_))
     ));
     // A page whose link code is taken writes none of its messages.
     let mut clash = page_of(&run, "d2", from, &w, 3..6, t);

@@ -201,6 +201,7 @@ impl StreamHandler<Event> for Coordinator {
                 self.poll_gap = Duration::ZERO;
                 self.poll(ctx);
             }
+            Event::SchedulesChanged => {}
         }
     }
 

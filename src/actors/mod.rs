@@ -3,8 +3,8 @@
 //! ```text
 //! Coordinator ──┬── ListSupervisor (one per sending list) ── 6 × Worker
 //!               └── ...
-//! RateLimiter · Billing · DeadLetter · DeliveryIntake · Lease · Recovery
-//!                                                       (one each per daemon)
+//! RateLimiter · Billing · DeadLetter · DeliveryIntake · Lease · Recovery ·
+//! Scheduler                                             (one each per daemon)
 //! ```
 //!
 //! Each file starts with the actor's contract: what it owns, what it handles,
@@ -19,5 +19,6 @@ pub mod lease;
 pub mod outcome;
 pub mod rate_limiter;
 pub mod recovery;
+pub mod scheduler;
 pub mod supervisor;
 pub mod worker;

@@ -268,16 +268,6 @@ async fn sweep_steps(deps: &RecoveryDeps, report: &mut SweepReport) -> Result<()
     Ok(())
 }
 
-/// The provider key a list needs, as leases list them.
-pub fn provider_key(p: &ProviderSettings) -> String {
-    match p {
-        ProviderSettings::Fake => "fake".into(),
-        ProviderSettings::Infobip { credentials } => format!("infobip:{credentials}"),
-        ProviderSettings::Twilio { credentials, .. } => format!("twilio:{credentials}"),
-        ProviderSettings::Cm { credentials } => format!("cm:{credentials}"),
-    }
-}
-
 /// Lists with due messages whose provider no live daemon has.
 pub async fn unservable_lists(
     stores: &Stores,
@@ -295,7 +285,7 @@ pub async fn unservable_lists(
     let mut out = Vec::new();
     for id in stores.queue.due_lists(now, 10_000).await? {
         if let Some(list) = stores.lists.get_list(id).await? {
-            let key = provider_key(&list.provider);
+            let key = list.provider.key();
             if !can.contains(&key) {
                 out.push(Unservable {
                     list: id,

@@ -15,6 +15,8 @@ pub struct Config {
     pub redis: RedisConfig,
     pub coordinator: CoordinatorConfig,
     pub recovery: RecoveryConfig,
+    pub scheduler: SchedulerConfig,
+    pub links: LinksConfig,
     pub supervisor: SupervisorConfig,
     pub worker: WorkerConfig,
     pub rate_limit: RateLimitConfig,
@@ -215,6 +217,64 @@ impl Default for RecoveryConfig {
             sweep_interval: Dur::secs(10),
             in_doubt_horizon: Dur::secs(3600),
             unservable_check: Dur::secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Trigger due schedules on this daemon (any number of daemons may: an
+    /// occurrence is triggered once, by whichever records its run first).
+    pub enabled: bool,
+    /// Longest wait between two looks for due schedules and for runs whose
+    /// daemon stopped (a schedule change on the bus, or the next due time,
+    /// wakes the scheduler earlier).
+    pub max_idle: Dur,
+    /// A due occurrence found later than this (no daemon was up when it
+    /// fell due) is recorded as missed instead of sent late.
+    pub missed_grace: Dur,
+    /// Contacts read, and their messages queued in one transaction, per page.
+    pub page_size: usize,
+    /// Runs this daemon evaluates at once.
+    pub max_concurrent_runs: usize,
+    /// The zone of contacts whose zone is neither stored nor known from
+    /// their number, when their list sets none (an IANA name).
+    pub default_time_zone: String,
+    /// Thompson sampling: every variant gets at least this share of the
+    /// picks (exploration), at most 1 / variants.
+    pub exploration_floor: f64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            enabled: true,
+            max_idle: Dur::secs(30),
+            missed_grace: Dur::secs(15 * 60),
+            page_size: 5_000,
+            max_concurrent_runs: 2,
+            default_time_zone: "America/New_York".into(),
+            exploration_floor: 0.05,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinksConfig {
+    /// Base URL of tracked short links (`<base_url>/l/<code>`); empty:
+    /// `http.public_url`.
+    pub base_url: String,
+}
+
+impl Config {
+    /// The base URL short links are made with.
+    pub fn link_base_url(&self) -> &str {
+        if self.links.base_url.trim().is_empty() {
+            &self.http.public_url
+        } else {
+            &self.links.base_url
         }
     }
 }

@@ -107,6 +107,46 @@ impl Config {
         if self.redis.pool_size == 0 {
             err("redis.pool_size", "must be at least 1".into());
         }
+        if !(1..=50_000).contains(&self.scheduler.page_size) {
+            err(
+                "scheduler.page_size",
+                format!("must be 1 to 50000, got {}", self.scheduler.page_size),
+            );
+        }
+        if self.scheduler.max_concurrent_runs == 0 {
+            err("scheduler.max_concurrent_runs", "must be at least 1".into());
+        }
+        if self
+            .scheduler
+            .default_time_zone
+            .parse::<chrono_tz::Tz>()
+            .is_err()
+        {
+            err(
+                "scheduler.default_time_zone",
+                format!(
+                    "not an IANA time zone name: {:?}",
+                    self.scheduler.default_time_zone
+                ),
+            );
+        }
+        let floor = self.scheduler.exploration_floor;
+        if !(0.0..=0.5).contains(&floor) {
+            err(
+                "scheduler.exploration_floor",
+                format!("must be between 0 and 0.5, got {floor}"),
+            );
+        }
+        let base = self.links.base_url.trim();
+        if !base.is_empty()
+            && !url::Url::parse(base)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        {
+            err(
+                "links.base_url",
+                format!("not an http(s) URL with a host: {base:?}"),
+            );
+        }
         let positive = [
             ("coordinator.poll_interval", self.coordinator.poll_interval),
             (
@@ -119,6 +159,8 @@ impl Config {
             ("recovery.sweep_interval", self.recovery.sweep_interval),
             ("recovery.in_doubt_horizon", self.recovery.in_doubt_horizon),
             ("recovery.unservable_check", self.recovery.unservable_check),
+            ("scheduler.max_idle", self.scheduler.max_idle),
+            ("scheduler.missed_grace", self.scheduler.missed_grace),
             (
                 "coordinator.idle_supervisor_after",
                 self.coordinator.idle_supervisor_after,

@@ -73,6 +73,17 @@ fn default_credentials() -> String {
 }
 
 impl ProviderSettings {
+    /// The provider key a list needs, as daemons' leases list what they can
+    /// send through (`kind:credentials`, or `fake`).
+    pub fn key(&self) -> String {
+        match self {
+            ProviderSettings::Fake => "fake".into(),
+            ProviderSettings::Infobip { credentials } => format!("infobip:{credentials}"),
+            ProviderSettings::Twilio { credentials, .. } => format!("twilio:{credentials}"),
+            ProviderSettings::Cm { credentials } => format!("cm:{credentials}"),
+        }
+    }
+
     pub fn kind(&self) -> ProviderKind {
         match self {
             ProviderSettings::Infobip { .. } => ProviderKind::Infobip,

@@ -7,6 +7,7 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod dispatch;
 pub mod rate_limit;
+pub mod schedule;
 
 pub use billing::*;
 pub use control::*;
@@ -14,3 +15,4 @@ pub use dead_letter::*;
 pub use delivery::*;
 pub use dispatch::*;
 pub use rate_limit::*;
+pub use schedule::*;

@@ -93,6 +93,10 @@ pub enum SkipReason {
     QuietHours,
     /// In an active welcome journey (and the schedule excludes those).
     InWorkflow,
+    /// The creative uses a placeholder this contact has no value for, and
+    /// the placeholder has no default (decided when rendering, after the
+    /// chain).
+    MissingField,
 }
 
 impl SkipReason {
@@ -104,6 +108,7 @@ impl SkipReason {
             SkipReason::InvalidNumber => "invalid_number",
             SkipReason::QuietHours => "quiet_hours",
             SkipReason::InWorkflow => "in_workflow",
+            SkipReason::MissingField => "missing_field",
         }
     }
 }

@@ -210,6 +210,9 @@ impl QueueStore for MemoryStore {
             };
             if let Some(m) = st.queue.get_mut(&r.id) {
                 m.not_before = r.not_before;
+                if let Some(at) = r.send_at {
+                    m.send_at = at;
+                }
                 m.attempts = r.attempts;
                 m.billing_blocked_since = r.billing_blocked_since;
                 m.last_error = r.last_error;
@@ -728,6 +731,7 @@ impl ContactStore for MemoryStore {
         list: SendingListId,
         ids: &[ContactId],
         now: Timestamp,
+        except: Option<ScheduleRunId>,
     ) -> StoreResult<HashMap<ContactId, Timestamp>> {
         let st = self.lock();
         Ok(ids
@@ -735,7 +739,7 @@ impl ContactStore for MemoryStore {
             .filter_map(|id| {
                 st.cooldowns
                     .get(&(list, *id))
-                    .filter(|(_, until, _)| *until > now)
+                    .filter(|(_, until, run)| *until > now && Some(*run) != except)
                     .map(|(at, _, _)| (*id, *at))
             })
             .collect())
@@ -1028,10 +1032,10 @@ impl ScheduleStore for MemoryStore {
         };
         if run.status != RunStatus::Evaluating || run.owner != page.owner || run.cursor != page.from
         {
-            return Err(StoreError::Conflict(Cause::msg(format!(
-                "run {} moved on without this daemon",
+            return Err(StoreError::Superseded(format!(
+                "run {} is no longer this daemon's at this checkpoint",
                 page.run
-            ))));
+            )));
         }
         // All or nothing, as the MongoDB transaction: check first.
         for m in &page.messages {

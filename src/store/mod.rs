@@ -81,6 +81,10 @@ pub enum StoreError {
     /// an unexpected reply).
     #[error("the store refused the operation: {0}")]
     Rejected(#[source] Cause),
+    /// The record moved on without this writer (another daemon owns it now,
+    /// or it is past the state the write expected): do not retry.
+    #[error("superseded: {0}")]
+    Superseded(String),
     /// The actor that owns this write stopped before answering.
     #[error("the {0} stopped before answering")]
     Stopped(&'static str),
@@ -103,6 +107,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Requeue {
     pub id: MessageId,
     pub not_before: Timestamp,
+    /// A new send time (a message deferred to the next start of its
+    /// contact's window: staleness counts from there); `None` keeps it.
+    pub send_at: Option<Timestamp>,
     pub attempts: u32,
     pub billing_blocked_since: Option<Timestamp>,
     pub last_error: Option<String>,
@@ -442,12 +449,14 @@ pub trait ContactStore: Send + Sync {
         limit: usize,
     ) -> StoreResult<Vec<Contact>>;
     /// The send time of each contact's cooldown reservation on `list` that
-    /// is still running at `now` (contacts without one are absent).
+    /// is still running at `now` (contacts without one are absent), leaving
+    /// out those held by `except` (a resumed run's own).
     async fn cooldowns(
         &self,
         list: SendingListId,
         ids: &[ContactId],
         now: Timestamp,
+        except: Option<ScheduleRunId>,
     ) -> StoreResult<HashMap<ContactId, Timestamp>>;
     /// Reserve each contact's cooldown on `list` for `run`, atomically per
     /// contact: a reservation is taken only when the contact has none still
@@ -566,7 +575,7 @@ pub trait ScheduleStore: Send + Sync {
     /// Queue one page of a run, atomically: its messages, their short links
     /// and the run's checkpoint and counters, all or nothing, and only while
     /// `page.owner` still owns the run at checkpoint `page.from` (otherwise
-    /// [`StoreError::Conflict`]: another daemon took the run over).
+    /// [`StoreError::Superseded`]: another daemon took the run over).
     async fn commit_page(&self, page: RunPage) -> StoreResult<()>;
     /// End an evaluating run owned by `owner` (queued or failed).
     async fn finish_run(

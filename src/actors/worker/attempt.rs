@@ -5,9 +5,14 @@
 //! attempt record on, the message is never sent twice: a record that
 //! already exists means someone tried.
 //!
-//! Contacts no longer sendable → CONTACT_BLOCKED (nothing charged). What the
-//! balance cannot cover goes back with the billing backoff
-//! (`billing_blocked_since` kept from the first block).
+//! Contacts no longer sendable → CONTACT_BLOCKED (nothing charged). The
+//! right time is checked again too: a campaign message (it carries its
+//! contact's zone) whose turn came outside the list's TCPA window in that
+//! zone (it waited in the queue past the window's end) is deferred to the
+//! window's next start when its schedule defers, otherwise dead-lettered
+//! QUIET_HOURS; nothing is charged either way. What the balance cannot
+//! cover goes back with the billing backoff (`billing_blocked_since` kept
+//! from the first block).
 //!
 //! Crash point after the transaction (`worker.charged`): the attempts are
 //! recorded and charged but nothing reached the provider. Recovery finds
@@ -19,7 +24,43 @@ use super::{Abort, BatchRun, StepError};
 use crate::clock::chrono_dur;
 use crate::domain::*;
 use crate::messages::{Charge, ListContext};
+use crate::rules::window::LocalWindow;
+use chrono_tz::Tz;
 use std::collections::{BTreeMap, HashSet};
+
+/// Whether a message may go now as far as its contact's window goes.
+#[derive(Debug, PartialEq)]
+pub(crate) enum RightTime {
+    /// No zone on it (not a campaign message), or inside the window.
+    Now,
+    /// Outside the window; it opens again at this instant.
+    Later(Timestamp),
+    /// The zone or the window cannot be read: not sent.
+    Unknown(String),
+}
+
+pub(crate) fn right_time(
+    m: &QueuedTextMessage,
+    window: Option<&LocalWindow>,
+    now: Timestamp,
+) -> RightTime {
+    let Some(zone) = m.time_zone.as_deref() else {
+        return RightTime::Now;
+    };
+    let Ok(tz) = zone.parse::<Tz>() else {
+        return RightTime::Unknown(format!(
+            "unknown time zone {zone:?}: its window cannot be checked"
+        ));
+    };
+    let Some(window) = window else {
+        return RightTime::Unknown("the list's TCPA window is unusable".into());
+    };
+    if window.check(now, tz).allowed {
+        RightTime::Now
+    } else {
+        RightTime::Later(window.next_start(now, tz))
+    }
+}
 
 impl BatchRun {
     pub(super) async fn attempt(
@@ -38,6 +79,7 @@ impl BatchRun {
                 async move { Ok(store.contact_states(list_id, &ids).await?) }
             })
             .await?;
+        let window = LocalWindow::from_tcpa(&list.list.tcpa_window).ok();
         let mut sendable = Vec::with_capacity(part.len());
         for m in part {
             match states
@@ -45,14 +87,37 @@ impl BatchRun {
                 .copied()
                 .unwrap_or(ContactState::Missing)
             {
-                ContactState::Sendable => sendable.push(m),
-                other => self.fail(
-                    &m,
-                    FailureReason::ContactBlocked,
-                    other.describe().to_string(),
-                    None,
-                    now,
-                ),
+                ContactState::Sendable => {}
+                other => {
+                    self.fail(
+                        &m,
+                        FailureReason::ContactBlocked,
+                        other.describe().to_string(),
+                        None,
+                        now,
+                    );
+                    continue;
+                }
+            }
+            match right_time(&m, window.as_ref(), now) {
+                RightTime::Now => sendable.push(m),
+                RightTime::Later(to) if m.defer_outside_window => {
+                    self.defer(
+                        &m,
+                        to,
+                        "outside the contact's window: deferred to its next start".into(),
+                    );
+                }
+                RightTime::Later(_) => {
+                    let detail = format!(
+                        "its turn came outside the list's window in {}",
+                        m.time_zone.as_deref().unwrap_or("its zone")
+                    );
+                    self.fail(&m, FailureReason::QuietHours, detail, None, now);
+                }
+                RightTime::Unknown(why) => {
+                    self.fail(&m, FailureReason::QuietHours, why, None, now);
+                }
             }
         }
         if sendable.is_empty() {

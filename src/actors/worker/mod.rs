@@ -222,9 +222,24 @@ impl BatchRun {
         self.requeues.push(Requeue {
             id: m.id,
             not_before,
+            send_at: None,
             attempts,
             billing_blocked_since: billing_since,
             last_error,
+        });
+        self.report.requeued += 1;
+    }
+
+    /// Put back for the next start of its contact's window, with that as its
+    /// new send time (staleness counts from there).
+    fn defer(&mut self, m: &QueuedTextMessage, to: Timestamp, why: String) {
+        self.requeues.push(Requeue {
+            id: m.id,
+            not_before: to,
+            send_at: Some(to),
+            attempts: m.attempts,
+            billing_blocked_since: m.billing_blocked_since,
+            last_error: Some(why),
         });
         self.report.requeued += 1;
     }

@@ -117,14 +117,19 @@ impl MongoStore {
         list: SendingListId,
         ids: &[ContactId],
         now: Timestamp,
+        except: Option<ScheduleRunId>,
     ) -> StoreResult<HashMap<ContactId, Timestamp>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
         let keys: Vec<String> = ids.iter().map(|c| cooldown_key(list, *c)).collect();
+        let mut q = doc! {"_id": {"$in": keys}, "until": {"$gt": ts(now)}};
+        if let Some(r) = except {
+            q.insert("run", doc! {"$ne": r});
+        }
         let found: Vec<CooldownView> = self
             .coll::<CooldownView>(names::COOLDOWNS)
-            .find(doc! {"_id": {"$in": keys}, "until": {"$gt": ts(now)}})
+            .find(q)
             .projection(doc! {"contact": 1, "at": 1})
             .batch_size(ids.len().min(u32::MAX as usize) as u32)
             .await
@@ -225,7 +230,7 @@ impl MongoStore {
                 .commit_page_once(&page, filter.clone(), update.clone())
                 .await
             {
-                Err(StoreError::Conflict(c)) if tries < 5 && !is_moved(&c) => {
+                Err(StoreError::Conflict(_)) if tries < 5 => {
                     tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
                 }
                 other => return other,
@@ -262,10 +267,10 @@ impl MongoStore {
             .map_err(map_err)?;
         if res.matched_count == 0 {
             let _ = s.abort_transaction().await;
-            return Err(StoreError::Conflict(Cause::msg(format!(
-                "{MOVED}: run {} is no longer this daemon's at this checkpoint",
+            return Err(StoreError::Superseded(format!(
+                "run {} is no longer this daemon's at this checkpoint",
                 page.run
-            ))));
+            )));
         }
         self.commit(&mut s).await
     }
@@ -363,12 +368,6 @@ impl MongoStore {
             .map(|_| ())
             .map_err(map_err)
     }
-}
-
-const MOVED: &str = "moved on";
-
-fn is_moved(c: &Cause) -> bool {
-    c.to_string().starts_with(MOVED)
 }
 
 fn dup(what: &str, e: mongodb::error::Error) -> StoreError {

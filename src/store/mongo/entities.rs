@@ -181,8 +181,9 @@ impl ContactStore for MongoStore {
         list: SendingListId,
         ids: &[ContactId],
         now: Timestamp,
+        except: Option<ScheduleRunId>,
     ) -> StoreResult<std::collections::HashMap<ContactId, Timestamp>> {
-        self.cooldowns_impl(list, ids, now).await
+        self.cooldowns_impl(list, ids, now, except).await
     }
 
     async fn reserve_cooldowns(

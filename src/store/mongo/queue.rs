@@ -278,18 +278,19 @@ impl QueueStore for MongoStore {
         let statements = items
             .into_iter()
             .map(|r| {
-                doc! {
-                    "q": {"_id": r.id, "claimed_by": token},
-                    "u": {"$set": {
-                        "claimed_by": Bson::Null,
-                        "claimed_at": Bson::Null,
-                        "claim_owner": Bson::Null,
-                        "not_before": ts(r.not_before),
-                        "attempts": r.attempts as i64,
-                        "billing_blocked_since": r.billing_blocked_since.map(ts),
-                        "last_error": r.last_error,
-                    }},
+                let mut set = doc! {
+                    "claimed_by": Bson::Null,
+                    "claimed_at": Bson::Null,
+                    "claim_owner": Bson::Null,
+                    "not_before": ts(r.not_before),
+                    "attempts": r.attempts as i64,
+                    "billing_blocked_since": r.billing_blocked_since.map(ts),
+                    "last_error": r.last_error,
+                };
+                if let Some(at) = r.send_at {
+                    set.insert("send_at", ts(at));
                 }
+                doc! {"q": {"_id": r.id, "claimed_by": token}, "u": {"$set": set}}
             })
             .collect();
         self.bulk_update(names::QUEUE, statements, false, None)
