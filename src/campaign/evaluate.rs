@@ -81,6 +81,42 @@ pub fn screen<R: rand::Rng + ?Sized>(
         .collect()
 }
 
+/// Threads for a page's CPU work: one per core, parts of at least 1,024
+/// contacts.
+fn parts(len: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.min(len / 1_024).max(1)
+}
+
+/// Joins a scoped thread, passing its panic on (the work has no panicking
+/// path on any input; a bug would surface, not be swallowed).
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// [`screen`] over the cores: the page split in parts screened at once
+/// (each thread with its own random source), verdicts in page order.
+pub fn screen_parallel(
+    plan: &Plan,
+    run: ScheduleRunId,
+    contacts: &[Contact],
+    cooldowns: &HashMap<ContactId, Timestamp>,
+    now: Timestamp,
+) -> Vec<Verdict> {
+    let n = parts(contacts.len());
+    if n == 1 {
+        return screen(plan, run, contacts, cooldowns, now, &mut rand::rng());
+    }
+    let size = contacts.len().div_ceil(n);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = contacts
+            .chunks(size)
+            .map(|part| s.spawn(move || screen(plan, run, part, cooldowns, now, &mut rand::rng())))
+            .collect();
+        handles.into_iter().flat_map(join).collect()
+    })
+}
+
 /// The cooldown reservations a screened page needs (none when the list has
 /// no cooldown): each eligible contact from its send time for the cooldown.
 pub fn cooldown_claims(
@@ -167,6 +203,62 @@ fn pick_variant<R: rand::Rng + ?Sized>(
                 .and_then(|k| live.get(k).copied())
         }
     }
+}
+
+/// [`build`] over the cores: the page split in parts built at once, each
+/// numbering its messages from where the parts before it end, so the page is
+/// the same as one [`build`] would make (but for the random link codes).
+pub fn build_parallel(
+    plan: &Plan,
+    ctx: RunContext,
+    contacts: &[Contact],
+    verdicts: &[Verdict],
+    refused: &std::collections::HashSet<ContactId>,
+) -> Built {
+    let n = parts(contacts.len());
+    if n == 1 {
+        return build(plan, ctx, contacts, verdicts, refused, &mut rand::rng());
+    }
+    let size = contacts.len().div_ceil(n);
+    // Messages each part will number: eligible, not refused, a variant.
+    let mut seq = ctx.seq;
+    let mut starts = vec![];
+    for (cs, vs) in contacts.chunks(size).zip(verdicts.chunks(size)) {
+        starts.push(seq);
+        seq += cs
+            .iter()
+            .zip(vs)
+            .filter(|(c, v)| match v {
+                Verdict::Eligible { variant, .. } => {
+                    !refused.contains(&c.id) && plan.variants.get(*variant).is_some()
+                }
+                Verdict::Skip(_) => false,
+            })
+            .count() as u64;
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = contacts
+            .chunks(size)
+            .zip(verdicts.chunks(size))
+            .zip(starts)
+            .map(|((cs, vs), seq)| {
+                let ctx = RunContext { seq, ..ctx };
+                s.spawn(move || build(plan, ctx, cs, vs, refused, &mut rand::rng()))
+            })
+            .collect();
+        let mut out = Built {
+            seq: ctx.seq,
+            ..Default::default()
+        };
+        for h in handles {
+            let part = join(h);
+            out.messages.extend(part.messages);
+            out.links.extend(part.links);
+            out.counts.add(&part.counts);
+            out.seq = part.seq;
+        }
+        out
+    })
 }
 
 /// Builds the messages of the contacts the chain let through (in page

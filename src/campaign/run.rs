@@ -101,13 +101,13 @@ pub async fn execute(
         } else {
             HashMap::new()
         };
-        // Screening is CPU work (number parsing, zones): off the actor thread.
+        // Screening is CPU work (number parsing, zones): off the actor thread,
+        // over the cores.
         let (contacts, verdicts) = {
             let plan = plan.clone();
             let run_id = run.id;
             blocking(move || {
-                let v =
-                    evaluate::screen(&plan, run_id, &contacts, &cooldowns, now, &mut rand::rng());
+                let v = evaluate::screen_parallel(&plan, run_id, &contacts, &cooldowns, now);
                 (contacts, v)
             })
             .await?
@@ -149,7 +149,7 @@ pub async fn execute(
                     now,
                 };
                 blocking(move || {
-                    evaluate::build(&plan, ctx, &contacts, &verdicts, &refused, &mut rand::rng())
+                    evaluate::build_parallel(&plan, ctx, &contacts, &verdicts, &refused)
                 })
                 .await?
             };

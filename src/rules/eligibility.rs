@@ -17,7 +17,7 @@
 //!    window opening. It comes last because it is the only check that a
 //!    later time can fix.
 
-use super::phone::{e164_of, zone_for_contact};
+use super::phone::valid_number_zone;
 use super::window::LocalWindow;
 use crate::domain::{Contact, ContactState, SendingListId, Timestamp};
 use chrono_tz::Tz;
@@ -137,7 +137,7 @@ pub fn evaluate(
     if contact.blocked || !contact.subscribed {
         return Decision::Skip(SkipReason::Unsubscribed);
     }
-    let Ok(number) = e164_of(contact.phone, None) else {
+    let Some(tz) = valid_number_zone(contact.phone, contact.time_zone, &list.default_zone) else {
         return Decision::Skip(SkipReason::InvalidNumber);
     };
     if schedule.exclude_in_workflow && contact.in_workflow {
@@ -150,7 +150,6 @@ pub fn evaluate(
             return Decision::Skip(SkipReason::Cooldown);
         }
     }
-    let tz = zone_for_contact(contact.time_zone, &number, &list.default_zone);
     if list.window.check(now, tz).allowed {
         Decision::Eligible { send_at: now, tz }
     } else if schedule.defer_outside_window {

@@ -133,9 +133,28 @@ pub fn zone_for_contact(stored_zone: Option<&str>, number: &E164, list_default: 
     if let Some(tz) = stored_zone.and_then(|z| z.trim().parse::<Tz>().ok()) {
         return tz;
     }
+    pick_zone(&time_zones_of(number), list_default)
+}
+
+/// Validity and zone from one parse (audience screening's hot path): `None`
+/// when libphonenumber says the stored number is not valid, otherwise the
+/// zone [`zone_for_contact`] gives.
+pub fn valid_number_zone(
+    number: &str,
+    stored_zone: Option<&str>,
+    list_default: &str,
+) -> Option<Tz> {
+    let parsed = parse_valid(number, None).ok()?;
+    if let Some(tz) = stored_zone.and_then(|z| z.trim().parse::<Tz>().ok()) {
+        return Some(tz);
+    }
+    Some(pick_zone(zones_of(&parsed), list_default))
+}
+
+/// [`zone_for_contact`]'s choice among a number's zones.
+fn pick_zone(zones: &[Tz], list_default: &str) -> Tz {
     let default = list_default.trim().parse::<Tz>().ok();
-    let zones = time_zones_of(number);
-    match (zones.as_slice(), default) {
+    match (zones, default) {
         ([], Some(d)) => d,
         ([], None) => Tz::UTC,
         ([only], _) => *only,

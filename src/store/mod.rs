@@ -637,6 +637,22 @@ impl PageCounts {
         }
         run.cost = Money(run.cost.0.saturating_add(self.cost.0));
     }
+
+    /// Add another part of a page's counts to these.
+    pub fn add(&mut self, other: &PageCounts) {
+        self.audience += other.audience;
+        self.eligible += other.eligible;
+        self.queued += other.queued;
+        for (k, v) in &other.skipped {
+            *self.skipped.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.variants {
+            let e = self.variants.entry(k.clone()).or_default();
+            e.messages += v.messages;
+            e.segments += v.segments;
+        }
+        self.cost = Money(self.cost.0.saturating_add(other.cost.0));
+    }
 }
 
 /// Reachability, for `/readyz`.
