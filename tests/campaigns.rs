@@ -887,3 +887,68 @@ async fn a_message_whose_turn_comes_after_the_window_is_deferred_or_dropped() {
     assert!(t.drained(T).await);
     assert_eq!(t.provider.accepted_count(), 1);
 }
+
+/// A page screened and built over the cores is the page one thread makes:
+/// the same verdicts, message ids (numbered across the parts), contacts,
+/// senders and counts; only the random link codes differ.
+#[actix_rt::test]
+async fn a_page_built_over_the_cores_equals_the_page_built_on_one() {
+    use trackly::campaign::evaluate::{self, RunContext};
+    use trackly::campaign::plan::{Capabilities, prepare};
+    let stores = Stores::memory();
+    let now = noon_new_york();
+    let w = world(&stores, 5_000, now).await;
+    let mut contacts = w.contacts.clone();
+    for (i, c) in contacts.iter_mut().enumerate() {
+        match i % 7 {
+            1 => c.subscriptions[0].subscribed = false,
+            3 => c.time_zone = "Asia/Tokyo".into(),
+            _ => {}
+        }
+    }
+    let mut list = w.list.clone();
+    list.from_numbers = vec!["+12125550100".into(), "+12125550101".into()];
+    stores.lists.delete_list(w.list.id).await.unwrap();
+    stores.lists.insert_list(list.clone()).await.unwrap();
+    let s = seed::schedule(
+        &list,
+        vec![w.audience.id],
+        w.creative.id,
+        ScheduleKind::Once { at: now },
+        Some(now),
+        now,
+    );
+    stores.schedules.insert_schedule(s.clone()).await.unwrap();
+    let caps = Capabilities {
+        providers: ["fake".to_string()].into(),
+    };
+    let plan = prepare(&stores, &test_config(), &s, &caps)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let run = ScheduleRunId::new();
+    let none = HashMap::new();
+    let one = evaluate::screen(&plan, run, &contacts, &none, now, &mut rand::rng());
+    let many = evaluate::screen_parallel(&plan, run, &contacts, &none, now);
+    assert_eq!(one, many);
+    let refused: HashSet<ContactId> = contacts.iter().step_by(11).map(|c| c.id).collect();
+    let ctx = RunContext { run, seq: 17, now };
+    let a = evaluate::build(&plan, ctx, &contacts, &one, &refused, &mut rand::rng());
+    let b = evaluate::build_parallel(&plan, ctx, &contacts, &many, &refused);
+    assert!(a.counts.queued > 3_000, "{:?}", a.counts);
+    assert_eq!(a.counts, b.counts);
+    assert_eq!(a.seq, b.seq);
+    assert_eq!(a.links.len(), b.links.len());
+    let key = |m: &QueuedTextMessage| {
+        (
+            m.id,
+            m.contact,
+            m.from.clone(),
+            m.variant.clone(),
+            m.segments,
+        )
+    };
+    assert_eq!(
+        a.messages.iter().map(key).collect::<Vec<_>>(),
+        b.messages.iter().map(key).collect::<Vec<_>>()
+    );
+}
