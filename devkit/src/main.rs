@@ -16,12 +16,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a 10,000-message campaign in one process: in-memory store, in-process
-    /// rate limiter, fake provider. Needs nothing installed.
+    /// Run a campaign over 10,000 contacts in one process: explain, trigger,
+    /// queue, send. In-memory store, in-process rate limiter, fake provider.
+    /// Needs nothing installed.
     Demo {
-        /// Messages in the campaign.
+        /// Contacts of the account (the union of the campaign's two
+        /// audiences; about 6% are skipped, by reason).
         #[arg(long, default_value_t = 10_000)]
-        messages: u64,
+        contacts: u64,
         /// The list's rate limit, messages per minute (the documentation's
         /// default is 17000; the demo uses its ~500k/min target).
         #[arg(long, default_value_t = 500_000)]
@@ -45,9 +47,20 @@ enum Command {
     /// provider (build with --release). Not a test.
     Bench {
         /// executor (store and actors, fake provider), providers (adapters to
-        /// the mock over HTTP, and report ingestion), or all.
+        /// the mock over HTTP, and report ingestion), campaign (audience
+        /// evaluation and queuing; on MongoDB also a campaign end to end), or
+        /// all.
         #[arg(long, default_value = "executor")]
         suite: String,
+        /// Contacts evaluated and queued by the campaign suite (in memory).
+        #[arg(long, default_value_t = 1_000_000)]
+        contacts: u64,
+        /// Contacts evaluated and queued by the campaign suite on MongoDB.
+        #[arg(long, default_value_t = 20_000)]
+        mongo_contacts: u64,
+        /// Contacts of the campaign sent end to end on MongoDB (0: skip).
+        #[arg(long, default_value_t = 5_000)]
+        end_to_end: u64,
         /// Messages through each batch adapter (Infobip, CM).
         #[arg(long, default_value_t = 100_000)]
         provider_messages: u64,
@@ -172,7 +185,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo {
-            messages,
+            contacts,
             rate_per_minute,
             latency,
             reject_rate,
@@ -181,7 +194,7 @@ fn main() -> ExitCode {
         } => {
             trackly::telemetry::init("warn", false);
             let opts = trackly_devkit::demo::DemoOptions {
-                messages,
+                contacts,
                 rate_per_minute,
                 latency,
                 reject_rate,
@@ -202,6 +215,9 @@ fn main() -> ExitCode {
         }
         Command::Bench {
             suite,
+            contacts,
+            mongo_contacts,
+            end_to_end,
             provider_messages,
             twilio_messages,
             reports,
@@ -217,12 +233,15 @@ fn main() -> ExitCode {
         } => {
             trackly::telemetry::init("warn", false);
             use trackly::config::StoreBackend;
-            let (executor, providers) = match suite.as_str() {
-                "executor" => (true, false),
-                "providers" => (false, true),
-                "all" => (true, true),
+            let (executor, providers, campaign) = match suite.as_str() {
+                "executor" => (true, false, false),
+                "providers" => (false, true, false),
+                "campaign" => (false, false, true),
+                "all" => (true, true, true),
                 other => {
-                    eprintln!("--suite must be executor, providers or all, not {other:?}");
+                    eprintln!(
+                        "--suite must be executor, providers, campaign or all, not {other:?}"
+                    );
                     return ExitCode::from(2);
                 }
             };
@@ -240,7 +259,7 @@ fn main() -> ExitCode {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             );
             if executor {
-                for s in stores {
+                for s in stores.clone() {
                     let mongo = s == StoreBackend::Mongodb;
                     let opts = trackly_devkit::bench::BenchOptions {
                         store: s,
@@ -256,6 +275,28 @@ fn main() -> ExitCode {
                         redis_url: redis_url.clone(),
                     };
                     match actix_rt::System::new().block_on(trackly_devkit::bench::run(opts)) {
+                        Ok(r) => println!("{}", r.table()),
+                        Err(e) => {
+                            eprintln!("bench failed: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
+            if campaign {
+                for s in &stores {
+                    let mongo = *s == StoreBackend::Mongodb;
+                    let opts = trackly_devkit::campaign_bench::CampaignBenchOptions {
+                        store: *s,
+                        contacts: if mongo { mongo_contacts } else { contacts },
+                        end_to_end: if mongo { end_to_end } else { 0 },
+                        latency,
+                        mongodb_uri: mongodb_uri.clone(),
+                        redis_url: redis_url.clone(),
+                    };
+                    match actix_rt::System::new()
+                        .block_on(trackly_devkit::campaign_bench::run(opts))
+                    {
                         Ok(r) => println!("{}", r.table()),
                         Err(e) => {
                             eprintln!("bench failed: {e}");
