@@ -13,9 +13,11 @@
 //! - [`harness`]: a daemon with its HTTP server wired to an in-process mock.
 //! - [`demo`]: `devkit demo` (the README's `cargo demo`).
 //! - [`bench`]: `devkit bench`, reading its figures from the daemon's
-//!   metrics registry.
+//!   metrics registry; [`campaign_bench`]: its `campaign` suite (audience
+//!   evaluation, and a campaign end to end).
 
 pub mod bench;
+pub mod campaign_bench;
 pub mod demo;
 pub mod harness;
 pub mod mock;
