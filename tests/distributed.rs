@@ -705,3 +705,195 @@ async fn a_pause_and_a_rate_change_through_one_daemon_reach_the_other_at_once() 
     );
     let _ = m.drop_database().await;
 }
+
+/// A campaign end to end on MongoDB and Redis: two daemons (each with its
+/// Scheduler, talking through the Redis bus) see one schedule due; exactly
+/// one run is recorded and evaluated page by page; the union of two
+/// overlapping audiences is queued once per eligible contact, with the
+/// skips counted by reason; both daemons send; every eligible contact gets
+/// exactly one message, nothing twice, and the bill is the run's cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_on_mongodb_is_triggered_once_queued_once_and_sent_once() {
+    let Some(svc) = services("campaign_mongo") else {
+        return;
+    };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let now = SystemClock.now();
+    let price = Money::from_micros(10_000);
+    let account = seed::account(Money::from_micros(1_000_000_000), price, now);
+    stores
+        .accounts
+        .insert_account(account.clone())
+        .await
+        .unwrap();
+    let mut list = seed::list(account.id, ProviderSettings::Fake, 600_000, now);
+    list.tcpa_window = seed::window_open_around(now, "America/New_York");
+    list.cooldown_secs = 86_400;
+    stores.lists.insert_list(list.clone()).await.unwrap();
+    // 1,200 contacts: audience A is the first 800, B the last 600 (200 in
+    // both). Every 20th unsubscribed, every 25th with an invalid number,
+    // every 30th messaged on the list an hour ago (disjoint shares).
+    let mut expect: std::collections::BTreeMap<String, u64> = Default::default();
+    let contacts: Vec<Contact> = (0..1_200u64)
+        .map(|i| {
+            let mut c = seed::contact(account.id, list.id, i, now);
+            if i < 800 {
+                c.tags.push("a".into());
+            }
+            if i >= 600 {
+                c.tags.push("b".into());
+            }
+            let reason = if i % 20 == 3 {
+                c.subscriptions[0].subscribed = false;
+                Some("unsubscribed")
+            } else if i % 25 == 4 {
+                c.phone = E164::parse(&format!("+1200{:07}", i)).unwrap();
+                Some("invalid_number")
+            } else if i % 30 == 5 {
+                c.last_sent.push(trackly::domain::contact::LastSent {
+                    list: list.id,
+                    at: now - chrono::Duration::hours(1),
+                });
+                Some("cooldown")
+            } else {
+                None
+            };
+            if let Some(r) = reason {
+                *expect.entry(r.to_string()).or_default() += 1;
+            }
+            c
+        })
+        .collect();
+    stores
+        .contacts
+        .insert_contacts(contacts.clone())
+        .await
+        .unwrap();
+    let mut audiences = vec![];
+    for tag in ["a", "b"] {
+        let a = seed::audience(
+            account.id,
+            tag,
+            AudienceFilter {
+                tags_any: vec![tag.into()],
+                ..Default::default()
+            },
+            now,
+        );
+        stores.contacts.insert_audience(a.clone()).await.unwrap();
+        audiences.push(a.id);
+    }
+    let creative = seed::creative(
+        account.id,
+        &[
+            ("A", "Hi {{first_name|there}}, see https://example.com/a", 1),
+            ("B", "Hello {{first_name|you}}: https://example.com/b", 1),
+        ],
+        true,
+        now,
+    );
+    stores
+        .schedules
+        .insert_creative(creative.clone())
+        .await
+        .unwrap();
+    let schedule = seed::schedule(
+        &list,
+        audiences,
+        creative.id,
+        ScheduleKind::Once { at: now },
+        Some(now),
+        now,
+    );
+    stores
+        .schedules
+        .insert_schedule(schedule.clone())
+        .await
+        .unwrap();
+
+    let provider = Arc::new(FakeProvider::new(FakeSettings {
+        latency: Duration::from_millis(5),
+        ..Default::default()
+    }));
+    let mut cfg = fast_config();
+    cfg.scheduler.page_size = 250;
+    cfg.scheduler.max_idle = Dur::millis(500);
+    let prefix = unique_name("campaign_mongo");
+    let a = ThreadDaemon::start(&svc, &prefix, cfg.clone(), provider.clone(), "daemon-a");
+    let b = ThreadDaemon::start(&svc, &prefix, cfg, provider.clone(), "daemon-b");
+
+    let eligible = 1_200 - expect.values().sum::<u64>();
+    let sched = stores.schedules.clone();
+    let finished = wait_until(Duration::from_secs(180), || {
+        let sched = sched.clone();
+        async move {
+            sched
+                .runs_of(schedule.id, 10)
+                .await
+                .ok()
+                .and_then(|r| r.first().cloned())
+                .is_some_and(|r| r.status != RunStatus::Evaluating)
+        }
+    })
+    .await;
+    assert!(finished, "the run did not finish queuing");
+    let p = provider.clone();
+    let all_sent = wait_until(Duration::from_secs(180), || {
+        let p = p.clone();
+        async move { p.accepted_count() as u64 >= eligible }
+    })
+    .await;
+    assert!(all_sent, "{} of {eligible} sent", provider.accepted_count());
+    assert!(wait_drained(&stores, Duration::from_secs(60)).await);
+    drop((a, b));
+
+    let runs = stores.schedules.runs_of(schedule.id, 10).await.unwrap();
+    assert_eq!(runs.len(), 1, "one trigger: {runs:?}");
+    let run = &runs[0];
+    assert_eq!(run.status, RunStatus::Queued, "{:?}", run.reason);
+    assert_eq!(run.audience, 1_200);
+    assert_eq!(run.skipped, expect);
+    assert_eq!((run.eligible, run.queued), (eligible, eligible));
+    assert_eq!(
+        run.variants.values().map(|v| v.messages).sum::<u64>(),
+        eligible
+    );
+    assert_eq!(
+        stores
+            .schedules
+            .get_schedule(schedule.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ScheduleStatus::Done
+    );
+    assert!(provider.duplicates().is_empty(), "sent twice");
+    // Exactly one message per eligible contact, each sent.
+    let mut by_contact: HashMap<ContactId, u32> = HashMap::new();
+    for id in provider.accepted().keys() {
+        let s = stores.sent.get(*id).await.unwrap().expect("sent record");
+        assert_eq!(s.submitted, Some(true));
+        *by_contact.entry(s.contact).or_default() += 1;
+    }
+    assert_eq!(by_contact.len() as u64, eligible);
+    assert!(by_contact.values().all(|n| *n == 1));
+    // Cooldowns were reserved for every queued contact.
+    let ids: Vec<ContactId> = contacts.iter().map(|c| c.id).collect();
+    let held = stores
+        .contacts
+        .cooldowns(list.id, &ids, now, None)
+        .await
+        .unwrap();
+    assert_eq!(held.len() as u64, eligible);
+    // The bill is the run's cost.
+    let after = stores
+        .accounts
+        .get_account(account.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Money(account.balance.0 - after.balance.0), run.cost);
+    m.drop_database().await.unwrap();
+}
