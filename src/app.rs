@@ -50,6 +50,8 @@ pub struct Daemon {
     pub dead_letter: Addr<DeadLetter>,
     /// The HTTP actor: writes delivery reports.
     pub intake: Addr<DeliveryIntake>,
+    /// Writes link clicks (the redirect never waits for it).
+    pub clicks: Addr<crate::actors::click_intake::ClickIntake>,
     pub recovery: Addr<Recovery>,
     pub lease: Addr<Lease>,
     /// Triggers campaigns (absent when `scheduler.enabled` is false).
@@ -101,6 +103,13 @@ impl Daemon {
             metrics.clone(),
             cfg.webhooks.max_batch,
             cfg.webhooks.max_pending_bytes,
+        )
+        .start();
+        let clicks = crate::actors::click_intake::ClickIntake::new(
+            parts.stores.links.clone(),
+            metrics.clone(),
+            cfg.webhooks.max_batch,
+            cfg.links.max_pending_clicks,
         )
         .start();
         let recovery = Recovery::new(RecoveryDeps {
@@ -160,6 +169,7 @@ impl Daemon {
             billing,
             dead_letter,
             intake,
+            clicks,
             recovery,
             lease,
             scheduler,
@@ -183,6 +193,7 @@ impl Daemon {
             stores: self.stores.clone(),
             permits: self.permits.clone(),
             intake: self.intake.clone().recipient(),
+            clicks: self.clicks.clone().recipient(),
             secrets,
             public_url: public_url.to_string(),
             clock: self.clock.clone(),

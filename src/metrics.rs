@@ -80,6 +80,13 @@ pub struct Metrics {
     pub reports_applied: IntCounter,
     pub reports_unknown: IntCounter,
     pub reports_resolved: IntCounter,
+    /// Short-link redirects answered (302), and clicks recorded by kind.
+    pub redirects: IntCounter,
+    pub clicks_recorded: IntCounter,
+    pub clicks_bot: IntCounter,
+    /// Clicks not recorded: the intake was full or the write failed (the
+    /// redirect was answered anyway).
+    pub clicks_dropped: IntCounter,
     /// Seconds from a message being due to its provider call.
     pub due_to_send: Histogram,
     failed: Vec<IntCounter>,
@@ -220,6 +227,16 @@ impl Metrics {
             reports_received: counter(
                 "delivery_reports_received_total",
                 "Delivery reports received",
+            ),
+            redirects: counter("link_redirects_total", "Short-link redirects answered"),
+            clicks_recorded: counter("link_clicks_recorded_total", "Link clicks recorded"),
+            clicks_bot: counter(
+                "link_clicks_bot_total",
+                "Link clicks recorded as preview fetchers or crawlers",
+            ),
+            clicks_dropped: counter(
+                "link_clicks_dropped_total",
+                "Link clicks not recorded (intake full or store error)",
             ),
             reports_applied: counter(
                 "delivery_reports_applied_total",

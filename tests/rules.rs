@@ -1136,3 +1136,41 @@ fn skip_reason_keys_are_stable() {
         ]
     );
 }
+
+#[test]
+fn short_codes_and_preview_agents() {
+    use trackly::rules::links::{is_code, is_preview_bot, new_code};
+    let code = new_code(&mut rand::rng());
+    assert!(is_code(&code));
+    for bad in [
+        "",
+        "short",
+        "Ab3dE6gH9kX",
+        "Ab3dE6gH9!",
+        "$ne$ne$ne$",
+        "Ab3dE6gH9é",
+    ] {
+        assert!(!is_code(bad), "{bad:?}");
+    }
+    for bot in [
+        "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+        "Twitterbot/1.0",
+        "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+        "WhatsApp/2.23.20.0",
+        "TelegramBot (like TwitterBot)",
+        "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)",
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "curl/8.5.0",
+        "",
+        "   ",
+    ] {
+        assert!(is_preview_bot(Some(bot)), "{bot:?}");
+    }
+    assert!(is_preview_bot(None));
+    for person in [
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36",
+    ] {
+        assert!(!is_preview_bot(Some(person)), "{person:?}");
+    }
+}

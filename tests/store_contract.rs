@@ -902,6 +902,7 @@ async fn lists_links_and_runs(s: &Stores) {
                 message: None,
                 clicked_at: t,
                 user_agent: None,
+                ip_hash: None,
                 is_bot: bot,
             })
             .await
@@ -1358,6 +1359,7 @@ async fn run_pages_commit_all_or_nothing_and_only_for_their_owner(s: &Stores) {
                 message: link.message,
                 clicked_at: t,
                 user_agent: None,
+                ip_hash: None,
                 is_bot: bot,
             })
             .await

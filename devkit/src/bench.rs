@@ -573,3 +573,103 @@ pub async fn report_ingestion(reports: u64, concurrency: usize) -> Result<Ingest
         per_sec: reports as f64 / seconds,
     })
 }
+
+#[derive(Debug, Clone)]
+pub struct RedirectBench {
+    pub requests: u64,
+    pub seconds: f64,
+    pub per_sec: f64,
+    /// Clicks recorded (in the store) by the end, and dropped.
+    pub clicks_recorded: u64,
+    pub clicks_dropped: u64,
+}
+
+/// `GET /l/<code>` against a whole daemon (actix-web server, in-memory
+/// store): `requests` redirects over 1,000 links, `concurrency` in flight,
+/// each answered 302; redirects per second, then how many clicks were
+/// recorded once the intake caught up.
+pub async fn link_redirects(requests: u64, concurrency: usize) -> Result<RedirectBench, String> {
+    let stores = Stores::memory();
+    let now = SystemClock.now();
+    let account = seed::account(Money(1), Money(1), now);
+    stores
+        .accounts
+        .insert_account(account.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let links: Vec<trackly::domain::MessageShortLink> = (0..1_000)
+        .map(|_| trackly::domain::MessageShortLink {
+            id: trackly::domain::LinkId::new(),
+            code: trackly::rules::links::new_code(&mut rand::rng()),
+            account: account.id,
+            message: Some(MessageId::new()),
+            schedule: None,
+            run: None,
+            creative: None,
+            variant: None,
+            destination_url: "https://shop.example.com/spring".into(),
+            created_at: now,
+        })
+        .collect();
+    stores
+        .links
+        .insert_links(links.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let h = crate::harness::HttpDaemon::start(
+        Config::default(),
+        stores.clone(),
+        Arc::new(LocalPermits::new()),
+        Arc::new(SystemClock),
+        None,
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    let metrics = h.daemon.metrics.clone();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let urls: Vec<String> = (0..requests)
+        .map(|i| format!("{}/l/{}", h.public_url, links[(i % 1_000) as usize].code))
+        .collect();
+    let t0 = Instant::now();
+    let gets = urls.into_iter().map(|u| {
+        let client = client.clone();
+        async move {
+            client
+                .get(u)
+                .header("user-agent", "Mozilla/5.0 (iPhone) Mobile Safari")
+                .send()
+                .await
+                .map(|r| r.status().as_u16() == 302)
+                .unwrap_or(false)
+        }
+    });
+    use futures::StreamExt;
+    let ok = futures::stream::iter(gets)
+        .buffer_unordered(concurrency)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await as u64;
+    let seconds = t0.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metrics.clicks_recorded.get() + metrics.clicks_dropped.get() < ok
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (recorded, dropped) = (metrics.clicks_recorded.get(), metrics.clicks_dropped.get());
+    h.stop().await;
+    if ok < requests {
+        return Err(format!("only {ok} of {requests} redirects answered 302"));
+    }
+    Ok(RedirectBench {
+        requests,
+        seconds,
+        per_sec: requests as f64 / seconds,
+        clicks_recorded: recorded,
+        clicks_dropped: dropped,
+    })
+}

@@ -47,7 +47,7 @@ enum Command {
     /// provider (build with --release). Not a test.
     Bench {
         /// executor (store and actors, fake provider), providers (adapters to
-        /// the mock over HTTP, and report ingestion), campaign (audience
+        /// the mock over HTTP, report ingestion and link redirects), campaign (audience
         /// evaluation and queuing; on MongoDB also a campaign end to end), or
         /// all.
         #[arg(long, default_value = "executor")]
@@ -340,6 +340,18 @@ fn main() -> ExitCode {
                     Ok(r) => println!(
                         "  report ingestion: {} Infobip reports (100 per POST, 16 in flight) in {:.2} s = {:.0} reports/s, durable before each answer",
                         r.reports, r.seconds, r.per_sec
+                    ),
+                    Err(e) => {
+                        eprintln!("bench failed: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+                match actix_rt::System::new()
+                    .block_on(trackly_devkit::bench::link_redirects(100_000, 64))
+                {
+                    Ok(r) => println!(
+                        "  link redirects: {} GET /l/<code> (64 in flight, in-memory store) in {:.2} s = {:.0} redirects/s; clicks recorded {}, dropped {}",
+                        r.requests, r.seconds, r.per_sec, r.clicks_recorded, r.clicks_dropped
                     ),
                     Err(e) => {
                         eprintln!("bench failed: {e}");

@@ -3,14 +3,15 @@
 //! ```text
 //! Coordinator ──┬── ListSupervisor (one per sending list) ── 6 × Worker
 //!               └── ...
-//! RateLimiter · Billing · DeadLetter · DeliveryIntake · Lease · Recovery ·
-//! Scheduler                                             (one each per daemon)
+//! RateLimiter · Billing · DeadLetter · DeliveryIntake · ClickIntake ·
+//! Lease · Recovery · Scheduler                          (one each per daemon)
 //! ```
 //!
 //! Each file starts with the actor's contract: what it owns, what it handles,
 //! what it sends, and what happens when it restarts.
 
 pub mod billing;
+pub mod click_intake;
 pub mod coalesce;
 pub mod coordinator;
 pub mod dead_letter;

@@ -260,12 +260,24 @@ impl Default for SchedulerConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LinksConfig {
     /// Base URL of tracked short links (`<base_url>/l/<code>`); empty:
     /// `http.public_url`.
     pub base_url: String,
+    /// Clicks that may wait to be written; past it they are dropped and
+    /// counted (the redirect never waits for a click).
+    pub max_pending_clicks: usize,
+}
+
+impl Default for LinksConfig {
+    fn default() -> Self {
+        LinksConfig {
+            base_url: String::new(),
+            max_pending_clicks: 100_000,
+        }
+    }
 }
 
 impl Config {

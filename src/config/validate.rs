@@ -113,6 +113,9 @@ impl Config {
                 format!("must be 1 to 50000, got {}", self.scheduler.page_size),
             );
         }
+        if self.links.max_pending_clicks == 0 {
+            err("links.max_pending_clicks", "must be at least 1".into());
+        }
         if self.scheduler.max_concurrent_runs == 0 {
             err("scheduler.max_concurrent_runs", "must be at least 1".into());
         }

@@ -40,6 +40,10 @@ pub struct LinkClick {
     pub clicked_at: Timestamp,
     #[serde(default)]
     pub user_agent: Option<String>,
+    /// A keyed hash of the client's address (never the address itself):
+    /// repeat clicks from one place can be told apart without keeping it.
+    #[serde(default)]
+    pub ip_hash: Option<String>,
     /// Classified as a link-preview bot or crawler.
     pub is_bot: bool,
 }

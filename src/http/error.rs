@@ -6,8 +6,9 @@
 //! | --- | --- | --- |
 //! | `malformed_report` | 400 | a delivery report that does not parse (nothing changes) |
 //! | `forbidden` | 403 | a wrong webhook token, an unknown credential set, a missing or wrong signature |
+//! | `unknown_link` | 404 | no short link has this code (or it cannot be one) |
 //! | `overloaded` | 503 | too many reports wait to be written; the provider retries |
-//! | `store_unavailable` | 503 | the write did not become durable; the provider retries |
+//! | `store_unavailable` | 503 | the store did not answer (a report write, a link lookup); retry |
 //! | `unavailable` | 503 | the actor that writes is gone (shutting down) |
 
 use actix_web::http::StatusCode;
@@ -20,9 +21,11 @@ pub enum ApiError {
     MalformedReport(String),
     #[error("{0}")]
     Forbidden(&'static str),
+    #[error("no such link")]
+    UnknownLink,
     #[error("too many reports waiting; retry later")]
     Overloaded,
-    #[error("reports not stored; retry")]
+    #[error("the store did not answer; retry")]
     StoreUnavailable,
     #[error("reports not stored; retry")]
     Unavailable,
@@ -34,6 +37,7 @@ impl ApiError {
         match self {
             ApiError::MalformedReport(_) => "malformed_report",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::UnknownLink => "unknown_link",
             ApiError::Overloaded => "overloaded",
             ApiError::StoreUnavailable => "store_unavailable",
             ApiError::Unavailable => "unavailable",
@@ -46,6 +50,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::MalformedReport(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::UnknownLink => StatusCode::NOT_FOUND,
             ApiError::Overloaded | ApiError::StoreUnavailable | ApiError::Unavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -3,13 +3,14 @@
 
 pub mod error;
 pub mod health;
+pub mod links;
 pub mod webhooks;
 
 use crate::actors::recovery::UnservableLists;
 use crate::clock::SharedClock;
 use crate::config::Secrets;
 use crate::instance::Instance;
-use crate::messages::ApplyReports;
+use crate::messages::{ApplyReports, RecordClicks};
 use crate::metrics::Metrics;
 use crate::ratelimit::PermitBackend;
 use crate::store::Stores;
@@ -24,6 +25,8 @@ pub struct AppState {
     pub permits: Arc<dyn PermitBackend>,
     /// The HTTP actor that writes delivery reports.
     pub intake: Recipient<ApplyReports>,
+    /// The actor that records link clicks.
+    pub clicks: Recipient<RecordClicks>,
     pub secrets: Arc<Secrets>,
     /// This daemon's public base URL (Twilio signs the URL it called).
     pub public_url: String,
@@ -37,6 +40,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::new(state))
             .configure(health::configure)
-            .configure(webhooks::configure);
+            .configure(webhooks::configure)
+            .configure(links::configure);
     }
 }

@@ -6,6 +6,7 @@ pub mod control;
 pub mod dead_letter;
 pub mod delivery;
 pub mod dispatch;
+pub mod links;
 pub mod rate_limit;
 pub mod schedule;
 
@@ -14,5 +15,6 @@ pub use control::*;
 pub use dead_letter::*;
 pub use delivery::*;
 pub use dispatch::*;
+pub use links::*;
 pub use rate_limit::*;
 pub use schedule::*;

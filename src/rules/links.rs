@@ -153,3 +153,64 @@ pub fn rewrite_links_with<R: CryptoRng + ?Sized>(
     out.push_str(&body[copied..]);
     Rewritten { body: out, links }
 }
+
+/// Whether `code` can be one of ours: [`CODE_LEN`] base62 characters. The
+/// redirect answers anything else 404 without asking the store.
+pub fn is_code(code: &str) -> bool {
+    code.len() == CODE_LEN && code.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// User agents of link-preview fetchers and crawlers: messaging apps and
+/// social networks fetch a link to draw its preview card, search engines
+/// and monitors crawl it; none of them is the recipient clicking. Matched
+/// case-insensitively as substrings.
+const PREVIEW_AGENTS: &[&str] = &[
+    "facebookexternalhit",
+    "facebot",
+    "twitterbot",
+    "slackbot",
+    "slack-imgproxy",
+    "discordbot",
+    "telegrambot",
+    "whatsapp",
+    "linkedinbot",
+    "skypeuripreview",
+    "applebot",
+    "googlebot",
+    "google-pagerenderer",
+    "adsbot-google",
+    "bingbot",
+    "bingpreview",
+    "yandexbot",
+    "duckduckbot",
+    "baiduspider",
+    "pinterestbot",
+    "redditbot",
+    "embedly",
+    "quora link preview",
+    "vkshare",
+    "iframely",
+    "outbrain",
+    "w3c_validator",
+    "headlesschrome",
+    "python-requests",
+    "curl/",
+    "wget/",
+    "go-http-client",
+    "okhttp",
+    "bot/",
+    "crawler",
+    "spider",
+    "preview",
+];
+
+/// A click by a preview fetcher or crawler (see [`PREVIEW_AGENTS`]), or
+/// with no user agent at all (browsers always send one): left out of the
+/// click rate and the variant statistics when the account filters bots.
+pub fn is_preview_bot(user_agent: Option<&str>) -> bool {
+    let Some(ua) = user_agent.map(str::trim).filter(|u| !u.is_empty()) else {
+        return true;
+    };
+    let ua = ua.to_ascii_lowercase();
+    PREVIEW_AGENTS.iter().any(|a| ua.contains(a))
+}
