@@ -299,3 +299,38 @@ fn binary_argument_forms() {
     let (code, _, stderr) = trackly(&["inspect", "window", "2026-03-08T12:00:00Z"], "");
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn keyword_lines() {
+    let input = [
+        json!({"body": " STOP "}),
+        json!({"body": "stop by the store"}),
+        json!({"body": "Start"}),
+        json!({"body": "help"}),
+        json!({"body": "NONSTOP"}),
+    ]
+    .iter()
+    .map(|v| v.to_string() + "\n")
+    .collect::<String>()
+        + "{\"text\": \"STOP\"}\n";
+    let out = lines(Kind::Keyword, &input);
+    let actions: Vec<&str> = out[..5]
+        .iter()
+        .map(|v| v["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["unsubscribe", "none", "resubscribe", "help", "none"]
+    );
+    assert!(error_of(&out[5]).contains("line 6"), "{}", out[5]);
+}
+
+#[test]
+fn binary_keyword_argument_form() {
+    let (code, stdout, _) = trackly(&["inspect", "keyword", "ＳＴＯＰ"], "");
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(stdout.trim()).unwrap(),
+        json!({"action": "unsubscribe"})
+    );
+}

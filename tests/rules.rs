@@ -1174,3 +1174,50 @@ fn short_codes_and_preview_agents() {
         assert!(!is_preview_bot(Some(person)), "{person:?}");
     }
 }
+
+#[test]
+fn inbound_keywords_whole_message_and_lenient_opt_outs() {
+    use trackly::rules::keywords::{KeywordAction::*, classify};
+    for (body, want) in [
+        // The carriers' keywords, trimmed, any case, the whole message.
+        ("STOP", Unsubscribe),
+        ("  stop\n", Unsubscribe),
+        ("StopAll", Unsubscribe),
+        ("UNSUBSCRIBE", Unsubscribe),
+        ("cancel", Unsubscribe),
+        ("End", Unsubscribe),
+        ("quit", Unsubscribe),
+        ("START", Resubscribe),
+        ("unstop", Resubscribe),
+        ("Yes", Resubscribe),
+        ("HELP", Help),
+        ("info", Help),
+        // Not the whole message, or not the word: nothing changes.
+        ("stop by the store", None),
+        ("NONSTOP", None),
+        ("stopped", None),
+        ("I will stop by later", None),
+        ("help me find the store", None),
+        ("", None),
+        ("   ", None),
+        ("Thanks!", None),
+        // Meant as STOP: lenient is the safe side.
+        ("Stop!", Unsubscribe),
+        ("STOP.", Unsubscribe),
+        ("stop 🛑", Unsubscribe),
+        ("stop texting me", Unsubscribe),
+        ("Please stop!!", Unsubscribe),
+        ("Don't text me", Unsubscribe),
+        ("remove me from your list.", Unsubscribe),
+        ("OPT OUT", Unsubscribe),
+        ("opt-out", Unsubscribe),
+        ("optout", Unsubscribe),
+        ("REVOKE", Unsubscribe),
+        ("ＳＴＯＰ", Unsubscribe),
+        ("\u{200B}STOP\u{200B}", Unsubscribe),
+        ("S\u{00AD}TOP", Unsubscribe),
+        ("\u{FEFF}stop", Unsubscribe),
+    ] {
+        assert_eq!(classify(body), want, "{body:?}");
+    }
+}

@@ -1,9 +1,9 @@
 //! `trackly inspect`: the rules from outside the test suite, for operators
 //! checking a contact file or a creative before a campaign.
 //!
-//! `number`, `segments` and `window` each take one value as arguments, or,
-//! given none, read JSON lines on stdin and print one JSON object per input
-//! line, in order (formats in [`Kind`]'s variants).
+//! `number`, `segments`, `window` and `keyword` each take one value as
+//! arguments, or, given none, read JSON lines on stdin and print one JSON
+//! object per input line, in order (formats in [`Kind`]'s variants).
 //!
 //! - A line that cannot be answered (bad JSON, a missing or unknown field, an
 //!   unknown region or zone, a bad time) gets `{"error": "line N: …"}` and
@@ -52,6 +52,12 @@ enum InspectCommand {
         /// The message body.
         text: Option<String>,
     },
+    /// What an inbound message asks for: unsubscribe, resubscribe, help or
+    /// none. Without BODY, reads {"body": "..."} lines on stdin.
+    Keyword {
+        /// The inbound message's text.
+        body: Option<String>,
+    },
     /// Whether an instant is inside a TCPA window in a zone. Without
     /// arguments, reads {"utc": ..., "tz": ..., "start": "08:00", "end":
     /// "21:00"} lines on stdin.
@@ -80,6 +86,9 @@ pub enum Kind {
     Segments,
     /// `{"utc", "tz", "start", "end"}` → `{"allowed", "local"}`.
     Window,
+    /// `{"body": "..."}` → `{"action": "unsubscribe" | "resubscribe" |
+    /// "help" | "none"}`.
+    Keyword,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +103,12 @@ struct NumberLine {
 #[serde(deny_unknown_fields)]
 struct SegmentsLine {
     text: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeywordLine {
+    body: String,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +128,7 @@ pub fn main(args: InspectArgs) -> ExitCode {
             region,
         } => number(&input, region.as_deref()),
         InspectCommand::Segments { text: Some(text) } => Ok(segments(&text)),
+        InspectCommand::Keyword { body: Some(body) } => Ok(keyword(&body)),
         InspectCommand::Window {
             utc: Some(utc),
             tz: Some(tz),
@@ -124,6 +140,7 @@ pub fn main(args: InspectArgs) -> ExitCode {
                 InspectCommand::Number { .. } => Kind::Number,
                 InspectCommand::Segments { .. } => Kind::Segments,
                 InspectCommand::Window { .. } => Kind::Window,
+                InspectCommand::Keyword { .. } => Kind::Keyword,
             };
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
@@ -188,7 +205,15 @@ fn answer_line(kind: Kind, line: &str) -> Result<Value, String> {
             let l: WindowLine = serde_json::from_str(line).map_err(bad_json)?;
             window(&l.utc, &l.tz, &l.start, &l.end)
         }
+        Kind::Keyword => {
+            let l: KeywordLine = serde_json::from_str(line).map_err(bad_json)?;
+            Ok(keyword(&l.body))
+        }
     }
+}
+
+fn keyword(body: &str) -> Value {
+    json!({"action": super::keywords::classify(body).as_str()})
 }
 
 fn number(input: &str, region: Option<&str>) -> Result<Value, String> {

@@ -19,13 +19,15 @@
 //!   Thompson sampling on clicks.
 //! - [`links`]: finding URLs in a body and replacing them with short links.
 //! - [`eligibility`]: the per-contact filter chain of audience evaluation.
-//! - [`inspect`]: `trackly inspect number|segments|window`.
+//! - [`keywords`]: what an inbound message asks for (STOP, START, HELP).
+//! - [`inspect`]: `trackly inspect number|segments|window|keyword`.
 //!
 //! Segment counting lives in [`crate::domain::sms`], because billing uses it
 //! too.
 
 pub mod eligibility;
 pub mod inspect;
+pub mod keywords;
 pub mod links;
 pub mod phone;
 pub mod placeholders;
