@@ -80,6 +80,9 @@ pub struct Metrics {
     pub reports_applied: IntCounter,
     pub reports_unknown: IntCounter,
     pub reports_resolved: IntCounter,
+    /// Contacts unsubscribed and resubscribed by inbound keywords.
+    pub inbound_unsubscribes: IntCounter,
+    pub inbound_resubscribes: IntCounter,
     /// Short-link redirects answered (302), and clicks recorded by kind.
     pub redirects: IntCounter,
     pub clicks_recorded: IntCounter,
@@ -229,6 +232,14 @@ impl Metrics {
                 "Delivery reports received",
             ),
             redirects: counter("link_redirects_total", "Short-link redirects answered"),
+            inbound_unsubscribes: counter(
+                "inbound_unsubscribes_total",
+                "Inbound opt-out keywords that unsubscribed a contact",
+            ),
+            inbound_resubscribes: counter(
+                "inbound_resubscribes_total",
+                "Inbound START keywords that subscribed a contact again",
+            ),
             clicks_recorded: counter("link_clicks_recorded_total", "Link clicks recorded"),
             clicks_bot: counter(
                 "link_clicks_bot_total",

@@ -1492,7 +1492,58 @@ both!(
     cooldown_reservations_are_atomic_per_contact,
     run_pages_commit_all_or_nothing_and_only_for_their_owner,
     schedules_advance_once_per_occurrence,
+    inbound_numbers_find_their_lists_and_contacts,
 );
+
+/// Inbound messages: the lists that send from a number, the contact of an
+/// account with a number.
+async fn inbound_numbers_find_their_lists_and_contacts(s: &Stores) {
+    let w = world(s, 3).await;
+    let t = now();
+    let mut a = seed::list(w.account.id, ProviderSettings::Fake, 1_000, t);
+    a.from_numbers = vec!["+12125550100".into(), "+12125550101".into()];
+    let mut b = seed::list(w.account.id, ProviderSettings::Fake, 1_000, t);
+    b.from_numbers = vec!["+12125550101".into()];
+    s.lists.insert_list(a.clone()).await.unwrap();
+    s.lists.insert_list(b.clone()).await.unwrap();
+    let ids = |v: Vec<SendingList>| {
+        let mut v: Vec<SendingListId> = v.into_iter().map(|l| l.id).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        ids(s.lists.lists_sending_from("+12125550100").await.unwrap()),
+        vec![a.id]
+    );
+    let mut both = vec![a.id, b.id];
+    both.sort();
+    assert_eq!(
+        ids(s.lists.lists_sending_from("+12125550101").await.unwrap()),
+        both
+    );
+    assert!(
+        s.lists
+            .lists_sending_from("+12125550199")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let c = &w.contacts[1];
+    let found = s
+        .contacts
+        .find_by_phone(w.account.id, &c.phone)
+        .await
+        .unwrap();
+    assert_eq!(found.map(|f| f.id), Some(c.id));
+    let other = seed::account(Money::ZERO, Money::ZERO, t);
+    assert!(
+        s.contacts
+            .find_by_phone(other.id, &c.phone)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
 
 /// MongoDB only (the in-memory store holds typed values): a queued document
 /// that does not decode is quarantined as a MALFORMED dead letter with its

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod health;
+pub mod inbound;
 pub mod links;
 pub mod webhooks;
 
@@ -40,6 +41,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::new(state))
             .configure(health::configure)
+            .configure(inbound::configure)
             .configure(webhooks::configure)
             .configure(links::configure);
     }

@@ -33,7 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn token_ok(state: &AppState, given: &str) -> bool {
+pub(super) fn token_ok(state: &AppState, given: &str) -> bool {
     match &state.secrets.webhook_token {
         Some(t) => twilio::constant_time_eq(t.expose().as_bytes(), given.as_bytes()),
         None => false,
@@ -128,13 +128,15 @@ async fn cm_reports(
     apply(&state, "cm", reports).await
 }
 
-async fn twilio_callback(
-    state: web::Data<AppState>,
-    credentials: web::Path<String>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let Some(creds) = state.secrets.twilio.get(credentials.as_str()) else {
+/// The form parameters of a Twilio request, once its `X-Twilio-Signature`
+/// matches the credential set's auth token and the URL Twilio requested.
+pub(super) fn twilio_verified(
+    state: &AppState,
+    credentials: &str,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(creds) = state.secrets.twilio.get(credentials) else {
         return Err(ApiError::Forbidden("unknown credential set"));
     };
     let Some(given) = req
@@ -144,7 +146,7 @@ async fn twilio_callback(
     else {
         return Err(ApiError::Forbidden("missing X-Twilio-Signature"));
     };
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     // The URL Twilio requested: our public base, this path, this query.
     let url = format!(
         "{}{}",
@@ -154,6 +156,16 @@ async fn twilio_callback(
     if !twilio::verify(creds.auth_token.expose(), &url, &params, given) {
         return Err(ApiError::Forbidden("X-Twilio-Signature does not match"));
     }
+    Ok(params)
+}
+
+async fn twilio_callback(
+    state: web::Data<AppState>,
+    credentials: web::Path<String>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let params = twilio_verified(&state, &credentials, &req, &body)?;
     let ours = req.uri().query().and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "m")

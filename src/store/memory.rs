@@ -634,6 +634,19 @@ impl ContactStore for MemoryStore {
         Ok(self.lock().contacts.get(&id).cloned())
     }
 
+    async fn find_by_phone(
+        &self,
+        account: AccountId,
+        phone: &E164,
+    ) -> StoreResult<Option<Contact>> {
+        Ok(self
+            .lock()
+            .contacts
+            .values()
+            .find(|c| c.account == account && &c.phone == phone)
+            .cloned())
+    }
+
     async fn contact_states(
         &self,
         list: SendingListId,
@@ -813,6 +826,16 @@ impl ListStore for MemoryStore {
 
     async fn get_list(&self, id: SendingListId) -> StoreResult<Option<SendingList>> {
         Ok(self.lock().lists.get(&id).cloned())
+    }
+
+    async fn lists_sending_from(&self, number: &str) -> StoreResult<Vec<SendingList>> {
+        Ok(self
+            .lock()
+            .lists
+            .values()
+            .filter(|l| l.from_numbers.iter().any(|n| n == number))
+            .cloned()
+            .collect())
     }
 
     async fn set_list_status(&self, id: SendingListId, status: ListStatus) -> StoreResult<()> {

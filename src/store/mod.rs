@@ -434,6 +434,9 @@ pub trait ContactStore: Send + Sync {
         subscribed: bool,
         at: Timestamp,
     ) -> StoreResult<()>;
+    /// The contact of `account` with this number (unique per account).
+    async fn find_by_phone(&self, account: AccountId, phone: &E164)
+    -> StoreResult<Option<Contact>>;
     async fn set_blocked(&self, contact: ContactId, blocked: bool) -> StoreResult<()>;
     async fn insert_audience(&self, audience: Audience) -> StoreResult<()>;
     async fn get_audience(&self, id: AudienceId) -> StoreResult<Option<Audience>>;
@@ -502,6 +505,9 @@ pub trait ListStore: Send + Sync {
     /// 0 means paused.
     async fn set_rate_limit(&self, id: SendingListId, per_minute: u32) -> StoreResult<()>;
     async fn delete_list(&self, id: SendingListId) -> StoreResult<()>;
+    /// Lists that send from `number` (one of their `from_numbers`): where
+    /// an inbound message to that number belongs.
+    async fn lists_sending_from(&self, number: &str) -> StoreResult<Vec<SendingList>>;
 }
 
 /// Daemon leases (see [`crate::domain::lease`]).

@@ -52,6 +52,17 @@ impl ContactStore for MongoStore {
             .map_err(map_err)
     }
 
+    async fn find_by_phone(
+        &self,
+        account: AccountId,
+        phone: &E164,
+    ) -> StoreResult<Option<Contact>> {
+        self.coll::<Contact>(names::CONTACTS)
+            .find_one(doc! {"account": account, "phone": phone.as_str()})
+            .await
+            .map_err(map_err)
+    }
+
     async fn contact_states(
         &self,
         list: SendingListId,
@@ -254,6 +265,16 @@ impl ListStore for MongoStore {
     async fn get_list(&self, id: SendingListId) -> StoreResult<Option<SendingList>> {
         self.coll::<SendingList>(names::LISTS)
             .find_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)
+    }
+
+    async fn lists_sending_from(&self, number: &str) -> StoreResult<Vec<SendingList>> {
+        self.coll::<SendingList>(names::LISTS)
+            .find(doc! {"from_numbers": number})
+            .await
+            .map_err(map_err)?
+            .try_collect()
             .await
             .map_err(map_err)
     }

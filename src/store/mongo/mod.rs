@@ -175,7 +175,14 @@ impl MongoStore {
                 names::AUDIENCES,
                 vec![idx(doc! {"account": 1}, "by_account")],
             ),
-            (names::LISTS, vec![idx(doc! {"account": 1}, "by_account")]),
+            (
+                names::LISTS,
+                vec![
+                    idx(doc! {"account": 1}, "by_account"),
+                    // inbound messages: the lists that send from a number.
+                    idx(doc! {"from_numbers": 1}, "by_number"),
+                ],
+            ),
             (
                 names::CREATIVES,
                 vec![idx(doc! {"account": 1}, "by_account")],
