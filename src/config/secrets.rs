@@ -12,7 +12,10 @@ use crate::telemetry::Secret;
 /// and `TRACKLY_CM_PRODUCT_TOKEN[_NAME]`.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
+    /// Admin API bearer token with the operator role (`TRACKLY_ADMIN_TOKEN`).
     pub admin_token: Option<Secret>,
+    /// Admin API bearer token that may only read (`TRACKLY_READONLY_TOKEN`).
+    pub readonly_token: Option<Secret>,
     /// Part of the delivery-report URLs of providers that do not sign their
     /// reports (Infobip, CM): `/webhooks/infobip/<token>`.
     pub webhook_token: Option<Secret>,
@@ -72,6 +75,7 @@ impl Secrets {
             .collect();
         Secrets {
             admin_token: get("TRACKLY_ADMIN_TOKEN"),
+            readonly_token: get("TRACKLY_READONLY_TOKEN"),
             webhook_token: get("TRACKLY_WEBHOOK_TOKEN"),
             infobip: named("TRACKLY_INFOBIP_API_KEY"),
             twilio,

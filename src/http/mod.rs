@@ -1,6 +1,7 @@
 //! The HTTP surface. [`configure`] mounts every route; `trackly serve`, the
 //! demo and the tests build their `App` from it.
 
+pub mod admin;
 pub mod error;
 pub mod health;
 pub mod inbound;
@@ -8,10 +9,11 @@ pub mod links;
 pub mod webhooks;
 
 use crate::actors::recovery::UnservableLists;
+use crate::bus::SharedBus;
 use crate::clock::SharedClock;
 use crate::config::Secrets;
 use crate::instance::Instance;
-use crate::messages::{ApplyReports, RecordClicks};
+use crate::messages::{ApplyReports, ExplainSchedule, ListControl, LookNow, RecordClicks};
 use crate::metrics::Metrics;
 use crate::ratelimit::PermitBackend;
 use crate::store::Stores;
@@ -28,6 +30,13 @@ pub struct AppState {
     pub intake: Recipient<ApplyReports>,
     /// The actor that records link clicks.
     pub clicks: Recipient<RecordClicks>,
+    /// Operators' list control (the Coordinator).
+    pub control: Recipient<ListControl>,
+    /// The Scheduler's explain and look (absent when `scheduler.enabled` is
+    /// false on this daemon).
+    pub explain: Option<Recipient<ExplainSchedule>>,
+    pub look: Option<Recipient<LookNow>>,
+    pub bus: SharedBus,
     pub secrets: Arc<Secrets>,
     /// This daemon's public base URL (Twilio signs the URL it called).
     pub public_url: String,
@@ -41,6 +50,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(web::Data::new(state))
             .configure(health::configure)
+            .configure(admin::configure)
             .configure(inbound::configure)
             .configure(webhooks::configure)
             .configure(links::configure);

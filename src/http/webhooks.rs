@@ -87,7 +87,9 @@ async fn apply(
         }
         Err(e) => {
             tracing::error!(provider, error = %e, "delivery intake unreachable");
-            Err(ApiError::Unavailable)
+            Err(ApiError::Unavailable(
+                "the delivery intake is gone (shutting down)",
+            ))
         }
     }
 }

@@ -1,0 +1,167 @@
+//! Schedules: read one with its latest runs; explain (the dry run, nothing
+//! queued); pause, resume, cancel; trigger now. Status changes are stored,
+//! then announced on the bus (`SchedulesChanged`) so every daemon's
+//! Scheduler looks at once.
+//!
+//! | method | path | role |
+//! | --- | --- | --- |
+//! | GET | `/api/v1/schedules/{id}` | read-only |
+//! | POST | `/api/v1/schedules/{id}/explain` | read-only |
+//! | POST | `/api/v1/schedules/{id}/pause` | operator |
+//! | POST | `/api/v1/schedules/{id}/resume` | operator |
+//! | POST | `/api/v1/schedules/{id}/cancel` | operator |
+//! | POST | `/api/v1/schedules/{id}/trigger` | operator |
+//!
+//! Trigger now makes the schedule due now (a recurring schedule's next
+//! occurrence is brought forward to now; after it runs, the schedule goes
+//! on with its cron expression). Resume and trigger refuse a cancelled or
+//! finished schedule (409).
+
+use super::{Role, authorize, parse_id, store_error, to_json};
+use crate::bus::Event;
+use crate::domain::{Schedule, ScheduleId, ScheduleStatus};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use crate::messages::{ExplainError, ExplainSchedule, LookNow};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+/// Runs shown with a schedule, newest first.
+const RUNS_SHOWN: usize = 20;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/schedules/{id}", web::get().to(get_schedule))
+        .route("/schedules/{id}/explain", web::post().to(explain))
+        .route("/schedules/{id}/pause", web::post().to(pause))
+        .route("/schedules/{id}/resume", web::post().to(resume))
+        .route("/schedules/{id}/cancel", web::post().to(cancel))
+        .route("/schedules/{id}/trigger", web::post().to(trigger));
+}
+
+async fn load(state: &AppState, raw: &str) -> Result<Schedule, ApiError> {
+    let id: ScheduleId = parse_id("schedule id", raw)?;
+    state
+        .stores
+        .schedules
+        .get_schedule(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no such schedule: {id}")))
+}
+
+async fn get_schedule(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::ReadOnly)?;
+    let s = load(&state, &id).await?;
+    let runs = state
+        .stores
+        .schedules
+        .runs_of(s.id, RUNS_SHOWN)
+        .await
+        .map_err(store_error)?;
+    let mut body = to_json(&s)?;
+    body["runs"] = to_json(&runs)?;
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn explain(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::ReadOnly)?;
+    let schedule: ScheduleId = parse_id("schedule id", &id)?;
+    let Some(explain) = &state.explain else {
+        return Err(ApiError::Unavailable(
+            "the scheduler is disabled on this daemon",
+        ));
+    };
+    match explain.send(ExplainSchedule { schedule }).await {
+        Ok(Ok(e)) => Ok(HttpResponse::Ok().json(to_json(&e)?)),
+        Ok(Err(ExplainError::UnknownSchedule(s))) => {
+            Err(ApiError::NotFound(format!("no such schedule: {s}")))
+        }
+        Ok(Err(ExplainError::Invalid(e))) => Err(ApiError::Conflict(format!(
+            "the campaign would fail validation: {e}"
+        ))),
+        Ok(Err(ExplainError::Store(e))) => Err(store_error(e)),
+        Err(_) => Err(ApiError::Unavailable("the scheduler did not answer")),
+    }
+}
+
+async fn pause(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_status(&state, &req, &id, ScheduleStatus::Paused, false).await
+}
+
+async fn resume(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_status(&state, &req, &id, ScheduleStatus::Active, false).await
+}
+
+async fn cancel(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_status(&state, &req, &id, ScheduleStatus::Cancelled, false).await
+}
+
+async fn trigger(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_status(&state, &req, &id, ScheduleStatus::Active, true).await
+}
+
+async fn set_status(
+    state: &AppState,
+    req: &HttpRequest,
+    id: &str,
+    to: ScheduleStatus,
+    now: bool,
+) -> Result<HttpResponse, ApiError> {
+    authorize(state, req, Role::Operator)?;
+    let s = load(state, id).await?;
+    let ended = matches!(s.status, ScheduleStatus::Cancelled | ScheduleStatus::Done);
+    if ended && to != ScheduleStatus::Cancelled {
+        return Err(ApiError::Conflict(format!(
+            "schedule {} is {:?}: it cannot run again",
+            s.id, s.status
+        )));
+    }
+    let next = if now {
+        Some(state.clock.now())
+    } else {
+        s.next_run_at
+    };
+    state
+        .stores
+        .schedules
+        .set_schedule_status(s.id, to, next)
+        .await
+        .map_err(store_error)?;
+    // Every daemon's Scheduler looks at once (a hint; they look anyway).
+    if let Err(e) = state.bus.publish(Event::SchedulesChanged).await {
+        tracing::warn!(error = %e, "could not announce a schedule change; schedulers will see it at their next look");
+    }
+    if now && let Some(look) = &state.look {
+        let _ = look.try_send(LookNow);
+    }
+    tracing::info!(schedule = %s.id, status = ?to, now, "schedule changed by an operator");
+    Ok(HttpResponse::Ok().json(json!({
+        "schedule": s.id.to_hex(),
+        "status": to,
+        "next_run_at": next.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    })))
+}

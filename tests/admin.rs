@@ -1,0 +1,303 @@
+//! The admin API over HTTP: bearer tokens and roles; lists (read, pause,
+//! resume, rate) and the queue; schedules (read, explain, pause, resume,
+//! cancel, trigger now); precise errors that change nothing, including
+//! query-operator injection in bodies. On both stores.
+
+mod common;
+
+use actix_web::test as atest;
+use common::*;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use trackly::config::Secrets;
+use trackly::domain::*;
+use trackly::providers::fake::FakeSettings;
+use trackly::store::Stores;
+use trackly::telemetry::Secret;
+use trackly_devkit::seed;
+
+const OPERATOR: &str = "op-token-0123456789";
+const READER: &str = "ro-token-0123456789";
+
+fn secrets() -> Arc<Secrets> {
+    Arc::new(Secrets {
+        admin_token: Some(Secret::new(OPERATOR)),
+        readonly_token: Some(Secret::new(READER)),
+        ..Default::default()
+    })
+}
+
+async fn admin_api(stores: Stores) {
+    let now = chrono::Utc::now();
+    let account = seed::account(Money(1_000_000_000), Money(10), now);
+    stores
+        .accounts
+        .insert_account(account.clone())
+        .await
+        .unwrap();
+    let mut list = seed::list(account.id, ProviderSettings::Fake, 60_000, now);
+    list.tcpa_window = seed::window_open_around(now, "America/New_York");
+    stores.lists.insert_list(list.clone()).await.unwrap();
+    let contacts: Vec<Contact> = (0..20)
+        .map(|i| seed::contact(account.id, list.id, i, now))
+        .collect();
+    stores
+        .contacts
+        .insert_contacts(contacts.clone())
+        .await
+        .unwrap();
+    let audience = seed::audience(account.id, "all", AudienceFilter::default(), now);
+    stores
+        .contacts
+        .insert_audience(audience.clone())
+        .await
+        .unwrap();
+    let creative = seed::creative(
+        account.id,
+        &[("A", "Hi {{first_name|there}}", 1)],
+        false,
+        now,
+    );
+    stores
+        .schedules
+        .insert_creative(creative.clone())
+        .await
+        .unwrap();
+    // Due tomorrow: nothing runs until an operator triggers it.
+    let later = now + chrono::Duration::days(1);
+    let schedule = seed::schedule(
+        &list,
+        vec![audience.id],
+        creative.id,
+        ScheduleKind::Once { at: later },
+        Some(later),
+        now,
+    );
+    stores
+        .schedules
+        .insert_schedule(schedule.clone())
+        .await
+        .unwrap();
+
+    let t = start_daemon_with_clock(
+        test_config(),
+        stores.clone(),
+        local_permits(),
+        FakeSettings::default(),
+        trackly::clock::ManualClock::new(now),
+    );
+    let app = atest::init_service(actix_web::App::new().configure(trackly::http::configure(
+        t.daemon.http_state(secrets(), "https://trackly.example"),
+    )))
+    .await;
+    macro_rules! call {
+        ($method:ident, $uri:expr, $token:expr) => {
+            call!($method, $uri, $token, None::<&str>)
+        };
+        ($method:ident, $uri:expr, $token:expr, $body:expr) => {{
+            let mut r = atest::TestRequest::$method().uri(&$uri);
+            if let Some(tok) = $token {
+                r = r.insert_header(("authorization", format!("Bearer {tok}")));
+            }
+            if let Some(b) = $body {
+                r = r
+                    .insert_header(("content-type", "application/json"))
+                    .set_payload(b.to_string());
+            }
+            let res = atest::call_service(&app, r.to_request()).await;
+            let status = res.status().as_u16();
+            let bytes = atest::read_body(res).await;
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            (status, v)
+        }};
+    }
+    let l = format!("/api/v1/lists/{}", list.id.to_hex());
+
+    // Authentication and roles.
+    let (s, v) = call!(get, l, None::<&str>);
+    assert_eq!((s, v["error"].as_str()), (401, Some("unauthorized")));
+    let (s, _) = call!(get, l, Some("not-a-token"));
+    assert_eq!(s, 401);
+    let (s, v) = call!(post, format!("{l}/pause"), Some(READER));
+    assert_eq!((s, v["error"].as_str()), (403, Some("forbidden")));
+    assert_eq!(
+        stores
+            .lists
+            .get_list(list.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        list.status
+    );
+
+    // Reading a list: plain ids, the queue depth.
+    let (s, v) = call!(get, l, Some(READER));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["_id"], json!(list.id.to_hex()));
+    assert_eq!(v["queue_depth"], json!(0));
+    let (s, v) = call!(get, "/api/v1/lists/zzz", Some(READER));
+    assert_eq!((s, v["error"].as_str()), (400, Some("bad_request")));
+    let (s, v) = call!(
+        get,
+        format!("/api/v1/lists/{}", SendingListId::new().to_hex()),
+        Some(READER)
+    );
+    assert_eq!((s, v["error"].as_str()), (404, Some("not_found")));
+
+    // Bad rate bodies: precise errors, nothing changed.
+    for bad in [
+        json!({"per_minute": "fast"}),
+        json!({"per_minute": {"$gt": ""}}),
+        json!({"per_minute": 5, "$where": "1"}),
+        json!({"per_minute": -1}),
+        json!({}),
+    ] {
+        let (s, v) = call!(put, format!("{l}/rate"), Some(OPERATOR), Some(&bad));
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("bad_request")),
+            "{bad}: {v}"
+        );
+    }
+    let (s, v) = call!(put, format!("{l}/rate"), Some(OPERATOR), Some(&"not json"));
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = call!(
+        put,
+        format!("{l}/rate"),
+        Some(OPERATOR),
+        Some(&json!({"per_minute": 7_000_000}))
+    );
+    assert_eq!(
+        (s, v["error"].as_str(), v["field"].as_str()),
+        (422, Some("invalid_field"), Some("per_minute"))
+    );
+    assert_eq!(
+        stores
+            .lists
+            .get_list(list.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .rate_limit_per_minute,
+        list.rate_limit_per_minute
+    );
+
+    // Pause, rate, resume: stored.
+    let (s, v) = call!(post, format!("{l}/pause"), Some(OPERATOR));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        stores
+            .lists
+            .get_list(list.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ListStatus::Paused
+    );
+    let (s, _) = call!(
+        put,
+        format!("{l}/rate"),
+        Some(OPERATOR),
+        Some(&json!({"per_minute": 1234}))
+    );
+    assert_eq!(s, 200);
+    assert_eq!(
+        stores
+            .lists
+            .get_list(list.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .rate_limit_per_minute,
+        1234
+    );
+    let (s, _) = call!(post, format!("{l}/resume"), Some(OPERATOR));
+    assert_eq!(s, 200);
+    assert_eq!(
+        stores
+            .lists
+            .get_list(list.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ListStatus::Active
+    );
+
+    // Schedules: read, explain (nothing queued), pause, trigger now.
+    let sp = format!("/api/v1/schedules/{}", schedule.id.to_hex());
+    let (s, v) = call!(get, sp, Some(READER));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], json!("active"));
+    assert_eq!(v["runs"], json!([]));
+    let (s, v) = call!(post, format!("{sp}/explain"), Some(READER));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["unique_contacts"].as_u64(), v["eligible"].as_u64()),
+        (Some(20), Some(20))
+    );
+    assert_eq!(v["schedule"], json!(schedule.id.to_hex()));
+    assert_eq!(stores.queue.depth().await.unwrap(), 0);
+    let (s, _) = call!(post, format!("{sp}/pause"), Some(OPERATOR));
+    assert_eq!(s, 200);
+    assert_eq!(
+        stores
+            .schedules
+            .get_schedule(schedule.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ScheduleStatus::Paused
+    );
+    let (s, v) = call!(post, format!("{sp}/trigger"), Some(OPERATOR));
+    assert_eq!(s, 200, "{v}");
+    let st = stores.schedules.clone();
+    let id = schedule.id;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let st = st.clone();
+            async move {
+                st.runs_of(id, 1)
+                    .await
+                    .ok()
+                    .and_then(|r| r.first().map(|r| r.status == RunStatus::Queued))
+                    .unwrap_or(false)
+            }
+        })
+        .await,
+        "the triggered run did not queue"
+    );
+    let (s, v) = call!(get, "/api/v1/queue", Some(READER));
+    assert_eq!(s, 200);
+    assert!(v["lists"].is_object(), "{v}");
+    // Done now: it cannot be resumed; cancel is allowed.
+    let (s, v) = call!(post, format!("{sp}/resume"), Some(OPERATOR));
+    assert_eq!((s, v["error"].as_str()), (409, Some("conflict")), "{v}");
+    let (s, _) = call!(post, format!("{sp}/cancel"), Some(OPERATOR));
+    assert_eq!(s, 200);
+    let (s, v) = call!(
+        post,
+        format!("/api/v1/schedules/{}/explain", ScheduleId::new().to_hex()),
+        Some(READER)
+    );
+    assert_eq!((s, v["error"].as_str()), (404, Some("not_found")));
+    assert!(t.drained(Duration::from_secs(30)).await);
+}
+
+#[actix_rt::test]
+async fn admin_api_in_memory() {
+    admin_api(Stores::memory()).await;
+}
+
+#[actix_rt::test]
+async fn admin_api_on_mongodb() {
+    let Some(t) = mongo("admin").await else {
+        return;
+    };
+    admin_api(t.stores.clone()).await;
+    t.cleanup().await;
+}
