@@ -301,3 +301,163 @@ async fn admin_api_on_mongodb() {
     admin_api(t.stores.clone()).await;
     t.cleanup().await;
 }
+
+/// A campaign built through the API alone: account, list, contacts (bad
+/// rows refused one by one), audience, creative (an unknown placeholder
+/// refused when saved), schedule; the Scheduler runs it and the messages
+/// go out.
+async fn a_campaign_through_the_api(stores: Stores) {
+    let now = chrono::Utc::now();
+    let t = start_daemon_with_clock(
+        test_config(),
+        stores.clone(),
+        local_permits(),
+        FakeSettings::default(),
+        trackly::clock::ManualClock::new(now),
+    );
+    let app = atest::init_service(actix_web::App::new().configure(trackly::http::configure(
+        t.daemon.http_state(secrets(), "https://trackly.example"),
+    )))
+    .await;
+    macro_rules! post {
+        ($uri:expr, $body:expr) => {{
+            let r = atest::TestRequest::post()
+                .uri($uri)
+                .insert_header(("authorization", format!("Bearer {OPERATOR}")))
+                .set_json($body)
+                .to_request();
+            let res = atest::call_service(&app, r).await;
+            let status = res.status().as_u16();
+            let v: Value = atest::read_body_json(res).await;
+            (status, v)
+        }};
+    }
+    let (s, acc) = post!(
+        "/api/v1/accounts",
+        json!({"name": "Acme", "price_per_segment_micros": 7500, "opening_balance_micros": 100_000_000})
+    );
+    assert_eq!(s, 201, "{acc}");
+    let account = acc["id"].as_str().unwrap().to_string();
+    let (s, v) = post!(
+        "/api/v1/accounts",
+        json!({"name": "", "price_per_segment_micros": 0})
+    );
+    assert_eq!((s, v["field"].as_str()), (422, Some("name")), "{v}");
+
+    let w = seed::window_open_around(now, "America/New_York");
+    let hm = |m: u16| format!("{:02}:{:02}", m / 60, m % 60);
+    let (s, list) = post!(
+        "/api/v1/lists",
+        json!({"account": account, "name": "Main", "provider": {"kind": "fake"},
+               "from_numbers": ["+12125550100"], "rate_limit_per_minute": 60000,
+               "window": {"start": hm(w.start_minute), "end": hm(w.end_minute)}})
+    );
+    assert_eq!(s, 201, "{list}");
+    let list_id = list["_id"].as_str().unwrap().to_string();
+    let (s, v) = post!(
+        "/api/v1/lists",
+        json!({"account": account, "name": "Bad", "provider": {"kind": "fake"}, "from_numbers": ["+1200"]})
+    );
+    assert_eq!((s, v["field"].as_str()), (422, Some("from_numbers")), "{v}");
+
+    let mut rows: Vec<Value> = (0..30)
+        .map(|i| json!({"phone": format!("(212) 200-{:04}", 1000 + i), "first_name": format!("Ann{i}"), "tags": ["vip"]}))
+        .collect();
+    rows.push(json!({"phone": "+1 200 555 0000"}));
+    rows.push(json!({"phone": "(212) 200-1000"}));
+    rows.push(json!({"phone": "(212) 200-9999", "time_zone": "Mars/Olympus"}));
+    let (s, v) = post!(
+        "/api/v1/contacts/import",
+        json!({"account": account, "list": list_id, "default_region": "US", "contacts": rows})
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["imported"], json!(30), "{v}");
+    let errors = v["errors"].as_array().unwrap();
+    let rows_fields: Vec<(u64, &str)> = errors
+        .iter()
+        .map(|e| (e["row"].as_u64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        rows_fields,
+        vec![(30, "phone"), (31, "phone"), (32, "time_zone")]
+    );
+    // Importing again: every row already a contact.
+    let (_, v) = post!(
+        "/api/v1/contacts/import",
+        json!({"account": account, "list": list_id, "contacts": [{"phone": "+12122001000"}]})
+    );
+    assert_eq!(v["imported"], json!(0), "{v}");
+
+    let (s, aud) = post!(
+        "/api/v1/audiences",
+        json!({"account": account, "name": "VIP", "filter": {"list": list_id, "tags_any": ["vip"]}})
+    );
+    assert_eq!(s, 201, "{aud}");
+    let (s, v) = post!(
+        "/api/v1/creatives",
+        json!({"account": account, "name": "Bad", "variants": [{"key": "A", "body": "Hi {{frist_name}}", "weight": 1}]})
+    );
+    assert_eq!((s, v["field"].as_str()), (422, Some("variants")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("frist_name"), "{v}");
+    let (s, cr) = post!(
+        "/api/v1/creatives",
+        json!({"account": account, "name": "Sale", "track_links": true, "variants": [
+            {"key": "A", "body": "Hi {{first_name|there}}: https://shop.example.com/a", "weight": 1},
+            {"key": "B", "body": "{{first_name|Friend}}, sale today https://shop.example.com/b", "weight": 1}]})
+    );
+    assert_eq!(s, 201, "{cr}");
+    let (s, v) = post!(
+        "/api/v1/schedules",
+        json!({"account": account, "name": "Bad", "sending_list": list_id, "audiences": [aud["_id"]],
+               "creative": cr["_id"], "when": {"type": "recurring", "cron": "61 * * * *", "time_zone": "America/New_York"}})
+    );
+    assert_eq!((s, v["field"].as_str()), (422, Some("when")), "{v}");
+    let (s, sch) = post!(
+        "/api/v1/schedules",
+        json!({"account": account, "name": "Spring sale", "sending_list": list_id, "audiences": [aud["_id"]],
+               "creative": cr["_id"], "when": {"type": "once", "at": now.to_rfc3339()}})
+    );
+    assert_eq!(s, 201, "{sch}");
+    let schedule: ScheduleId = sch["_id"].as_str().unwrap().parse().unwrap();
+    let _ = t
+        .daemon
+        .scheduler
+        .clone()
+        .unwrap()
+        .send(trackly::messages::LookNow)
+        .await;
+    let st = stores.schedules.clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let st = st.clone();
+            async move {
+                st.runs_of(schedule, 1)
+                    .await
+                    .ok()
+                    .and_then(|r| {
+                        r.first()
+                            .map(|r| r.status == RunStatus::Queued && r.queued == 30)
+                    })
+                    .unwrap_or(false)
+            }
+        })
+        .await,
+        "the run did not queue 30 messages"
+    );
+    assert!(t.drained(Duration::from_secs(30)).await);
+    assert_eq!(t.provider.accepted_count(), 30);
+}
+
+#[actix_rt::test]
+async fn a_campaign_through_the_api_in_memory() {
+    a_campaign_through_the_api(Stores::memory()).await;
+}
+
+#[actix_rt::test]
+async fn a_campaign_through_the_api_on_mongodb() {
+    let Some(t) = mongo("admin_campaign").await else {
+        return;
+    };
+    a_campaign_through_the_api(t.stores.clone()).await;
+    t.cleanup().await;
+}

@@ -2,8 +2,15 @@
 //! its rate on every daemon (stored, then broadcast); the queue depth of
 //! every list.
 //!
+//! A new list: `{"account", "name", "provider": {"kind": "infobip" |
+//! "twilio" | "cm" | "fake", "credentials"?}, "from_numbers": ["+1…"],
+//! "rate_limit_per_minute"? (17,000), "cooldown_secs"? (0),
+//! "blocked_words"? ([]), "window"? ({"start": "08:00", "end": "21:00"}),
+//! "default_time_zone"? (IANA)}`.
+//!
 //! | method | path | role |
 //! | --- | --- | --- |
+//! | POST | `/api/v1/lists` (below) | operator |
 //! | GET | `/api/v1/lists/{id}` | read-only |
 //! | POST | `/api/v1/lists/{id}/pause` | operator |
 //! | POST | `/api/v1/lists/{id}/resume` | operator |
@@ -11,7 +18,10 @@
 //! | GET | `/api/v1/queue` | read-only |
 
 use super::{Role, authorize, parse_body, parse_id, store_error, to_json};
-use crate::domain::SendingListId;
+use crate::domain::list::DEFAULT_RATE_PER_MINUTE;
+use crate::domain::{
+    AccountId, ListStatus, ProviderSettings, SendingList, SendingListId, TcpaWindow,
+};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::messages::{ControlError, ListCommand, ListControl};
@@ -23,7 +33,8 @@ use serde_json::json;
 pub const MAX_RATE_PER_MINUTE: u32 = 6_000_000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/lists/{id}", web::get().to(get_list))
+    cfg.route("/lists", web::post().to(create_list))
+        .route("/lists/{id}", web::get().to(get_list))
         .route("/lists/{id}/pause", web::post().to(pause))
         .route("/lists/{id}/resume", web::post().to(resume))
         .route("/lists/{id}/rate", web::put().to(set_rate))
@@ -143,4 +154,150 @@ async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespo
         .map(|(l, n)| (l.to_hex(), json!(n)))
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "lists": lists })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowBody {
+    start: String,
+    end: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewList {
+    account: String,
+    name: String,
+    provider: ProviderSettings,
+    #[serde(default)]
+    from_numbers: Vec<String>,
+    #[serde(default)]
+    rate_limit_per_minute: Option<u32>,
+    #[serde(default)]
+    cooldown_secs: u64,
+    #[serde(default)]
+    blocked_words: Vec<String>,
+    #[serde(default)]
+    window: Option<WindowBody>,
+    #[serde(default)]
+    default_time_zone: Option<String>,
+}
+
+fn minute_of(field: &'static str, hhmm: &str) -> Result<u16, ApiError> {
+    chrono::NaiveTime::parse_from_str(hhmm.trim(), "%H:%M")
+        .map(|t| {
+            use chrono::Timelike;
+            (t.hour() * 60 + t.minute()) as u16
+        })
+        .map_err(|_| ApiError::InvalidField {
+            field,
+            message: format!("a local time HH:MM, got {hhmm:?}"),
+        })
+}
+
+async fn create_list(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Operator)?;
+    let n: NewList = parse_body(&body)?;
+    let account: AccountId = parse_id("account", &n.account)?;
+    let name = super::accounts::name_field("name", &n.name)?;
+    let mut from_numbers = Vec::with_capacity(n.from_numbers.len());
+    for raw in &n.from_numbers {
+        let raw = raw.trim();
+        // A number (valid per libphonenumber, stored E.164), or an
+        // alphanumeric sender id (1 to 11 letters, digits or spaces).
+        let alphanumeric = !raw.is_empty()
+            && raw.chars().count() <= 11
+            && raw.chars().any(|c| c.is_ascii_alphabetic())
+            && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ');
+        if alphanumeric {
+            from_numbers.push(raw.to_string());
+            continue;
+        }
+        match crate::rules::phone::e164_of(raw, None) {
+            Ok(e) => from_numbers.push(e.as_str().to_string()),
+            Err(e) => {
+                return Err(ApiError::InvalidField {
+                    field: "from_numbers",
+                    message: format!(
+                        "{e} (a +E.164 number or an alphanumeric sender id of up to 11 characters)"
+                    ),
+                });
+            }
+        }
+    }
+    let rate = n.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_PER_MINUTE);
+    if rate > MAX_RATE_PER_MINUTE {
+        return Err(ApiError::InvalidField {
+            field: "rate_limit_per_minute",
+            message: format!("at most {MAX_RATE_PER_MINUTE}"),
+        });
+    }
+    if n.cooldown_secs > 366 * 86_400 {
+        return Err(ApiError::InvalidField {
+            field: "cooldown_secs",
+            message: "at most a year".into(),
+        });
+    }
+    let tcpa_window = match &n.window {
+        Some(w) => TcpaWindow {
+            start_minute: minute_of("window.start", &w.start)?,
+            end_minute: minute_of("window.end", &w.end)?,
+        },
+        None => TcpaWindow::default(),
+    };
+    if let Some(z) = &n.default_time_zone
+        && z.parse::<chrono_tz::Tz>().is_err()
+    {
+        return Err(ApiError::InvalidField {
+            field: "default_time_zone",
+            message: format!("not an IANA time zone: {z:?}"),
+        });
+    }
+    if n.blocked_words
+        .iter()
+        .any(|w| w.trim().is_empty() || w.len() > 100)
+    {
+        return Err(ApiError::InvalidField {
+            field: "blocked_words",
+            message: "each 1 to 100 characters".into(),
+        });
+    }
+    if state
+        .stores
+        .accounts
+        .get_account(account)
+        .await
+        .map_err(store_error)?
+        .is_none()
+    {
+        return Err(ApiError::InvalidField {
+            field: "account",
+            message: format!("no such account: {account}"),
+        });
+    }
+    let list = SendingList {
+        id: SendingListId::new(),
+        account,
+        name,
+        provider: n.provider,
+        from_numbers,
+        rate_limit_per_minute: rate,
+        cooldown_secs: n.cooldown_secs,
+        blocked_words: n.blocked_words,
+        tcpa_window,
+        default_time_zone: n.default_time_zone,
+        status: ListStatus::Active,
+        created_at: state.clock.now(),
+    };
+    state
+        .stores
+        .lists
+        .insert_list(list.clone())
+        .await
+        .map_err(store_error)?;
+    Ok(HttpResponse::Created().json(to_json(&list)?))
 }

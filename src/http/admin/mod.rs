@@ -10,11 +10,18 @@
 //!
 //! Ids in responses are plain hex strings, times RFC 3339 (UTC).
 //!
-//! - `lists.rs`: a list and its queue depth; pause, resume, rate (stored,
-//!   then broadcast to every daemon); the queue depth of every list.
+//! - `accounts.rs`: create, read (secrets never shown), top up.
+//! - `lists.rs`: create; a list and its queue depth; pause, resume, rate
+//!   (stored, then broadcast to every daemon); the queue depth of every
+//!   list.
+//! - `contacts.rs`: bulk import with an error per refused row.
+//! - `campaigns.rs`: audiences, creatives (checked when saved), schedules.
 //! - `schedules.rs`: a schedule and its runs; explain (the dry run); pause,
 //!   resume, cancel; trigger now.
 
+mod accounts;
+mod campaigns;
+mod contacts;
 mod lists;
 mod schedules;
 
@@ -28,7 +35,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
             .app_data(web::PayloadConfig::new(1024 * 1024))
+            .configure(accounts::configure)
             .configure(lists::configure)
+            .configure(contacts::configure)
+            .configure(campaigns::configure)
             .configure(schedules::configure),
     );
 }

@@ -1,0 +1,178 @@
+//! Contacts: bulk import (JSON) with an error per refused row.
+//!
+//! `POST /api/v1/contacts/import` (operator):
+//! `{"account", "list", "default_region"? ("US"), "contacts": [{"phone",
+//! "time_zone"?, "first_name"?, "last_name"?, "tags"?, "fields"?}]}`, at
+//! most 10,000 rows. Each row is checked on its own: an invalid number
+//! (libphonenumber, national numbers read in `default_region`), an unknown
+//! time zone, a number twice in the file or already a contact of the
+//! account; refused rows are answered with their index, field and reason,
+//! the others are imported (subscribed to `list`, numbers stored E.164):
+//! `{"imported": n, "errors": [{"row", "field", "error"}]}`.
+
+use super::{Role, authorize, parse_body, parse_id, store_error};
+use crate::domain::{AccountId, Contact, ContactId, SendingListId, contact::Subscription};
+use crate::http::AppState;
+use crate::http::error::ApiError;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+
+/// Rows per request.
+pub const MAX_ROWS: usize = 10_000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/contacts/import", web::post().to(import));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Import {
+    account: String,
+    list: String,
+    #[serde(default)]
+    default_region: Option<String>,
+    contacts: Vec<Row>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Row {
+    phone: String,
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+}
+
+async fn import(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Operator)?;
+    let im: Import = parse_body(&body)?;
+    let account: AccountId = parse_id("account", &im.account)?;
+    let list_id: SendingListId = parse_id("list", &im.list)?;
+    if im.contacts.len() > MAX_ROWS {
+        return Err(ApiError::InvalidField {
+            field: "contacts",
+            message: format!(
+                "at most {MAX_ROWS} rows per request, got {}",
+                im.contacts.len()
+            ),
+        });
+    }
+    let region = im.default_region.as_deref().unwrap_or("US");
+    if crate::rules::phone::parse_region(region).is_err() {
+        return Err(ApiError::InvalidField {
+            field: "default_region",
+            message: format!("not a region libphonenumber knows: {region:?}"),
+        });
+    }
+    match state
+        .stores
+        .lists
+        .get_list(list_id)
+        .await
+        .map_err(store_error)?
+    {
+        Some(l) if l.account == account => {}
+        Some(_) => {
+            return Err(ApiError::InvalidField {
+                field: "list",
+                message: "the list belongs to another account".into(),
+            });
+        }
+        None => {
+            return Err(ApiError::InvalidField {
+                field: "list",
+                message: format!("no such sending list: {list_id}"),
+            });
+        }
+    }
+    let now = state.clock.now();
+    let mut errors = vec![];
+    let mut seen = HashSet::new();
+    let mut contacts = vec![];
+    for (row, r) in im.contacts.into_iter().enumerate() {
+        let mut refuse = |field: &str, error: String| {
+            errors.push(json!({"row": row, "field": field, "error": error}));
+        };
+        let phone = match crate::rules::phone::e164_of(&r.phone, Some(region)) {
+            Ok(p) => p,
+            Err(e) => {
+                refuse("phone", e.to_string());
+                continue;
+            }
+        };
+        let zone = match r.time_zone.as_deref().map(str::trim) {
+            Some(z) if z.parse::<chrono_tz::Tz>().is_err() => {
+                refuse("time_zone", format!("not an IANA time zone: {z:?}"));
+                continue;
+            }
+            Some(z) => z.to_string(),
+            None => String::new(),
+        };
+        if !seen.insert(phone.clone()) {
+            refuse(
+                "phone",
+                "the same number appears earlier in this import".into(),
+            );
+            continue;
+        }
+        if state
+            .stores
+            .contacts
+            .find_by_phone(account, &phone)
+            .await
+            .map_err(store_error)?
+            .is_some()
+        {
+            refuse("phone", "already a contact of this account".into());
+            continue;
+        }
+        let mut fields = r.fields;
+        if let Some(f) = r.first_name {
+            fields.insert("first_name".into(), f);
+        }
+        if let Some(l) = r.last_name {
+            fields.insert("last_name".into(), l);
+        }
+        contacts.push(Contact {
+            id: ContactId::new(),
+            account,
+            phone,
+            time_zone: zone,
+            subscriptions: vec![Subscription {
+                list: list_id,
+                subscribed: true,
+                changed_at: now,
+            }],
+            blocked: false,
+            in_workflow: false,
+            tags: r.tags,
+            custom_fields: fields,
+            last_sent: vec![],
+            created_at: now,
+        });
+    }
+    let imported = if contacts.is_empty() {
+        0
+    } else {
+        state
+            .stores
+            .contacts
+            .insert_contacts(contacts)
+            .await
+            .map_err(store_error)?
+    };
+    Ok(HttpResponse::Ok().json(json!({"imported": imported, "errors": errors})))
+}
