@@ -27,7 +27,8 @@
 //!   windows, placeholders, variants, links, eligibility) and `trackly
 //!   inspect`.
 //! - [`ratelimit`]: token-bucket state in Redis (Lua) or in-process.
-//! - [`audit`]: `trackly audit`, the guarantees checked on a live store.
+//! - [`audit`]: `trackly audit`, the guarantees checked on a live store;
+//!   [`ctl`]: `trackly ctl`, the admin API from the command line.
 //! - [`http`]: the HTTP routes (health, webhooks) and the one error table.
 //! - [`config`]: typed configuration, layering from file and environment,
 //!   validation, secrets.
@@ -43,6 +44,7 @@ pub mod bus;
 pub mod campaign;
 pub mod clock;
 pub mod config;
+pub mod ctl;
 pub mod domain;
 pub mod failpoint;
 pub mod http;

@@ -38,6 +38,9 @@ enum Command {
     },
     /// Check numbers, message bodies and TCPA windows with the campaign rules.
     Inspect(trackly::rules::inspect::InspectArgs),
+    /// The admin API's common operations: pause, resume, rate, queue,
+    /// schedules (show, explain, trigger, pause, resume, cancel).
+    Ctl(trackly::ctl::CtlArgs),
     /// Validate a configuration file (plus TRACKLY_* overrides) and print every error.
     CheckConfig {
         #[arg(default_value = "config.toml")]
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Inspect(args) => trackly::rules::inspect::main(args),
+        Command::Ctl(args) => trackly::ctl::main(args),
         Command::CheckConfig { path } => match load(Some(&path)) {
             Ok(_) => {
                 println!("{}: configuration is valid", path.display());

@@ -1,0 +1,153 @@
+//! `trackly ctl` as a command against a daemon serving HTTP: list control
+//! reaches the store, reads print JSON, refusals exit 1 with the API's
+//! error, an unreachable daemon exits 2.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+use std::sync::Arc;
+use trackly::clock::SystemClock;
+use trackly::domain::*;
+use trackly::store::Stores;
+use trackly::telemetry::Secret;
+use trackly_devkit::seed;
+
+fn ctl(
+    url: String,
+    token: &'static str,
+    args: Vec<String>,
+) -> tokio::task::JoinHandle<(i32, String, String)> {
+    // Off the actor thread: the daemon answering lives on this system.
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_trackly"))
+            .arg("ctl")
+            .args(["--url", &url, "--token", token])
+            .args(&args)
+            .env_remove("TRACKLY_API_URL")
+            .env_remove("TRACKLY_ADMIN_TOKEN")
+            .output()
+            .expect("trackly runs");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+}
+
+#[actix_rt::test]
+async fn ctl_pauses_rates_and_reads_through_the_api() {
+    let stores = Stores::memory();
+    let now = chrono::Utc::now();
+    let account = seed::account(Money(1_000), Money(1), now);
+    stores
+        .accounts
+        .insert_account(account.clone())
+        .await
+        .unwrap();
+    let list = seed::list(account.id, ProviderSettings::Fake, 1_000, now);
+    stores.lists.insert_list(list.clone()).await.unwrap();
+    let mut secrets = trackly_devkit::harness::mock_secrets();
+    secrets.admin_token = Some(Secret::new("ctl-op-token"));
+    secrets.readonly_token = Some(Secret::new("ctl-ro-token"));
+    let h = trackly_devkit::harness::HttpDaemon::start(
+        test_config(),
+        stores.clone(),
+        local_permits(),
+        Arc::new(SystemClock),
+        Some(secrets),
+        None,
+    )
+    .unwrap();
+    let url = h.public_url.clone();
+    let id = list.id.to_hex();
+
+    let (code, out, err) = ctl(
+        url.clone(),
+        "ctl-op-token",
+        vec!["pause".into(), id.clone()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Pause"), "{out}");
+    assert_eq!(
+        stores
+            .lists
+            .get_list(list.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ListStatus::Paused
+    );
+
+    let (code, _, err) = ctl(
+        url.clone(),
+        "ctl-op-token",
+        vec!["rate".into(), id.clone(), "2400".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        stores
+            .lists
+            .get_list(list.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .rate_limit_per_minute,
+        2400
+    );
+
+    let (code, out, _) = ctl(url.clone(), "ctl-ro-token", vec!["list".into(), id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rate_limit_per_minute"], 2400);
+
+    // A read-only token may not resume: exit 1 with the API's error.
+    let (code, _, err) = ctl(
+        url.clone(),
+        "ctl-ro-token",
+        vec!["resume".into(), id.clone()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("403 forbidden"), "{err}");
+    assert_eq!(
+        stores
+            .lists
+            .get_list(list.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ListStatus::Paused
+    );
+
+    let (code, _, err) = ctl(
+        url.clone(),
+        "ctl-op-token",
+        vec!["resume".into(), "not-an-id".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(err.contains("400 bad_request"), "{err}");
+
+    h.stop().await;
+    let port = free_port();
+    let (code, _, err) = ctl(
+        format!("http://127.0.0.1:{port}"),
+        "ctl-op-token",
+        vec!["queue".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 2, "{err}");
+}
