@@ -461,3 +461,172 @@ async fn a_campaign_through_the_api_on_mongodb() {
     a_campaign_through_the_api(t.stores.clone()).await;
     t.cleanup().await;
 }
+
+/// Failed messages: listed (in-doubt apart), requeued by reason or by id
+/// as new messages that go out, each at most once; in-doubt ones only with
+/// the flag.
+async fn failed_messages_are_listed_and_requeued_once(stores: Stores) {
+    let now = chrono::Utc::now();
+    let account = seed::account(Money(1_000_000_000), Money(10), now);
+    stores
+        .accounts
+        .insert_account(account.clone())
+        .await
+        .unwrap();
+    let mut list = seed::list(account.id, ProviderSettings::Fake, 60_000, now);
+    list.tcpa_window = seed::window_open_around(now, "America/New_York");
+    stores.lists.insert_list(list.clone()).await.unwrap();
+    let contacts: Vec<Contact> = (0..4)
+        .map(|i| seed::contact(account.id, list.id, i, now))
+        .collect();
+    stores
+        .contacts
+        .insert_contacts(contacts.clone())
+        .await
+        .unwrap();
+    let earlier = now - chrono::Duration::hours(2);
+    let msgs: Vec<QueuedTextMessage> = contacts
+        .iter()
+        .map(|c| seed::queued(&list, c, "Spring sale", earlier))
+        .collect();
+    let reasons = [
+        FailureReason::ProviderError,
+        FailureReason::ProviderError,
+        FailureReason::Stale,
+        FailureReason::NoResponse,
+    ];
+    let letters: Vec<FailedMessage> = msgs
+        .iter()
+        .zip(reasons)
+        .map(|(m, r)| trackly::actors::outcome::failure(m, r, "test".into(), None, earlier))
+        .collect();
+    stores.dead_letters.record(letters).await.unwrap();
+
+    let t = start_daemon(
+        test_config(),
+        stores.clone(),
+        local_permits(),
+        FakeSettings::default(),
+    );
+    let app = atest::init_service(actix_web::App::new().configure(trackly::http::configure(
+        t.daemon.http_state(secrets(), "https://trackly.example"),
+    )))
+    .await;
+    macro_rules! call {
+        ($req:expr, $token:expr) => {{
+            let r = $req
+                .insert_header(("authorization", format!("Bearer {}", $token)))
+                .to_request();
+            let res = atest::call_service(&app, r).await;
+            let status = res.status().as_u16();
+            let v: Value = atest::read_body_json(res).await;
+            (status, v)
+        }};
+    }
+    let (s, v) = call!(atest::TestRequest::get().uri("/api/v1/failed"), READER);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["failed"].as_array().unwrap().len(), 3);
+    assert_eq!(v["in_doubt"].as_array().unwrap().len(), 1);
+    assert!(
+        !v.to_string().contains("Spring sale"),
+        "bodies are not shown"
+    );
+    let (s, v) = call!(
+        atest::TestRequest::get().uri("/api/v1/failed?reason=provider_error&limit=10"),
+        READER
+    );
+    assert_eq!(s, 200);
+    assert_eq!(v["failed"].as_array().unwrap().len(), 2);
+    let (s, v) = call!(
+        atest::TestRequest::get().uri("/api/v1/failed?reason=OOPS"),
+        READER
+    );
+    assert_eq!((s, v["field"].as_str()), (422, Some("reason")));
+    let (s, _) = call!(
+        atest::TestRequest::get().uri("/api/v1/failed?limit=0"),
+        READER
+    );
+    assert_eq!(s, 422);
+    let (s, _) = call!(
+        atest::TestRequest::post()
+            .uri("/api/v1/failed/requeue")
+            .set_json(json!({"reason": "PROVIDER_ERROR"})),
+        READER
+    );
+    assert_eq!(s, 403);
+
+    // By reason: the two provider errors, as new messages that go out.
+    let (s, v) = call!(
+        atest::TestRequest::post()
+            .uri("/api/v1/failed/requeue")
+            .set_json(json!({"reason": "PROVIDER_ERROR", "list": list.id.to_hex()})),
+        OPERATOR
+    );
+    assert_eq!(s, 200, "{v}");
+    let new_ids: Vec<MessageId> = v["requeued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["message"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(new_ids.len(), 2);
+    assert!(t.drained(Duration::from_secs(30)).await);
+    for id in &new_ids {
+        assert!(
+            t.provider.accepted().contains_key(id),
+            "requeued message not sent"
+        );
+    }
+    // Again: nothing (each at most once).
+    let (_, v) = call!(
+        atest::TestRequest::post()
+            .uri("/api/v1/failed/requeue")
+            .set_json(json!({"ids": [msgs[0].id.to_hex()]})),
+        OPERATOR
+    );
+    assert_eq!(v["requeued"], json!([]));
+    assert_eq!(v["skipped"][0]["why"], json!("requeued before"));
+    // In doubt: only with the flag.
+    let body = json!({"ids": [msgs[3].id.to_hex()]});
+    let (_, v) = call!(
+        atest::TestRequest::post()
+            .uri("/api/v1/failed/requeue")
+            .set_json(&body),
+        OPERATOR
+    );
+    assert_eq!(v["requeued"], json!([]), "{v}");
+    let mut flagged = body.clone();
+    flagged["include_in_doubt"] = json!(true);
+    let (_, v) = call!(
+        atest::TestRequest::post()
+            .uri("/api/v1/failed/requeue")
+            .set_json(&flagged),
+        OPERATOR
+    );
+    assert_eq!(v["requeued"].as_array().unwrap().len(), 1, "{v}");
+    // Neither ids nor reason: 422; both bad: nothing changed.
+    let (s, _) = call!(
+        atest::TestRequest::post()
+            .uri("/api/v1/failed/requeue")
+            .set_json(json!({})),
+        OPERATOR
+    );
+    assert_eq!(s, 422);
+    assert!(t.drained(Duration::from_secs(30)).await);
+    assert_eq!(t.provider.accepted_count(), 3);
+    assert!(t.provider.duplicates().is_empty());
+}
+
+#[actix_rt::test]
+async fn failed_messages_are_listed_and_requeued_once_in_memory() {
+    failed_messages_are_listed_and_requeued_once(Stores::memory()).await;
+}
+
+#[actix_rt::test]
+async fn failed_messages_are_listed_and_requeued_once_on_mongodb() {
+    let Some(t) = mongo("admin_failed").await else {
+        return;
+    };
+    failed_messages_are_listed_and_requeued_once(t.stores.clone()).await;
+    t.cleanup().await;
+}

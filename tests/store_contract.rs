@@ -109,6 +109,7 @@ fn failed(m: &QueuedTextMessage, reason: FailureReason, t: Timestamp) -> FailedM
         original: Some(m.clone()),
         raw: None,
         resolved: None,
+        requeued: None,
     }
 }
 
@@ -1493,7 +1494,85 @@ both!(
     run_pages_commit_all_or_nothing_and_only_for_their_owner,
     schedules_advance_once_per_occurrence,
     inbound_numbers_find_their_lists_and_contacts,
+    dead_letters_are_listed_by_filter_and_requeued_once,
 );
+
+/// Failed messages: filtered newest first; a requeue marks the dead letter
+/// and queues the new message together, once.
+async fn dead_letters_are_listed_by_filter_and_requeued_once(s: &Stores) {
+    let w = world(s, 3).await;
+    let t = now();
+    let ms = msgs(&w, t);
+    let letters = vec![
+        failed(&ms[0], FailureReason::ProviderError, t - CDur::minutes(3)),
+        failed(&ms[1], FailureReason::ProviderError, t - CDur::minutes(1)),
+        failed(&ms[2], FailureReason::Stale, t - CDur::minutes(2)),
+    ];
+    s.dead_letters.record(letters).await.unwrap();
+    let all = s
+        .dead_letters
+        .list_failed(&FailedFilter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|f| f.id).collect::<Vec<_>>(),
+        vec![ms[1].id, ms[2].id, ms[0].id]
+    );
+    let pe = FailedFilter {
+        reason: Some(FailureReason::ProviderError),
+        since: Some(t - CDur::minutes(2)),
+        ..Default::default()
+    };
+    let found = s.dead_letters.list_failed(&pe, 10).await.unwrap();
+    assert_eq!(
+        found.iter().map(|f| f.id).collect::<Vec<_>>(),
+        vec![ms[1].id]
+    );
+    assert_eq!(
+        s.dead_letters
+            .list_failed(&FailedFilter::default(), 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let mut again = ms[0].clone();
+    again.id = MessageId::new();
+    assert!(
+        s.dead_letters
+            .requeue(ms[0].id, again.clone(), t)
+            .await
+            .unwrap()
+    );
+    assert!(s.queue.get(again.id).await.unwrap().is_some());
+    let f = s.dead_letters.get(ms[0].id).await.unwrap().unwrap();
+    assert_eq!(f.requeued.map(|r| r.message), Some(again.id));
+    // Once: a second requeue changes nothing.
+    let mut third = ms[0].clone();
+    third.id = MessageId::new();
+    assert!(
+        !s.dead_letters
+            .requeue(ms[0].id, third.clone(), t)
+            .await
+            .unwrap()
+    );
+    assert!(s.queue.get(third.id).await.unwrap().is_none());
+    assert!(
+        !s.dead_letters
+            .requeue(MessageId::new(), third, t)
+            .await
+            .unwrap()
+    );
+    let open = FailedFilter {
+        open_only: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        s.dead_letters.list_failed(&open, 10).await.unwrap().len(),
+        2
+    );
+}
 
 /// Inbound messages: the lists that send from a number, the contact of an
 /// account with a number.

@@ -27,6 +27,7 @@ pub fn failure(
         original: Some(m.clone()),
         raw: None,
         resolved: None,
+        requeued: None,
     }
 }
 

@@ -34,6 +34,20 @@ pub struct FailedMessage {
     /// `MessageSent` (submitted = true) is.
     #[serde(default)]
     pub resolved: Option<Resolution>,
+    /// Set when an operator requeued the message (`resend to failed`): the
+    /// new message carries the original's content under a new id. A dead
+    /// letter is requeued at most once.
+    #[serde(default)]
+    pub requeued: Option<Requeued>,
+}
+
+/// A dead letter's requeue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Requeued {
+    /// The new message's id.
+    pub message: MessageId,
+    #[serde(with = "super::dt")]
+    pub at: Timestamp,
 }
 
 /// How a dead letter was settled after the fact.

@@ -586,6 +586,50 @@ impl DeadLetterStore for MemoryStore {
         Ok(self.lock().failed.get(&id).cloned())
     }
 
+    async fn list_failed(
+        &self,
+        filter: &FailedFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<FailedMessage>> {
+        let st = self.lock();
+        let mut v: Vec<FailedMessage> = st
+            .failed
+            .values()
+            .filter(|f| filter.matches(f))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.failed_at.cmp(&a.failed_at).then(b.id.cmp(&a.id)));
+        v.truncate(limit);
+        Ok(v)
+    }
+
+    async fn requeue(
+        &self,
+        id: MessageId,
+        message: QueuedTextMessage,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut st = self.lock();
+        if st.queue.contains_key(&message.id) {
+            return Err(StoreError::Duplicate(format!(
+                "queued message {}",
+                message.id
+            )));
+        }
+        match st.failed.get_mut(&id) {
+            Some(f) if f.requeued.is_none() => {
+                f.requeued = Some(crate::domain::failed::Requeued {
+                    message: message.id,
+                    at,
+                });
+            }
+            _ => return Ok(false),
+        }
+        st.mark_ready(message.sending_list, message.id);
+        st.queue.insert(message.id, message);
+        Ok(true)
+    }
+
     async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<FailedMessage>> {
         let st = self.lock();
         Ok(ids

@@ -412,6 +412,48 @@ pub trait DeadLetterStore: Send + Sync {
     async fn count_by_reason(&self) -> StoreResult<BTreeMap<FailureReason, u64>>;
     /// Every dead letter as `(id, reason, resolved)` (audit).
     async fn scan(&self) -> StoreResult<Vec<(MessageId, FailureReason, bool)>>;
+    /// Dead letters matching `filter`, newest first, at most `limit`.
+    async fn list_failed(
+        &self,
+        filter: &FailedFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<FailedMessage>>;
+    /// Requeue dead letter `id` as `message` (the original's content under a
+    /// new id): the dead letter is marked requeued and the message queued
+    /// together (one transaction), once. `Ok(false)`: it was requeued
+    /// before, or does not exist; nothing changed.
+    async fn requeue(
+        &self,
+        id: MessageId,
+        message: QueuedTextMessage,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+}
+
+/// Which dead letters to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FailedFilter {
+    pub reason: Option<FailureReason>,
+    pub list: Option<SendingListId>,
+    /// The campaign (schedule) the message came from.
+    pub schedule: Option<ScheduleId>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Only those not requeued yet (and not resolved as sent).
+    pub open_only: bool,
+}
+
+impl FailedFilter {
+    pub fn matches(&self, f: &FailedMessage) -> bool {
+        self.reason.is_none_or(|r| f.reason == r)
+            && self.list.is_none_or(|l| f.sending_list == l)
+            && self
+                .schedule
+                .is_none_or(|s| f.original.as_ref().and_then(|o| o.schedule) == Some(s))
+            && self.since.is_none_or(|t| f.failed_at >= t)
+            && self.until.is_none_or(|t| f.failed_at < t)
+            && (!self.open_only || (f.requeued.is_none() && f.resolved.is_none()))
+    }
 }
 
 /// Contacts and audiences.

@@ -16,12 +16,14 @@
 //!   list.
 //! - `contacts.rs`: bulk import with an error per refused row.
 //! - `campaigns.rs`: audiences, creatives (checked when saved), schedules.
+//! - `failed.rs`: failed messages listed (in-doubt apart) and requeued.
 //! - `schedules.rs`: a schedule and its runs; explain (the dry run); pause,
 //!   resume, cancel; trigger now.
 
 mod accounts;
 mod campaigns;
 mod contacts;
+mod failed;
 mod lists;
 mod schedules;
 
@@ -39,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(lists::configure)
             .configure(contacts::configure)
             .configure(campaigns::configure)
+            .configure(failed::configure)
             .configure(schedules::configure),
     );
 }

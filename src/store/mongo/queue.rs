@@ -187,6 +187,7 @@ impl MongoStore {
             original: None,
             raw: Some(text),
             resolved: None,
+            requeued: None,
         };
         tracing::error!(message_id = %id, list = %list, error, "quarantined an undecodable queue document");
         self.upsert_dead_letters(vec![failure], None).await?;

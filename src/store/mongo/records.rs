@@ -3,8 +3,9 @@
 use super::{MongoStore, map_err, names};
 use crate::domain::*;
 use crate::store::{
-    AttemptsBegun, DeadLetterStore, DeliveryApplied, DeliveryCounts, DeliveryUpdate, LeaseStore,
-    SentEntry, SentStore, Settled, Settlement, StoreResult, UnansweredQuery,
+    AttemptsBegun, DeadLetterStore, DeliveryApplied, DeliveryCounts, DeliveryUpdate, FailedFilter,
+    LeaseStore, SentEntry, SentStore, Settled, Settlement, StoreError, StoreResult,
+    UnansweredQuery,
 };
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
@@ -257,6 +258,82 @@ impl DeadLetterStore for MongoStore {
             .find_one(doc! {"_id": id})
             .await
             .map_err(map_err)
+    }
+
+    async fn list_failed(
+        &self,
+        filter: &FailedFilter,
+        limit: usize,
+    ) -> StoreResult<Vec<FailedMessage>> {
+        let mut q = Document::new();
+        if let Some(r) = filter.reason {
+            q.insert("reason", r.as_str());
+        }
+        if let Some(l) = filter.list {
+            q.insert("sending_list", l);
+        }
+        if let Some(sc) = filter.schedule {
+            q.insert("original.schedule", sc);
+        }
+        let mut at = Document::new();
+        if let Some(t) = filter.since {
+            at.insert("$gte", ts(t));
+        }
+        if let Some(t) = filter.until {
+            at.insert("$lt", ts(t));
+        }
+        if !at.is_empty() {
+            q.insert("failed_at", at);
+        }
+        if filter.open_only {
+            q.insert("requeued", Bson::Null);
+            q.insert("resolved", Bson::Null);
+        }
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        self.coll::<FailedMessage>(names::FAILED)
+            .find(q)
+            .sort(doc! {"failed_at": -1, "_id": -1})
+            .limit(limit)
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn requeue(
+        &self,
+        id: MessageId,
+        message: QueuedTextMessage,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut s = self.start_txn().await?;
+        let marked = self
+            .coll::<Document>(names::FAILED)
+            .update_one(
+                doc! {"_id": id, "requeued": Bson::Null},
+                doc! {"$set": {"requeued": {"message": message.id, "at": ts(at)}}},
+            )
+            .session(&mut s)
+            .await
+            .map_err(map_err)?;
+        if marked.matched_count == 0 {
+            let _ = s.abort_transaction().await;
+            return Ok(false);
+        }
+        self.coll::<QueuedTextMessage>(names::QUEUE)
+            .insert_one(&message)
+            .session(&mut s)
+            .await
+            .map_err(|e| {
+                if super::is_duplicate_key(&e) {
+                    StoreError::Duplicate(format!("queued message {}", message.id))
+                } else {
+                    map_err(e)
+                }
+            })?;
+        self.commit(&mut s).await?;
+        Ok(true)
     }
 
     async fn get_many(&self, ids: &[MessageId]) -> StoreResult<Vec<FailedMessage>> {
