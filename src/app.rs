@@ -44,6 +44,8 @@ pub struct DaemonParts {
 /// A running daemon's actors.
 #[derive(Clone)]
 pub struct Daemon {
+    /// The configuration it was started with.
+    pub config: Arc<Config>,
     pub coordinator: Addr<Coordinator>,
     pub rate_limiter: Addr<RateLimiter>,
     pub billing: Addr<Billing>,
@@ -164,6 +166,7 @@ impl Daemon {
             },
         );
         Daemon {
+            config: cfg.clone(),
             coordinator,
             rate_limiter,
             billing,
@@ -198,6 +201,7 @@ impl Daemon {
             explain: self.scheduler.clone().map(|s| s.recipient()),
             look: self.scheduler.clone().map(|s| s.recipient()),
             bus: self.bus.clone(),
+            link_base: self.config.link_base_url().to_string(),
             secrets,
             public_url: public_url.to_string(),
             clock: self.clock.clone(),

@@ -406,6 +406,38 @@ async fn a_campaign_through_the_api(stores: Stores) {
             {"key": "B", "body": "{{first_name|Friend}}, sale today https://shop.example.com/b", "weight": 1}]})
     );
     assert_eq!(s, 201, "{cr}");
+    // The preview: every variant for one contact, links as they would be.
+    let acc_id: AccountId = account.parse().unwrap();
+    let ann = stores
+        .contacts
+        .find_by_phone(acc_id, &E164::parse("+12122001000").unwrap())
+        .await
+        .unwrap()
+        .expect("imported, stored E.164");
+    let r = atest::TestRequest::get()
+        .uri(&format!(
+            "/api/v1/creatives/{}/preview?contact={}",
+            cr["_id"].as_str().unwrap(),
+            ann.id.to_hex()
+        ))
+        .insert_header(("authorization", format!("Bearer {READER}")))
+        .to_request();
+    let res = atest::call_service(&app, r).await;
+    assert_eq!(res.status(), 200);
+    let p: Value = atest::read_body_json(res).await;
+    assert_eq!(p.as_array().map(|a| a.len()), Some(2), "{p}");
+    assert!(
+        p[0]["text"].as_str().unwrap().starts_with("Hi Ann0: "),
+        "{p}"
+    );
+    assert_eq!(
+        p[0]["links"][0]["destination"],
+        json!("https://shop.example.com/a")
+    );
+    assert_eq!(
+        (p[0]["encoding"].as_str(), p[0]["segments"].as_u64()),
+        (Some("GSM-7"), Some(1))
+    );
     let (s, v) = post!(
         "/api/v1/schedules",
         json!({"account": account, "name": "Bad", "sending_list": list_id, "audiences": [aud["_id"]],

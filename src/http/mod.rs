@@ -37,6 +37,8 @@ pub struct AppState {
     pub explain: Option<Recipient<ExplainSchedule>>,
     pub look: Option<Recipient<LookNow>>,
     pub bus: SharedBus,
+    /// Base URL of short links (creative previews).
+    pub link_base: String,
     pub secrets: Arc<Secrets>,
     /// This daemon's public base URL (Twilio signs the URL it called).
     pub public_url: String,

@@ -4,11 +4,15 @@
 //! | --- | --- | --- |
 //! | POST | `/api/v1/audiences` `{"account", "name", "filter": {"list"?, "tags_any"?, "tags_none"?, "fields"?}}` | operator |
 //! | POST | `/api/v1/creatives` `{"account", "name", "variants": [{"key", "body", "weight"}], "track_links"?}` | operator |
+//! | GET | `/api/v1/creatives/{id}/preview?contact={id}` | read-only |
 //! | POST | `/api/v1/schedules` (below) | operator |
 //!
 //! A creative is checked when it is saved: variant keys, bodies, every
 //! placeholder known (`{{first_name|there}}`; an unknown one is refused
 //! with its position), a positive weight somewhere: 422 naming the reason.
+//! Its preview renders every variant for one contact of the account: text,
+//! encoding, segments, code units, links (example codes, not stored) and
+//! the placeholders that contact lacks (the run would skip it).
 //!
 //! A schedule: `{"account", "name", "sending_list", "audiences": [ids],
 //! "creative", "when": {"type": "once", "at": RFC 3339} | {"type":
@@ -30,6 +34,7 @@ use serde::Deserialize;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/audiences", web::post().to(create_audience))
         .route("/creatives", web::post().to(create_creative))
+        .route("/creatives/{id}/preview", web::get().to(preview))
         .route("/schedules", web::post().to(create_schedule));
 }
 
@@ -305,4 +310,47 @@ async fn create_schedule(
         tracing::warn!(error = %e, "could not announce a new schedule; schedulers will see it at their next look");
     }
     Ok(HttpResponse::Created().json(to_json(&schedule)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewQuery {
+    contact: String,
+}
+
+async fn preview(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::ReadOnly)?;
+    let creative: CreativeId = parse_id("creative id", &id)?;
+    let q = web::Query::<PreviewQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
+        .into_inner();
+    let contact: ContactId = parse_id("contact", &q.contact)?;
+    let c = state
+        .stores
+        .schedules
+        .get_creative(creative)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no such creative: {creative}")))?;
+    let who = match state
+        .stores
+        .contacts
+        .get_contact(contact)
+        .await
+        .map_err(store_error)?
+    {
+        Some(k) if k.account == c.account => k,
+        _ => {
+            return Err(ApiError::NotFound(format!(
+                "no such contact of the creative's account: {contact}"
+            )));
+        }
+    };
+    let previews = crate::campaign::explain::preview(&c, &who, &state.link_base)
+        .map_err(|e| ApiError::Conflict(format!("the creative does not pass its checks: {e}")))?;
+    Ok(HttpResponse::Ok().json(to_json(&previews)?))
 }
