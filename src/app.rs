@@ -109,6 +109,7 @@ impl Daemon {
         .start();
         let clicks = crate::actors::click_intake::ClickIntake::new(
             parts.stores.links.clone(),
+            parts.stores.sent.clone(),
             metrics.clone(),
             cfg.webhooks.max_batch,
             cfg.links.max_pending_clicks,

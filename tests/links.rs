@@ -128,6 +128,69 @@ async fn redirects_and_records_clicks(stores: Stores) {
     }
     assert_eq!(d.metrics.redirects.get(), 3);
     assert_eq!(d.metrics.clicks_dropped.get(), 0);
+
+    // A phone's browser, but within two seconds of the provider taking the
+    // message: a preview fetched on arrival, not a person.
+    let now = SystemClock.now();
+    let account = stores
+        .accounts
+        .get_account(link.account)
+        .await
+        .unwrap()
+        .unwrap();
+    let list = trackly_devkit::seed::list(account.id, ProviderSettings::Fake, 1_000, now);
+    let contact = trackly_devkit::seed::contact(account.id, list.id, 7, now);
+    let q = trackly_devkit::seed::queued(&list, &contact, "hi", now);
+    stores
+        .sent
+        .begin_attempts(
+            account.id,
+            vec![MessageSent::attempt(
+                &q,
+                ProviderKind::Infobip,
+                "t",
+                "t",
+                Money::ZERO,
+                now,
+            )],
+        )
+        .await
+        .unwrap();
+    stores
+        .sent
+        .settle(vec![trackly::store::Settlement::Sent {
+            id: q.id,
+            at: now,
+            provider_message_id: None,
+            resolved_by: None,
+        }])
+        .await
+        .unwrap();
+    let fresh = MessageShortLink {
+        id: LinkId::new(),
+        code: "Zz9yX8wV7t".into(),
+        message: Some(q.id),
+        ..link.clone()
+    };
+    stores
+        .links
+        .insert_links(vec![fresh.clone()])
+        .await
+        .unwrap();
+    let req = atest::TestRequest::get()
+        .uri("/l/Zz9yX8wV7t")
+        .insert_header(("User-Agent", "Mozilla/5.0 (iPhone) Mobile Safari"))
+        .to_request();
+    assert_eq!(atest::call_service(&app, req).await.status(), 302);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let m = m.clone();
+            async move { m.clicks_recorded.get() == 4 }
+        })
+        .await
+    );
+    assert_eq!(d.metrics.clicks_bot.get(), 3);
+    assert_eq!(stores.links.human_clicks(fresh.id).await.unwrap(), 0);
 }
 
 #[actix_rt::test]

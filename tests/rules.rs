@@ -1221,3 +1221,20 @@ fn inbound_keywords_whole_message_and_lenient_opt_outs() {
         assert_eq!(classify(body), want, "{body:?}");
     }
 }
+
+#[test]
+fn clicks_right_at_arrival_are_previews() {
+    use trackly::rules::links::is_preview_timing;
+    let t = utc("2026-12-01T12:00:00Z");
+    let s = chrono::Duration::seconds;
+    let ms = chrono::Duration::milliseconds;
+    assert!(is_preview_timing(t + ms(800), Some(t), None));
+    assert!(
+        is_preview_timing(t - ms(500), None, Some(t)),
+        "a report after the fetch"
+    );
+    assert!(is_preview_timing(t + s(30), Some(t), Some(t + s(29))));
+    assert!(!is_preview_timing(t + s(3), Some(t), None));
+    assert!(!is_preview_timing(t + s(40), Some(t), Some(t + s(20))));
+    assert!(!is_preview_timing(t, None, None));
+}

@@ -4,7 +4,11 @@
 //! variant statistics Thompson sampling reads).
 //!
 //! Handles: [`RecordClicks`] from the link redirect, which has already
-//! answered its 302: a click never slows a redirect. Clicks that arrive
+//! answered its 302: a click never slows a redirect. Before writing, it
+//! reads the messages' attempt records and flags as a bot every click
+//! within two seconds of the message's acceptance or delivery report (a
+//! preview fetched as the message arrives; `rules::links::is_preview_timing`);
+//! the user agent rule was applied by the redirect. Clicks that arrive
 //! while a write is in flight are written together in the next one. What
 //! waits is bounded (`links.max_pending_clicks`); past it, and when a write
 //! fails, the clicks are counted in `link_clicks_dropped_total` and logged,
@@ -18,13 +22,14 @@ use super::coalesce::{Coalescer, CoalescingWriter, Requests, answer, flush};
 use crate::domain::LinkClick;
 use crate::messages::RecordClicks;
 use crate::metrics::Metrics;
-use crate::store::{LinkStore, StoreError};
+use crate::store::{LinkStore, SentStore, StoreError};
 use actix::prelude::*;
 use futures::future::BoxFuture;
 use std::sync::Arc;
 
 pub struct ClickIntake {
     store: Arc<dyn LinkStore>,
+    sent: Arc<dyn SentStore>,
     metrics: Arc<Metrics>,
     writes: Coalescer<LinkClick, ()>,
 }
@@ -32,6 +37,7 @@ pub struct ClickIntake {
 impl ClickIntake {
     pub fn new(
         store: Arc<dyn LinkStore>,
+        sent: Arc<dyn SentStore>,
         metrics: Arc<Metrics>,
         max_batch: usize,
         max_pending: usize,
@@ -39,6 +45,7 @@ impl ClickIntake {
         let bytes = max_pending.saturating_mul(std::mem::size_of::<LinkClick>());
         ClickIntake {
             store,
+            sent,
             metrics,
             writes: Coalescer::with_budget(max_batch, bytes),
         }
@@ -55,9 +62,40 @@ impl CoalescingWriter for ClickIntake {
 
     fn write(&self, requests: Requests<LinkClick, ()>) -> BoxFuture<'static, ()> {
         let store = self.store.clone();
+        let sent = self.sent.clone();
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            for (clicks, tx) in requests {
+            // When each message was taken and delivered (one read for all).
+            let ids: Vec<crate::domain::MessageId> = requests
+                .iter()
+                .flat_map(|(clicks, _)| clicks.iter())
+                .filter(|c| !c.is_bot)
+                .filter_map(|c| c.message)
+                .collect();
+            let times: std::collections::HashMap<_, _> = if ids.is_empty() {
+                Default::default()
+            } else {
+                match sent.get_many(&ids).await {
+                    Ok(records) => records
+                        .into_iter()
+                        .map(|r| (r.id, (r.submitted_at, r.delivery_updated_at)))
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read delivery times; clicks judged by user agent only");
+                        Default::default()
+                    }
+                }
+            };
+            for (mut clicks, tx) in requests {
+                for c in clicks.iter_mut() {
+                    if let Some((submitted, delivered)) = c.message.and_then(|m| times.get(&m)) {
+                        c.is_bot |= crate::rules::links::is_preview_timing(
+                            c.clicked_at,
+                            *submitted,
+                            *delivered,
+                        );
+                    }
+                }
                 let mut result = Ok(());
                 for click in clicks {
                     let bot = click.is_bot;

@@ -214,3 +214,21 @@ pub fn is_preview_bot(user_agent: Option<&str>) -> bool {
     let ua = ua.to_ascii_lowercase();
     PREVIEW_AGENTS.iter().any(|a| ua.contains(a))
 }
+
+/// How close to the message's arrival a click counts as a link preview.
+pub const PREVIEW_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
+
+/// A click within [`PREVIEW_WINDOW`] of the provider taking the message or
+/// of its delivery report (either side: reports often arrive after the
+/// preview fetch) is a phone or app fetching a preview as the message
+/// arrives, not a person: nobody reads, decides and taps that fast.
+pub fn is_preview_timing(
+    clicked_at: chrono::DateTime<chrono::Utc>,
+    submitted_at: Option<chrono::DateTime<chrono::Utc>>,
+    delivered_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> bool {
+    [submitted_at, delivered_at]
+        .into_iter()
+        .flatten()
+        .any(|t| (clicked_at - t).abs() < PREVIEW_WINDOW)
+}
