@@ -1622,6 +1622,28 @@ async fn inbound_numbers_find_their_lists_and_contacts(s: &Stores) {
             .unwrap()
             .is_none()
     );
+    let unknown = E164::parse("+12125550199").unwrap();
+    let have = s
+        .contacts
+        .existing_phones(
+            w.account.id,
+            &[
+                c.phone.clone(),
+                unknown.clone(),
+                w.contacts[2].phone.clone(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(have.len(), 2);
+    assert!(have.contains(&c.phone) && !have.contains(&unknown));
+    assert!(
+        s.contacts
+            .existing_phones(other.id, std::slice::from_ref(&c.phone))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// MongoDB only (the in-memory store holds typed values): a queued document

@@ -678,6 +678,21 @@ impl ContactStore for MemoryStore {
         Ok(self.lock().contacts.get(&id).cloned())
     }
 
+    async fn existing_phones(
+        &self,
+        account: AccountId,
+        phones: &[E164],
+    ) -> StoreResult<HashSet<E164>> {
+        let wanted: HashSet<&E164> = phones.iter().collect();
+        Ok(self
+            .lock()
+            .contacts
+            .values()
+            .filter(|c| c.account == account && wanted.contains(&c.phone))
+            .map(|c| c.phone.clone())
+            .collect())
+    }
+
     async fn find_by_phone(
         &self,
         account: AccountId,

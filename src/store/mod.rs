@@ -479,6 +479,13 @@ pub trait ContactStore: Send + Sync {
     /// The contact of `account` with this number (unique per account).
     async fn find_by_phone(&self, account: AccountId, phone: &E164)
     -> StoreResult<Option<Contact>>;
+    /// Which of `phones` are already contacts of `account` (one read: a
+    /// bulk import checks a whole request at once).
+    async fn existing_phones(
+        &self,
+        account: AccountId,
+        phones: &[E164],
+    ) -> StoreResult<std::collections::HashSet<E164>>;
     async fn set_blocked(&self, contact: ContactId, blocked: bool) -> StoreResult<()>;
     async fn insert_audience(&self, audience: Audience) -> StoreResult<()>;
     async fn get_audience(&self, id: AudienceId) -> StoreResult<Option<Audience>>;

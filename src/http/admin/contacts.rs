@@ -99,6 +99,18 @@ async fn import(
         }
     }
     let now = state.clock.now();
+    // The numbers already contacts of the account: one read for the request.
+    let parsed: Vec<crate::domain::E164> = im
+        .contacts
+        .iter()
+        .filter_map(|r| crate::rules::phone::e164_of(&r.phone, Some(region)).ok())
+        .collect();
+    let existing = state
+        .stores
+        .contacts
+        .existing_phones(account, &parsed)
+        .await
+        .map_err(store_error)?;
     let mut errors = vec![];
     let mut seen = HashSet::new();
     let mut contacts = vec![];
@@ -128,14 +140,7 @@ async fn import(
             );
             continue;
         }
-        if state
-            .stores
-            .contacts
-            .find_by_phone(account, &phone)
-            .await
-            .map_err(store_error)?
-            .is_some()
-        {
+        if existing.contains(&phone) {
             refuse("phone", "already a contact of this account".into());
             continue;
         }

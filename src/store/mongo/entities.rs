@@ -52,6 +52,32 @@ impl ContactStore for MongoStore {
             .map_err(map_err)
     }
 
+    async fn existing_phones(
+        &self,
+        account: AccountId,
+        phones: &[E164],
+    ) -> StoreResult<std::collections::HashSet<E164>> {
+        #[derive(Deserialize)]
+        struct Phone {
+            phone: E164,
+        }
+        let mut out = std::collections::HashSet::new();
+        for chunk in phones.chunks(super::MAX_STATEMENTS) {
+            let list: Vec<&str> = chunk.iter().map(|p| p.as_str()).collect();
+            let found: Vec<Phone> = self
+                .coll::<Phone>(names::CONTACTS)
+                .find(doc! {"account": account, "phone": {"$in": list}})
+                .projection(doc! {"phone": 1, "_id": 0})
+                .await
+                .map_err(map_err)?
+                .try_collect()
+                .await
+                .map_err(map_err)?;
+            out.extend(found.into_iter().map(|p| p.phone));
+        }
+        Ok(out)
+    }
+
     async fn find_by_phone(
         &self,
         account: AccountId,
