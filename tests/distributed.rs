@@ -676,11 +676,25 @@ async fn a_pause_and_a_rate_change_through_one_daemon_reach_the_other_at_once() 
                 .expect("control accepted")
         }
     };
-    // Paused through daemon a: both stop within ~2 s (a chunk already
-    // permitted may finish).
+    // Paused through daemon a: both stop (a chunk already permitted may
+    // still finish, slowly on a loaded test server) well before the list
+    // refresh (60 s): at 10 messages a second, two quiet seconds mean
+    // sending stopped.
     control(&a, ListCommand::Pause).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let at_pause = count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut at_pause = count();
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let n = count();
+        if n == at_pause {
+            break;
+        }
+        at_pause = n;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both daemons still sending 20 s after the pause"
+        );
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(), at_pause, "both daemons stopped sending");
     // Resumed with a rate of 0 through daemon b: still paused.
