@@ -56,6 +56,8 @@ pub struct Daemon {
     pub clicks: Addr<crate::actors::click_intake::ClickIntake>,
     pub recovery: Addr<Recovery>,
     pub lease: Addr<Lease>,
+    /// Counts what becomes of campaign runs' messages.
+    pub run_stats: Addr<crate::actors::run_stats::RunStats>,
     /// Triggers campaigns (absent when `scheduler.enabled` is false).
     pub scheduler: Option<Addr<Scheduler>>,
     pub metrics: Arc<Metrics>,
@@ -100,11 +102,17 @@ impl Daemon {
             cfg.dead_letter.max_batch,
         )
         .start();
+        let run_stats = crate::actors::run_stats::RunStats::new(
+            parts.stores.schedules.clone(),
+            cfg.scheduler.stats_flush_interval.get(),
+        )
+        .start();
         let intake = DeliveryIntake::new(
             parts.stores.sent.clone(),
             metrics.clone(),
             cfg.webhooks.max_batch,
             cfg.webhooks.max_pending_bytes,
+            run_stats.clone().recipient(),
         )
         .start();
         let clicks = crate::actors::click_intake::ClickIntake::new(
@@ -122,6 +130,7 @@ impl Daemon {
             instance: instance.clone(),
             settle: billing.clone().recipient(),
             unservable: unservable.clone(),
+            metrics: metrics.clone(),
         })
         .start();
         let worker = Arc::new(WorkerDeps {
@@ -134,6 +143,7 @@ impl Daemon {
             charge: billing.clone().recipient(),
             settle: billing.clone().recipient(),
             dead_letter: dead_letter.clone().recipient(),
+            count_runs: run_stats.clone().recipient(),
             metrics: metrics.clone(),
         });
         let scheduler = cfg.scheduler.enabled.then(|| {
@@ -176,6 +186,7 @@ impl Daemon {
             clicks,
             recovery,
             lease,
+            run_stats,
             scheduler,
             metrics,
             stores: parts.stores,
@@ -220,6 +231,7 @@ impl Daemon {
             .send(crate::messages::Shutdown { grace })
             .await
             .unwrap_or_default();
+        let _ = self.run_stats.send(crate::messages::FlushRunCounts).await;
         let _ = self.lease.send(crate::messages::StopLease).await;
         report
     }

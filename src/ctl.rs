@@ -40,6 +40,9 @@ enum CtlCommand {
     Queue,
     /// A schedule and its latest runs (counters, skipped by reason).
     Schedule { id: String },
+    /// A campaign run's stats: queued, sent, delivered, failed and clicked,
+    /// skipped by reason, and the four rates.
+    Stats { run: String },
     /// The dry run of a schedule: who would be skipped and why, cost, time.
     Explain { schedule: String },
     /// Make a schedule due now.
@@ -66,6 +69,7 @@ fn request(c: &CtlCommand) -> (reqwest::Method, String, Option<Value>) {
         ),
         CtlCommand::Queue => (Method::GET, "/api/v1/queue".into(), None),
         CtlCommand::Schedule { id } => (Method::GET, format!("/api/v1/schedules/{id}"), None),
+        CtlCommand::Stats { run } => (Method::GET, format!("/api/v1/runs/{run}"), None),
         CtlCommand::Explain { schedule } => (
             Method::POST,
             format!("/api/v1/schedules/{schedule}/explain"),

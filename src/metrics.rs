@@ -11,8 +11,8 @@
 use crate::domain::{FailureReason, ProviderKind};
 use prometheus::core::Metric as _;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::BTreeMap;
 
@@ -80,6 +80,13 @@ pub struct Metrics {
     pub reports_applied: IntCounter,
     pub reports_unknown: IntCounter,
     pub reports_resolved: IntCounter,
+    /// Messages whose delivery report reached a final state: delivered to
+    /// the handset, or not.
+    pub delivered: IntCounter,
+    pub undelivered: IntCounter,
+    /// In-doubt (NO_RESPONSE) messages not resolved or requeued yet, as
+    /// last counted by Recovery.
+    pub in_doubt: IntGauge,
     /// Contacts unsubscribed and resubscribed by inbound keywords.
     pub inbound_unsubscribes: IntCounter,
     pub inbound_resubscribes: IntCounter,
@@ -174,6 +181,12 @@ impl Metrics {
         )
         .expect(VALID);
         let _ = registry.register(Box::new(due_to_send.clone()));
+        let in_doubt = IntGauge::new(
+            "in_doubt_messages",
+            "In-doubt (NO_RESPONSE) messages neither resolved nor requeued (as last counted)",
+        )
+        .expect(VALID);
+        let _ = registry.register(Box::new(in_doubt.clone()));
         let queue_depth = IntGaugeVec::new(
             Opts::new("queue_depth", "Messages queued per list (as last counted)"),
             &["list"],
@@ -261,6 +274,15 @@ impl Metrics {
                 "in_doubt_resolved_total",
                 "In-doubt messages a delivery report proved sent",
             ),
+            delivered: counter(
+                "messages_delivered_total",
+                "Messages a delivery report said reached the handset",
+            ),
+            undelivered: counter(
+                "messages_undelivered_total",
+                "Messages a delivery report said did not reach the handset",
+            ),
+            in_doubt,
             due_to_send,
             failed: FailureReason::ALL
                 .iter()

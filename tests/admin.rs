@@ -478,6 +478,96 @@ async fn a_campaign_through_the_api(stores: Stores) {
     );
     assert!(t.drained(Duration::from_secs(30)).await);
     assert_eq!(t.provider.accepted_count(), 30);
+
+    // The run's stats, counted as the messages moved: 30 sent; then 25
+    // delivered and 5 not, through the delivery intake.
+    let run = stores.schedules.runs_of(schedule, 1).await.unwrap()[0].id;
+    let run_stats = || {
+        let st = stores.schedules.clone();
+        async move { st.get_run(run).await.unwrap().unwrap().stats }
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            run_stats().await.sent == 30
+        })
+        .await,
+        "run stats: {:?}",
+        run_stats().await
+    );
+    let mut ids: Vec<MessageId> = stores
+        .sent
+        .scan()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    ids.sort();
+    let updates: Vec<trackly::store::DeliveryUpdate> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| trackly::store::DeliveryUpdate {
+            id: *id,
+            state: if i < 25 {
+                DeliveryState::Delivered
+            } else {
+                DeliveryState::Undelivered
+            },
+            error_code: None,
+            at: now,
+        })
+        .collect();
+    // Twice: a provider's resent reports change nothing and count nothing.
+    for _ in 0..2 {
+        t.daemon
+            .intake
+            .send(trackly::messages::ApplyReports(updates.clone()))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            let s = run_stats().await;
+            (s.delivered, s.undelivered) == (25, 5)
+        })
+        .await,
+        "run stats: {:?}",
+        run_stats().await
+    );
+    let r = atest::TestRequest::get()
+        .uri(&format!("/api/v1/runs/{}", run.to_hex()))
+        .insert_header(("authorization", format!("Bearer {READER}")))
+        .to_request();
+    let res = atest::call_service(&app, r).await;
+    assert_eq!(res.status(), 200);
+    let v: Value = atest::read_body_json(res).await;
+    assert_eq!(
+        (
+            v["queued"].as_u64(),
+            v["stats"]["sent"].as_u64(),
+            v["stats"]["delivered"].as_u64(),
+            v["stats"]["undelivered"].as_u64(),
+            v["stats"]["clicked"].as_u64(),
+        ),
+        (Some(30), Some(30), Some(25), Some(5), Some(0)),
+        "{v}"
+    );
+    let rate = |k: &str| v["rates"][k].as_f64();
+    assert!(
+        (rate("delivery_rate").unwrap() - 100.0 * 25.0 / 30.0).abs() < 1e-9,
+        "{v}"
+    );
+    assert_eq!(
+        (rate("failure_rate"), rate("click_rate")),
+        (Some(0.0), Some(0.0)),
+        "{v}"
+    );
+    assert!(rate("send_rate").unwrap() > 0.0, "{v}");
+    assert_eq!(
+        t.daemon.metrics.delivered.get() + t.daemon.metrics.undelivered.get(),
+        30
+    );
 }
 
 #[actix_rt::test]

@@ -1372,6 +1372,49 @@ async fn run_pages_commit_all_or_nothing_and_only_for_their_owner(s: &Stores) {
         (stats[0].variant.as_str(), stats[0].sends, stats[0].clicked),
         ("A", 6, 1)
     );
+    // The run counts the message clicked once (its first human click).
+    assert_eq!(link.run, Some(run.id));
+    assert_eq!(
+        s.schedules
+            .get_run(run.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .stats
+            .clicked,
+        1
+    );
+
+    // Run counters add up: sums, the earliest first and latest last send.
+    let mut a = RunCounts::default();
+    a.add_sent(4, t + chrono::Duration::seconds(10));
+    a.add_failed("STALE", 2);
+    a.delivered = 3;
+    let mut b = RunCounts::default();
+    b.add_sent(6, t);
+    b.add_sent(1, t + chrono::Duration::seconds(20));
+    b.add_failed("STALE", 1);
+    b.add_failed("PROVIDER_REJECTED", 1);
+    b.undelivered = 2;
+    s.schedules
+        .add_run_counts(vec![(run.id, a), (ScheduleRunId::new(), b.clone())])
+        .await
+        .unwrap();
+    s.schedules.add_run_counts(vec![(run.id, b)]).await.unwrap();
+    let c = s.schedules.get_run(run.id).await.unwrap().unwrap().stats;
+    assert_eq!(
+        (
+            c.sent,
+            c.delivered,
+            c.undelivered,
+            c.clicked,
+            c.failed_total()
+        ),
+        (11, 3, 2, 1, 4)
+    );
+    assert_eq!(c.failed.get("STALE"), Some(&3));
+    assert_eq!(c.first_sent_at, Some(t));
+    assert_eq!(c.last_sent_at, Some(t + chrono::Duration::seconds(20)));
 }
 
 async fn schedules_advance_once_per_occurrence(s: &Stores) {

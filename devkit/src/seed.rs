@@ -247,6 +247,7 @@ pub fn run(schedule: &Schedule, occurrence: Timestamp, owner: &str, now: Timesta
         cost: Money::default(),
         started_at: now,
         finished_at: None,
+        stats: Default::default(),
     }
 }
 

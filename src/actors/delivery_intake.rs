@@ -23,11 +23,13 @@
 //! (503), and the provider sends the report again.
 
 use super::coalesce::{Coalescer, CoalescingWriter, Requests, answer, flush};
-use crate::messages::{ApplyReports, IntakeResult};
+use crate::domain::{RunCounts, ScheduleRunId};
+use crate::messages::{ApplyReports, CountRuns, IntakeResult};
 use crate::metrics::Metrics;
 use crate::store::{DeliveryApplied, DeliveryUpdate, SentStore, StoreError};
 use actix::prelude::*;
 use futures::future::BoxFuture;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub struct DeliveryIntake {
@@ -36,6 +38,8 @@ pub struct DeliveryIntake {
     metrics: Arc<Metrics>,
     /// Requests waiting for the write in flight, within a byte budget.
     writes: Coalescer<DeliveryUpdate, IntakeResult>,
+    /// Campaign run counters: delivered and undelivered messages.
+    count_runs: Recipient<CountRuns>,
 }
 
 impl DeliveryIntake {
@@ -44,11 +48,13 @@ impl DeliveryIntake {
         metrics: Arc<Metrics>,
         max_batch: usize,
         max_pending_bytes: usize,
+        count_runs: Recipient<CountRuns>,
     ) -> Self {
         DeliveryIntake {
             store,
             metrics,
             writes: Coalescer::with_budget(max_batch, max_pending_bytes),
+            count_runs,
         }
     }
 }
@@ -64,6 +70,7 @@ impl CoalescingWriter for DeliveryIntake {
     fn write(&self, requests: Requests<DeliveryUpdate, IntakeResult>) -> BoxFuture<'static, ()> {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
+        let count_runs = self.count_runs.clone();
         Box::pin(async move {
             let mut all = Vec::new();
             let mut answers = Vec::with_capacity(requests.len());
@@ -79,6 +86,7 @@ impl CoalescingWriter for DeliveryIntake {
                     metrics.reports_applied.inc_by(r.applied);
                     metrics.reports_unknown.inc_by(r.unknown.len() as u64);
                     metrics.reports_resolved.inc_by(r.resolved.len() as u64);
+                    count_final_states(r, &metrics, &count_runs);
                     if !r.resolved.is_empty() {
                         tracing::info!(
                             count = r.resolved.len(),
@@ -112,6 +120,33 @@ impl CoalescingWriter for DeliveryIntake {
                 let _ = tx.send(result);
             }
         })
+    }
+}
+
+/// Delivered and undelivered messages: in the metrics, and by run.
+fn count_final_states(r: &DeliveryApplied, metrics: &Metrics, count_runs: &Recipient<CountRuns>) {
+    let mut runs: HashMap<ScheduleRunId, RunCounts> = HashMap::new();
+    for c in &r.changed {
+        let delivered = match c.state.delivered() {
+            Some(d) if c.state.is_final() => d,
+            _ => continue,
+        };
+        if delivered {
+            metrics.delivered.inc();
+        } else {
+            metrics.undelivered.inc();
+        }
+        if let Some(run) = c.run {
+            let e = runs.entry(run).or_default();
+            if delivered {
+                e.delivered += 1;
+            } else {
+                e.undelivered += 1;
+            }
+        }
+    }
+    if !runs.is_empty() {
+        count_runs.do_send(CountRuns(runs.into_iter().collect()));
     }
 }
 

@@ -27,7 +27,8 @@
 //!    arrived but whose resolution could not finish with it.
 //! 4. Every `recovery.unservable_check`: lists with due messages that no
 //!    live daemon has the provider credentials for are logged (a line each
-//!    time) and shown in `/readyz`.
+//!    time) and shown in `/readyz`; and the in-doubt messages not yet
+//!    resolved or requeued are counted (the `in_doubt_messages` gauge).
 //!
 //! Restart: all its state is derived from the store.
 
@@ -65,6 +66,7 @@ pub struct RecoveryDeps {
     pub instance: Arc<Instance>,
     pub settle: Recipient<Settle>,
     pub unservable: UnservableLists,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub struct Recovery {
@@ -98,8 +100,22 @@ impl Recovery {
         let deps = self.deps.clone();
         let fut = async move {
             let report = sweep(&deps).await;
-            if check_unservable && let Err(e) = check_unservable_lists(&deps).await {
-                tracing::warn!(error = %e, "could not check which lists can be served");
+            if check_unservable {
+                if let Err(e) = check_unservable_lists(&deps).await {
+                    tracing::warn!(error = %e, "could not check which lists can be served");
+                }
+                let open_in_doubt = crate::store::FailedFilter {
+                    reason: Some(FailureReason::NoResponse),
+                    open_only: true,
+                    ..Default::default()
+                };
+                match deps.stores.dead_letters.count_failed(&open_in_doubt).await {
+                    Ok(n) => deps
+                        .metrics
+                        .in_doubt
+                        .set(i64::try_from(n).unwrap_or(i64::MAX)),
+                    Err(e) => tracing::warn!(error = %e, "could not count in-doubt messages"),
+                }
             }
             report
         };

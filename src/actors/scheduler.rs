@@ -540,5 +540,6 @@ fn new_run(
         cost: Money::default(),
         started_at: now,
         finished_at: None,
+        stats: Default::default(),
     }
 }

@@ -244,6 +244,9 @@ pub struct SchedulerConfig {
     /// Thompson sampling: every variant gets at least this share of the
     /// picks (exploration), at most 1 / variants.
     pub exploration_floor: f64,
+    /// How often run counters (sent, failed, delivered) are written: each
+    /// run's counts of the interval in one update.
+    pub stats_flush_interval: Dur,
 }
 
 impl Default for SchedulerConfig {
@@ -256,6 +259,7 @@ impl Default for SchedulerConfig {
             max_concurrent_runs: 2,
             default_time_zone: "America/New_York".into(),
             exploration_floor: 0.05,
+            stats_flush_interval: Dur::secs(1),
         }
     }
 }

@@ -163,6 +163,10 @@ impl Config {
             ("recovery.in_doubt_horizon", self.recovery.in_doubt_horizon),
             ("recovery.unservable_check", self.recovery.unservable_check),
             ("scheduler.max_idle", self.scheduler.max_idle),
+            (
+                "scheduler.stats_flush_interval",
+                self.scheduler.stats_flush_interval,
+            ),
             ("scheduler.missed_grace", self.scheduler.missed_grace),
             (
                 "coordinator.idle_supervisor_after",

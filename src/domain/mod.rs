@@ -34,8 +34,8 @@ pub use money::Money;
 pub use phone::E164;
 pub use queue::{QueuedTextMessage, SendType};
 pub use schedule::{
-    RunStatus, Schedule, ScheduleKind, ScheduleRun, ScheduleStatus, VariantCount, VariantSelection,
-    VariantStats,
+    RunCounts, RunRates, RunStatus, Schedule, ScheduleKind, ScheduleRun, ScheduleStatus,
+    VariantCount, VariantSelection, VariantStats,
 };
 pub use sent::{DeliveryState, MessageSent};
 

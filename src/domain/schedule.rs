@@ -124,6 +124,119 @@ pub struct ScheduleRun {
     pub started_at: Timestamp,
     #[serde(with = "super::dt_opt", default)]
     pub finished_at: Option<Timestamp>,
+    /// What became of the run's messages, counted as they move (the
+    /// RunStats actor adds each second's counts; clicks are counted by the
+    /// store with the first human click of a message).
+    #[serde(default)]
+    pub stats: RunCounts,
+}
+
+/// Counters of a run's messages after queuing. Statistics, not guarantees:
+/// the attempt records and dead letters are the truth, and a crash may leave
+/// these short by what its last second counted.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RunCounts {
+    /// Taken by the provider.
+    #[serde(default)]
+    pub sent: u64,
+    /// Failed (never sent, or refused by the provider), by reason code.
+    #[serde(default)]
+    pub failed: BTreeMap<String, u64>,
+    /// Delivery reports: delivered to the handset, or not.
+    #[serde(default)]
+    pub delivered: u64,
+    #[serde(default)]
+    pub undelivered: u64,
+    /// Messages with at least one human (not bot or preview) click.
+    #[serde(default)]
+    pub clicked: u64,
+    /// When the first and the last counted message was taken (send rate).
+    /// Absent rather than null until set: MongoDB's `$min` keeps a null.
+    #[serde(
+        with = "super::dt_opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub first_sent_at: Option<Timestamp>,
+    #[serde(
+        with = "super::dt_opt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_sent_at: Option<Timestamp>,
+}
+
+impl RunCounts {
+    pub fn is_empty(&self) -> bool {
+        *self == RunCounts::default()
+    }
+
+    pub fn failed_total(&self) -> u64 {
+        self.failed.values().sum()
+    }
+
+    /// `n` messages taken at `at`.
+    pub fn add_sent(&mut self, n: u64, at: Timestamp) {
+        if n == 0 {
+            return;
+        }
+        self.sent += n;
+        self.first_sent_at = Some(self.first_sent_at.map_or(at, |t| t.min(at)));
+        self.last_sent_at = Some(self.last_sent_at.map_or(at, |t| t.max(at)));
+    }
+
+    pub fn add_failed(&mut self, reason: &str, n: u64) {
+        if n > 0 {
+            *self.failed.entry(reason.to_string()).or_insert(0) += n;
+        }
+    }
+
+    /// Adds `other` (the store's `$inc`/`$min`/`$max`, in memory).
+    pub fn merge(&mut self, other: &RunCounts) {
+        self.sent += other.sent;
+        for (k, v) in &other.failed {
+            *self.failed.entry(k.clone()).or_insert(0) += v;
+        }
+        self.delivered += other.delivered;
+        self.undelivered += other.undelivered;
+        self.clicked += other.clicked;
+        self.first_sent_at = match (self.first_sent_at, other.first_sent_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.last_sent_at = match (self.last_sent_at, other.last_sent_at) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+    }
+
+    /// The documentation's four campaign metrics.
+    pub fn rates(&self) -> RunRates {
+        let pct = |n: u64, d: u64| (d > 0).then(|| 100.0 * n as f64 / d as f64);
+        let span = match (self.first_sent_at, self.last_sent_at) {
+            (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
+            _ => 0.0,
+        };
+        RunRates {
+            // Over the time between the first and the last message taken (a
+            // single instant counts as one second).
+            send_rate: (self.sent > 0).then(|| self.sent as f64 / span.max(1.0)),
+            delivery_rate: pct(self.delivered, self.sent),
+            failure_rate: pct(self.failed_total(), self.sent + self.failed_total()),
+            click_rate: pct(self.clicked, self.sent),
+        }
+    }
+}
+
+/// Send rate (messages per second), and delivery, failure and click rates
+/// (percent): delivered of sent, failed of all attempted or refused, and
+/// messages clicked by a person of sent. `None` until there is a base.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RunRates {
+    pub send_rate: Option<f64>,
+    pub delivery_rate: Option<f64>,
+    pub failure_rate: Option<f64>,
+    pub click_rate: Option<f64>,
 }
 
 /// Per-variant totals of a run.

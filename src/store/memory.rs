@@ -504,6 +504,15 @@ impl SentStore for MemoryStore {
                         r.delivery_updated_at = Some(u.at);
                         r.delivery_error_code = u.error_code;
                         res.applied += 1;
+                        let change = crate::store::DeliveryChange {
+                            id: r.id,
+                            run: r.run,
+                            state: u.state,
+                        };
+                        match res.changed.iter_mut().find(|c| c.id == r.id) {
+                            Some(c) => *c = change,
+                            None => res.changed.push(change),
+                        }
                     } else {
                         res.ignored += 1;
                     }
@@ -601,6 +610,11 @@ impl DeadLetterStore for MemoryStore {
         v.sort_by(|a, b| b.failed_at.cmp(&a.failed_at).then(b.id.cmp(&a.id)));
         v.truncate(limit);
         Ok(v)
+    }
+
+    async fn count_failed(&self, filter: &FailedFilter) -> StoreResult<u64> {
+        let st = self.lock();
+        Ok(st.failed.values().filter(|f| filter.matches(f)).count() as u64)
     }
 
     async fn requeue(
@@ -952,13 +966,15 @@ impl LinkStore for MemoryStore {
 
     async fn record_click(&self, click: LinkClick) -> StoreResult<()> {
         let mut st = self.lock();
-        if !click.is_bot
-            && let Some(m) = click.message
-            && st.clicked_messages.insert(m)
-            && let Some(link) = st.links.get(&click.link)
-            && let (Some(creative), Some(variant)) = (link.creative, link.variant.clone())
-        {
-            *st.variant_clicks.entry((creative, variant)).or_default() += 1;
+        // The first human click of a message counts for its variant and run.
+        let first = !click.is_bot && click.message.is_some_and(|m| st.clicked_messages.insert(m));
+        if first && let Some(link) = st.links.get(&click.link).cloned() {
+            if let (Some(creative), Some(variant)) = (link.creative, link.variant) {
+                *st.variant_clicks.entry((creative, variant)).or_default() += 1;
+            }
+            if let Some(r) = link.run.and_then(|run| st.runs.get_mut(&run)) {
+                r.stats.clicked += 1;
+            }
         }
         st.clicks.push(click);
         Ok(())
@@ -1204,6 +1220,16 @@ impl ScheduleStore for MemoryStore {
                 clicked,
             })
             .collect())
+    }
+
+    async fn add_run_counts(&self, counts: Vec<(ScheduleRunId, RunCounts)>) -> StoreResult<()> {
+        let mut st = self.lock();
+        for (run, c) in counts {
+            if let Some(r) = st.runs.get_mut(&run) {
+                r.stats.merge(&c);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -300,6 +300,17 @@ pub struct DeliveryApplied {
     /// In-doubt (NO_RESPONSE) messages a report proved sent: now
     /// `submitted = true`, their dead letters resolved.
     pub resolved: Vec<MessageId>,
+    /// The records this call changed, each once, with the state it left them
+    /// in (run counters and customer webhooks follow these).
+    pub changed: Vec<DeliveryChange>,
+}
+
+/// A record whose delivery state a call changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryChange {
+    pub id: MessageId,
+    pub run: Option<ScheduleRunId>,
+    pub state: DeliveryState,
 }
 
 /// Attempt records (`MessageSent`).
@@ -413,6 +424,8 @@ pub trait DeadLetterStore: Send + Sync {
     /// Every dead letter as `(id, reason, resolved)` (audit).
     async fn scan(&self) -> StoreResult<Vec<(MessageId, FailureReason, bool)>>;
     /// Dead letters matching `filter`, newest first, at most `limit`.
+    /// How many dead letters `filter` selects.
+    async fn count_failed(&self, filter: &FailedFilter) -> StoreResult<u64>;
     async fn list_failed(
         &self,
         filter: &FailedFilter,
@@ -646,6 +659,9 @@ pub trait ScheduleStore: Send + Sync {
     /// Each variant's sends (messages queued over every run of this
     /// creative) and clicked messages.
     async fn variant_stats(&self, creative: CreativeId) -> StoreResult<Vec<VariantStats>>;
+    /// Adds counts to runs' `stats` (sums; the earliest first and the latest
+    /// last send time). A run that does not exist is left alone.
+    async fn add_run_counts(&self, counts: Vec<(ScheduleRunId, RunCounts)>) -> StoreResult<()>;
 }
 
 /// One page of a run's evaluation, committed by

@@ -30,6 +30,14 @@ impl BatchRun {
                 }
             })
             .await?;
+            for f in &failures {
+                if let Some(run) = f.original.as_ref().and_then(|m| m.run) {
+                    self.runs
+                        .entry(run)
+                        .or_default()
+                        .add_failed(f.reason.as_str(), 1);
+                }
+            }
             crate::failpoint::hit("worker.dead_lettered");
         }
         if !self.requeues.is_empty() {

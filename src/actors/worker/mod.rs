@@ -52,6 +52,7 @@ use crate::messages::*;
 use crate::metrics::Metrics;
 use crate::store::{Requeue, StoreError, Stores};
 use actix::prelude::*;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +71,8 @@ pub struct WorkerDeps {
     pub charge: Recipient<Charge>,
     pub settle: Recipient<Settle>,
     pub dead_letter: Recipient<RecordFailures>,
+    /// Campaign run counters (fire and forget).
+    pub count_runs: Recipient<crate::messages::CountRuns>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -147,6 +150,9 @@ pub(crate) struct BatchRun {
     /// Whether a permit was granted in this batch yet (the inter-batch delay
     /// applies between grants).
     granted_before: bool,
+    /// What became of campaign messages, counted once durable; handed to
+    /// RunStats when the batch ends.
+    runs: HashMap<ScheduleRunId, RunCounts>,
 }
 
 impl BatchRun {
@@ -159,6 +165,7 @@ impl BatchRun {
             failures: Vec::new(),
             requeues: Vec::new(),
             granted_before: false,
+            runs: HashMap::new(),
         }
     }
 
@@ -172,6 +179,10 @@ impl BatchRun {
         }
         // From here on, Recovery may judge this batch's unanswered attempts.
         self.d.instance.finish_token(&self.token);
+        if !self.runs.is_empty() {
+            let counts = std::mem::take(&mut self.runs).into_iter().collect();
+            self.d.count_runs.do_send(CountRuns(counts));
+        }
         self.report
     }
 

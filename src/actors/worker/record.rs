@@ -32,6 +32,8 @@ impl BatchRun {
         let reasons: HashMap<MessageId, FailureReason> = reasons.into_iter().collect();
         let accounts: HashMap<MessageId, AccountId> =
             msgs.iter().map(|m| (m.id, m.account)).collect();
+        let runs: HashMap<MessageId, Option<ScheduleRunId>> =
+            msgs.iter().map(|m| (m.id, m.run)).collect();
         let mut by_account: BTreeMap<AccountId, Vec<Settlement>> = BTreeMap::new();
         for s in settlements {
             let account = accounts
@@ -59,7 +61,32 @@ impl BatchRun {
                 if let Some(r) = reasons.get(id) {
                     *self.report.failed.entry(*r).or_insert(0) += 1;
                     self.d.metrics.add_failed(*r, 1);
+                    if let Some(run) = runs.get(id).copied().flatten() {
+                        self.runs.entry(run).or_default().add_failed(r.as_str(), 1);
+                    }
                 }
+            }
+            // The taken ones by run. `settled.sent` is short of the `Sent`
+            // items only when another writer answered an attempt first (it
+            // counted it then); the shortfall comes off the last run counted.
+            let now = self.d.clock.now();
+            let mut taken: BTreeMap<ScheduleRunId, u64> = BTreeMap::new();
+            for s in &items {
+                if let Settlement::Sent { id, .. } = s
+                    && let Some(run) = runs.get(id).copied().flatten()
+                {
+                    *taken.entry(run).or_insert(0) += 1;
+                }
+            }
+            let sent_items = items
+                .iter()
+                .filter(|s| matches!(s, Settlement::Sent { .. }))
+                .count() as u64;
+            let mut short = sent_items.saturating_sub(settled.sent);
+            for (run, n) in taken.into_iter().rev() {
+                let cut = short.min(n);
+                short -= cut;
+                self.runs.entry(run).or_default().add_sent(n - cut, now);
             }
         }
         crate::failpoint::hit("worker.settled");

@@ -11,6 +11,14 @@
 //! | POST | `/api/v1/schedules/{id}/resume` | operator |
 //! | POST | `/api/v1/schedules/{id}/cancel` | operator |
 //! | POST | `/api/v1/schedules/{id}/trigger` | operator |
+//! | GET | `/api/v1/runs/{id}` | read-only |
+//!
+//! A run shows what its evaluation counted (audience, eligible, queued,
+//! skipped by reason, per variant, cost) and what became of its messages
+//! since (`stats`: sent, failed by reason, delivered, undelivered, clicked,
+//! counted as messages move, never by scanning), with the documentation's
+//! four metrics in `rates`: send rate (msg/s), delivery, failure and click
+//! rate (%).
 //!
 //! Trigger now makes the schedule due now (a recurring schedule's next
 //! occurrence is brought forward to now; after it runs, the schedule goes
@@ -19,7 +27,7 @@
 
 use super::{Role, authorize, parse_id, store_error, to_json};
 use crate::bus::Event;
-use crate::domain::{Schedule, ScheduleId, ScheduleStatus};
+use crate::domain::{Schedule, ScheduleId, ScheduleRun, ScheduleRunId, ScheduleStatus};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::messages::{ExplainError, ExplainSchedule, LookNow};
@@ -35,7 +43,32 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/schedules/{id}/pause", web::post().to(pause))
         .route("/schedules/{id}/resume", web::post().to(resume))
         .route("/schedules/{id}/cancel", web::post().to(cancel))
-        .route("/schedules/{id}/trigger", web::post().to(trigger));
+        .route("/schedules/{id}/trigger", web::post().to(trigger))
+        .route("/runs/{id}", web::get().to(get_run));
+}
+
+/// A run as the API shows it: the stored run and its four rates.
+fn run_json(run: &ScheduleRun) -> Result<serde_json::Value, ApiError> {
+    let mut v = to_json(run)?;
+    v["rates"] = to_json(&run.stats.rates())?;
+    Ok(v)
+}
+
+async fn get_run(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::ReadOnly)?;
+    let id: ScheduleRunId = parse_id("run id", &id)?;
+    let run = state
+        .stores
+        .schedules
+        .get_run(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no such run: {id}")))?;
+    Ok(HttpResponse::Ok().json(run_json(&run)?))
 }
 
 async fn load(state: &AppState, raw: &str) -> Result<Schedule, ApiError> {
@@ -63,7 +96,7 @@ async fn get_schedule(
         .await
         .map_err(store_error)?;
     let mut body = to_json(&s)?;
-    body["runs"] = to_json(&runs)?;
+    body["runs"] = serde_json::Value::Array(runs.iter().map(run_json).collect::<Result<_, _>>()?);
     Ok(HttpResponse::Ok().json(body))
 }
 

@@ -334,6 +334,41 @@ impl MongoStore {
 
     /// After a click is stored: the first human click on a message counts
     /// its variant as clicked once (a marker per message decides "first").
+    pub(crate) async fn add_run_counts_impl(
+        &self,
+        counts: Vec<(ScheduleRunId, RunCounts)>,
+    ) -> StoreResult<()> {
+        let statements: Vec<Document> = counts
+            .iter()
+            .filter(|(_, c)| !c.is_empty())
+            .map(|(run, c)| {
+                let mut inc = doc! {
+                    "stats.sent": c.sent as i64,
+                    "stats.delivered": c.delivered as i64,
+                    "stats.undelivered": c.undelivered as i64,
+                    "stats.clicked": c.clicked as i64,
+                };
+                for (reason, n) in &c.failed {
+                    inc.insert(format!("stats.failed.{reason}"), *n as i64);
+                }
+                let mut u = doc! {"$inc": inc};
+                if let Some(t) = c.first_sent_at {
+                    u.insert("$min", doc! {"stats.first_sent_at": ts(t)});
+                }
+                if let Some(t) = c.last_sent_at {
+                    u.insert("$max", doc! {"stats.last_sent_at": ts(t)});
+                }
+                doc! {"q": {"_id": run}, "u": u}
+            })
+            .collect();
+        if statements.is_empty() {
+            return Ok(());
+        }
+        self.bulk_update(names::RUNS, statements, false, None)
+            .await
+            .map(|_| ())
+    }
+
     pub(crate) async fn count_variant_click(&self, click: &LinkClick) -> StoreResult<()> {
         let Some(message) = click.message.filter(|_| !click.is_bot) else {
             return Ok(());
@@ -355,6 +390,12 @@ impl MongoStore {
         else {
             return Ok(());
         };
+        if let Some(run) = link.run {
+            self.coll::<Document>(names::RUNS)
+                .update_one(doc! {"_id": run}, doc! {"$inc": {"stats.clicked": 1}})
+                .await
+                .map_err(map_err)?;
+        }
         let (Some(creative), Some(variant)) = (link.creative, link.variant) else {
             return Ok(());
         };

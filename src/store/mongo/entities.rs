@@ -635,4 +635,8 @@ impl ScheduleStore for MongoStore {
     async fn variant_stats(&self, creative: CreativeId) -> StoreResult<Vec<VariantStats>> {
         self.variant_stats_impl(creative).await
     }
+
+    async fn add_run_counts(&self, counts: Vec<(ScheduleRunId, RunCounts)>) -> StoreResult<()> {
+        self.add_run_counts_impl(counts).await
+    }
 }

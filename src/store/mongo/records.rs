@@ -94,6 +94,8 @@ impl SentStore for MongoStore {
         // lands on a record with no state; a final report on a record with no
         // state or a pending one. Ordered, so reports for one message within a
         // batch apply in arrival order.
+        // Each call marks what it changed, to read back exactly those.
+        let mark = bson::oid::ObjectId::new();
         let statements = updates
             .into_iter()
             .map(|u| {
@@ -109,6 +111,7 @@ impl SentStore for MongoStore {
                         "delivered": u.state.delivered(),
                         "delivery_updated_at": ts(u.at),
                         "delivery_error_code": u.error_code,
+                        "delivery_mark": mark,
                     }},
                 }
             })
@@ -125,6 +128,35 @@ impl SentStore for MongoStore {
             applied: applied.min(total),
             ..Default::default()
         };
+        if applied > 0 {
+            #[derive(serde::Deserialize)]
+            struct Changed {
+                #[serde(rename = "_id")]
+                id: MessageId,
+                #[serde(default)]
+                run: Option<ScheduleRunId>,
+                delivery_state: Option<DeliveryState>,
+            }
+            let changed: Vec<Changed> = self
+                .coll::<Changed>(names::SENT)
+                .find(doc! {"_id": {"$in": unique.clone()}, "delivery_mark": mark})
+                .projection(doc! {"run": 1, "delivery_state": 1})
+                .await
+                .map_err(map_err)?
+                .try_collect()
+                .await
+                .map_err(map_err)?;
+            res.changed = changed
+                .into_iter()
+                .filter_map(|c| {
+                    c.delivery_state.map(|state| crate::store::DeliveryChange {
+                        id: c.id,
+                        run: c.run,
+                        state,
+                    })
+                })
+                .collect();
+        }
         if let Some(at) = at {
             match self
                 .resolve_by_report(Some(&unique), unique.len(), at)
@@ -265,30 +297,7 @@ impl DeadLetterStore for MongoStore {
         filter: &FailedFilter,
         limit: usize,
     ) -> StoreResult<Vec<FailedMessage>> {
-        let mut q = Document::new();
-        if let Some(r) = filter.reason {
-            q.insert("reason", r.as_str());
-        }
-        if let Some(l) = filter.list {
-            q.insert("sending_list", l);
-        }
-        if let Some(sc) = filter.schedule {
-            q.insert("original.schedule", sc);
-        }
-        let mut at = Document::new();
-        if let Some(t) = filter.since {
-            at.insert("$gte", ts(t));
-        }
-        if let Some(t) = filter.until {
-            at.insert("$lt", ts(t));
-        }
-        if !at.is_empty() {
-            q.insert("failed_at", at);
-        }
-        if filter.open_only {
-            q.insert("requeued", Bson::Null);
-            q.insert("resolved", Bson::Null);
-        }
+        let q = failed_query(filter);
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         self.coll::<FailedMessage>(names::FAILED)
             .find(q)
@@ -297,6 +306,13 @@ impl DeadLetterStore for MongoStore {
             .await
             .map_err(map_err)?
             .try_collect()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn count_failed(&self, filter: &FailedFilter) -> StoreResult<u64> {
+        self.coll::<Document>(names::FAILED)
+            .count_documents(failed_query(filter))
             .await
             .map_err(map_err)
     }
@@ -383,4 +399,33 @@ impl DeadLetterStore for MongoStore {
         }
         Ok(out)
     }
+}
+
+/// The dead letters `filter` selects, as a MongoDB query.
+fn failed_query(filter: &FailedFilter) -> Document {
+    let mut q = Document::new();
+    if let Some(r) = filter.reason {
+        q.insert("reason", r.as_str());
+    }
+    if let Some(l) = filter.list {
+        q.insert("sending_list", l);
+    }
+    if let Some(sc) = filter.schedule {
+        q.insert("original.schedule", sc);
+    }
+    let mut at = Document::new();
+    if let Some(t) = filter.since {
+        at.insert("$gte", ts(t));
+    }
+    if let Some(t) = filter.until {
+        at.insert("$lt", ts(t));
+    }
+    if !at.is_empty() {
+        q.insert("failed_at", at);
+    }
+    if filter.open_only {
+        q.insert("requeued", Bson::Null);
+        q.insert("resolved", Bson::Null);
+    }
+    q
 }
