@@ -359,6 +359,11 @@ async fn a_campaign_through_the_api(stores: Stores) {
         json!({"account": account, "name": "Bad", "provider": {"kind": "fake"}, "from_numbers": ["+1200"]})
     );
     assert_eq!((s, v["field"].as_str()), (422, Some("from_numbers")), "{v}");
+    let (s, v) = post!(
+        "/api/v1/lists",
+        json!({"account": account, "name": "Bad", "provider": {"kind": "fake"}, "from_numbers": ["+12125550100"], "help_reply": "  "})
+    );
+    assert_eq!((s, v["field"].as_str()), (422, Some("help_reply")), "{v}");
 
     let mut rows: Vec<Value> = (0..30)
         .map(|i| json!({"phone": format!("(212) 200-{:04}", 1000 + i), "first_name": format!("Ann{i}"), "tags": ["vip"]}))

@@ -1,8 +1,10 @@
 //! Inbound messages over HTTP: STOP in each provider's inbound format
+//! (Infobip, Twilio, CM)
 //! unsubscribes the contact from the lists sending from that number, and
 //! the executor's re-check right before the provider call then refuses a
 //! message already queued for it; START subscribes again; other texts,
-//! forged and malformed requests change nothing. On both stores.
+//! forged and malformed requests change nothing; HELP queues the list's
+//! reply, which is sent. On both stores.
 
 mod common;
 
@@ -35,6 +37,7 @@ async fn inbound_keywords(stores: Stores) {
     let mut list = seed::list(account.id, ProviderSettings::Fake, 60_000, now);
     list.from_numbers = vec![OUR_NUMBER.into()];
     list.tcpa_window = seed::window_open_around(now, "America/New_York");
+    list.help_reply = Some("Acme alerts: reply STOP to end, msg&data rates may apply".into());
     stores.lists.insert_list(list.clone()).await.unwrap();
     let contacts: Vec<Contact> = (0..3)
         .map(|i| seed::contact(account.id, list.id, i, now))
@@ -220,7 +223,85 @@ async fn inbound_keywords(stores: Stores) {
     );
     assert_eq!(t.daemon.metrics.inbound_unsubscribes.get(), 2);
     assert_eq!(t.daemon.metrics.inbound_resubscribes.get(), 1);
-    let _ = cy;
+
+    // CM: HELP from Cy queues the list's reply, sent from our number to
+    // Cy; then "STOP" unsubscribes Cy. A wrong token changes nothing.
+    let cm = |from: &str, text: &str| {
+        serde_json::json!({
+            "reference": "a1b2", "from": {"number": from, "name": "Cy"},
+            "to": {"number": OUR_NUMBER}, "message": {"text": text},
+            "groupings": ["", "", ""], "timeUtc": "2026-12-01T09:00:00", "channel": "SMS"
+        })
+    };
+    let res = atest::call_service(
+        &app,
+        atest::TestRequest::post()
+            .uri("/webhooks/cm/not-the-token/inbound")
+            .set_json(cm(cy.phone.as_str(), "STOP"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    let res = atest::call_service(
+        &app,
+        atest::TestRequest::post()
+            .uri(&format!("/webhooks/cm/{token}/inbound"))
+            .set_json(cm(cy.phone.as_str(), " help "))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = atest::read_body_json(res).await;
+    assert_eq!(
+        (body["help"].as_u64(), body["replies_queued"].as_u64()),
+        (Some(1), Some(1)),
+        "{body}"
+    );
+    t.daemon.coordinator.do_send(trackly::messages::Nudge);
+    assert!(t.drained(Duration::from_secs(30)).await, "reply not sent");
+    assert_eq!(t.provider.accepted_count(), 2);
+    let reply = stores
+        .sent
+        .scan()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .find(|id| *id != queued[2].id && t.provider.accepted().contains_key(id))
+        .expect("the HELP reply was sent");
+    let r = stores.sent.get(reply).await.unwrap().unwrap();
+    assert_eq!(
+        (r.to.as_str(), r.from.as_str(), r.send_type, r.contact),
+        (
+            cy.phone.as_str(),
+            OUR_NUMBER,
+            SendType::Transactional,
+            cy.id
+        )
+    );
+    let res = atest::call_service(
+        &app,
+        atest::TestRequest::post()
+            .uri(&format!("/webhooks/cm/{token}/inbound"))
+            .set_json(cm(cy.phone.as_str(), "STOP"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        state_of(&stores, list.id, cy.id).await,
+        ContactState::Unsubscribed
+    );
+    // A malformed CM body: 400, nothing changes.
+    let res = atest::call_service(
+        &app,
+        atest::TestRequest::post()
+            .uri(&format!("/webhooks/cm/{token}/inbound"))
+            .set_json(serde_json::json!({"from": "x"}))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(res.status(), 400);
 }
 
 #[actix_rt::test]

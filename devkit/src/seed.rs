@@ -36,6 +36,7 @@ pub fn list(
         blocked_words: vec![],
         tcpa_window: TcpaWindow::default(),
         default_time_zone: None,
+        help_reply: None,
         status: ListStatus::Active,
         created_at: now,
     }

@@ -32,6 +32,10 @@ pub struct SendingList {
     /// number (an IANA name); unset: `scheduler.default_time_zone`.
     #[serde(default)]
     pub default_time_zone: Option<String>,
+    /// The answer to an inbound HELP or INFO (who sends, how to stop); none:
+    /// such messages are counted and not answered.
+    #[serde(default)]
+    pub help_reply: Option<String>,
     #[serde(default)]
     pub status: ListStatus,
     #[serde(with = "super::dt")]

@@ -223,6 +223,7 @@ mod tests {
             blocked_words: words.iter().map(|w| w.to_string()).collect(),
             tcpa_window: TcpaWindow::default(),
             default_time_zone: None,
+            help_reply: None,
             status: ListStatus::Active,
             created_at: chrono::Utc::now(),
         };

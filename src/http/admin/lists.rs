@@ -6,7 +6,7 @@
 //! "twilio" | "cm" | "fake", "credentials"?}, "from_numbers": ["+1…"],
 //! "rate_limit_per_minute"? (17,000), "cooldown_secs"? (0),
 //! "blocked_words"? ([]), "window"? ({"start": "08:00", "end": "21:00"}),
-//! "default_time_zone"? (IANA)}`.
+//! "default_time_zone"? (IANA), "help_reply"? (the answer to HELP and INFO)}`.
 //!
 //! | method | path | role |
 //! | --- | --- | --- |
@@ -31,6 +31,9 @@ use serde_json::json;
 
 /// The highest rate a list may be given (messages per minute).
 pub const MAX_RATE_PER_MINUTE: u32 = 6_000_000;
+
+/// Characters in a list's HELP reply (ten segments of GSM-7).
+const MAX_HELP_REPLY: usize = 1530;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/lists", web::post().to(create_list))
@@ -181,6 +184,8 @@ struct NewList {
     window: Option<WindowBody>,
     #[serde(default)]
     default_time_zone: Option<String>,
+    #[serde(default)]
+    help_reply: Option<String>,
 }
 
 fn minute_of(field: &'static str, hhmm: &str) -> Result<u16, ApiError> {
@@ -266,6 +271,21 @@ async fn create_list(
             message: "each 1 to 100 characters".into(),
         });
     }
+    let help_reply = match n.help_reply.as_deref().map(str::trim) {
+        Some("") => {
+            return Err(ApiError::InvalidField {
+                field: "help_reply",
+                message: "empty: leave it out for no reply".into(),
+            });
+        }
+        Some(t) if t.chars().count() > MAX_HELP_REPLY => {
+            return Err(ApiError::InvalidField {
+                field: "help_reply",
+                message: format!("at most {MAX_HELP_REPLY} characters"),
+            });
+        }
+        other => other.map(str::to_string),
+    };
     if state
         .stores
         .accounts
@@ -290,6 +310,7 @@ async fn create_list(
         blocked_words: n.blocked_words,
         tcpa_window,
         default_time_zone: n.default_time_zone,
+        help_reply,
         status: ListStatus::Active,
         created_at: state.clock.now(),
     };
