@@ -10,36 +10,44 @@
 //! the others are imported (subscribed to `list`, numbers stored E.164):
 //! `{"imported": n, "errors": [{"row", "field", "error"}]}`.
 
+use super::doc::{BadRequest, Invalid, Operator};
 use super::{Role, authorize, parse_body, parse_id, store_error};
 use crate::domain::{AccountId, Contact, ContactId, SendingListId, contact::Subscription};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Rows per request.
 pub const MAX_ROWS: usize = 10_000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/contacts/import", web::post().to(import));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(import);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Import {
+    /// The account's hex id.
     account: String,
+    /// The sending list's hex id (of that account): the contacts are subscribed to it.
     list: String,
+    /// Where national numbers are read (ISO 3166 region, "US" by default).
     #[serde(default)]
     default_region: Option<String>,
+    /// At most 10,000.
     contacts: Vec<Row>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Row {
+    /// National (read in `default_region`) or +E.164; stored E.164.
     phone: String,
+    /// IANA, e.g. America/New_York.
     #[serde(default)]
     time_zone: Option<String>,
     #[serde(default)]
@@ -48,10 +56,39 @@ struct Row {
     last_name: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    /// Custom fields (placeholders in creatives).
     #[serde(default)]
     fields: BTreeMap<String, String>,
 }
 
+/// A refused row.
+#[derive(Serialize, ToSchema)]
+struct RowError {
+    /// The row's index, from 0.
+    row: usize,
+    /// `phone`, `time_zone`, …
+    field: String,
+    error: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ImportReport {
+    imported: u64,
+    errors: Vec<RowError>,
+}
+
+/// Bulk import: each row checked on its own; refused rows answered with their index, field and reason, the others imported subscribed to the list.
+#[utoipa::path(
+    tag = "contacts",
+    operation_id = "import_contacts",
+    request_body = Import,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "how many were imported, and the refused rows", body = ImportReport),
+        Operator, BadRequest, Invalid,
+    )
+)]
+#[post("/contacts/import")]
 async fn import(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -116,7 +153,11 @@ async fn import(
     let mut contacts = vec![];
     for (row, r) in im.contacts.into_iter().enumerate() {
         let mut refuse = |field: &str, error: String| {
-            errors.push(json!({"row": row, "field": field, "error": error}));
+            errors.push(RowError {
+                row,
+                field: field.to_string(),
+                error,
+            });
         };
         let phone = match crate::rules::phone::e164_of(&r.phone, Some(region)) {
             Ok(p) => p,
@@ -179,5 +220,5 @@ async fn import(
             .await
             .map_err(store_error)?
     };
-    Ok(HttpResponse::Ok().json(json!({"imported": imported, "errors": errors})))
+    Ok(HttpResponse::Ok().json(ImportReport { imported, errors }))
 }
