@@ -845,6 +845,12 @@ async fn csv_import(stores: Stores) {
         (422, Some("default_region")),
         "{v}"
     );
+    let many: String = std::iter::once("phone\n".to_string())
+        .chain((0..10_001).map(|i| format!("+1212300{i:04}\n")))
+        .collect();
+    let (s, v) = post!(uri, OPERATOR, "text/csv", many);
+    assert_eq!((s, v["field"].as_str()), (422, Some("body")), "{v}");
+    assert!(stored("+12123000000").await.is_none());
     let (s, v) = post!(uri, READER, "text/csv", "phone\n(212) 200-1005\n");
     assert_eq!((s, v["error"].as_str()), (403, Some("forbidden")), "{v}");
     assert!(stored("+12122001005").await.is_none());
