@@ -7,7 +7,8 @@
 //! `http://127.0.0.1:8080`), the token from `--token` or
 //! `TRACKLY_ADMIN_TOKEN`. The answer's JSON is printed on stdout. Exit 0 on
 //! success; 1 when the API refused (its error code and message on stderr);
-//! 2 when the daemon could not be reached.
+//! 2 when the daemon could not be reached (or a file to send cannot be
+//! read).
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -53,12 +54,31 @@ enum CtlCommand {
     ResumeSchedule { schedule: String },
     /// Cancel a schedule.
     CancelSchedule { schedule: String },
+    /// Import contacts from a CSV file (header row: phone, time_zone?,
+    /// first_name?, last_name?, tags? (`;`-separated), custom fields).
+    Import {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        list: String,
+        /// Where national numbers are read (US by default).
+        #[arg(long)]
+        default_region: Option<String>,
+    },
 }
 
-/// What to send for a command.
-fn request(c: &CtlCommand) -> (reqwest::Method, String, Option<Value>) {
+/// A request's body.
+enum Body {
+    None,
+    Json(Value),
+    Csv(Vec<u8>),
+}
+
+/// What to send for a command (an error when a file cannot be read).
+fn request(c: &CtlCommand) -> Result<(reqwest::Method, String, Body), String> {
     use reqwest::Method;
-    match c {
+    let (method, path, json) = match c {
         CtlCommand::List { id } => (Method::GET, format!("/api/v1/lists/{id}"), None),
         CtlCommand::Pause { list } => (Method::POST, format!("/api/v1/lists/{list}/pause"), None),
         CtlCommand::Resume { list } => (Method::POST, format!("/api/v1/lists/{list}/resume"), None),
@@ -95,7 +115,24 @@ fn request(c: &CtlCommand) -> (reqwest::Method, String, Option<Value>) {
             format!("/api/v1/schedules/{schedule}/cancel"),
             None,
         ),
-    }
+        CtlCommand::Import {
+            file,
+            account,
+            list,
+            default_region,
+        } => {
+            let csv =
+                std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            q.append_pair("account", account).append_pair("list", list);
+            if let Some(r) = default_region {
+                q.append_pair("default_region", r);
+            }
+            let path = format!("/api/v1/contacts/import?{}", q.finish());
+            return Ok((Method::POST, path, Body::Csv(csv)));
+        }
+    };
+    Ok((method, path, json.map_or(Body::None, Body::Json)))
 }
 
 /// Runs the subcommand; the exit code for `main`.
@@ -114,7 +151,13 @@ pub fn main(args: CtlArgs) -> ExitCode {
 }
 
 async fn run(args: CtlArgs) -> ExitCode {
-    let (method, path, body) = request(&args.command);
+    let (method, path, body) = match request(&args.command) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("trackly ctl: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let url = format!("{}{path}", args.url.trim_end_matches('/'));
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -127,8 +170,10 @@ async fn run(args: CtlArgs) -> ExitCode {
         }
     };
     let mut req = client.request(method, &url).bearer_auth(&args.token);
-    if let Some(b) = body {
-        req = req.json(&b);
+    match body {
+        Body::None => {}
+        Body::Json(b) => req = req.json(&b),
+        Body::Csv(csv) => req = req.header("content-type", "text/csv").body(csv),
     }
     let res = match req.send().await {
         Ok(r) => r,

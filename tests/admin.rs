@@ -757,3 +757,211 @@ async fn failed_messages_are_listed_and_requeued_once_on_mongodb() {
     failed_messages_are_listed_and_requeued_once(t.stores.clone()).await;
     t.cleanup().await;
 }
+
+/// Contacts imported from CSV: good rows stored E.164 with their fields,
+/// each bad row refused on its own (invalid number, unknown zone, twice in
+/// the file, already a contact, malformed); a header without `phone`, a
+/// `$` or `.` column and a read-only token refused whole, nothing stored.
+async fn csv_import(stores: Stores) {
+    let now = chrono::Utc::now();
+    let account = seed::account(Money(1_000_000_000), Money(10), now);
+    stores
+        .accounts
+        .insert_account(account.clone())
+        .await
+        .unwrap();
+    let list = seed::list(account.id, ProviderSettings::Fake, 60_000, now);
+    stores.lists.insert_list(list.clone()).await.unwrap();
+    let t = start_daemon_with_clock(
+        test_config(),
+        stores.clone(),
+        local_permits(),
+        FakeSettings::default(),
+        trackly::clock::ManualClock::new(now),
+    );
+    let app = atest::init_service(actix_web::App::new().configure(trackly::http::configure(
+        t.daemon.http_state(secrets(), "https://trackly.example"),
+    )))
+    .await;
+    macro_rules! post {
+        ($uri:expr, $token:expr, $ctype:expr, $body:expr) => {{
+            let r = atest::TestRequest::post()
+                .uri(&$uri)
+                .insert_header(("authorization", format!("Bearer {}", $token)))
+                .insert_header(("content-type", $ctype))
+                .set_payload($body)
+                .to_request();
+            let res = atest::call_service(&app, r).await;
+            let status = res.status().as_u16();
+            let bytes = atest::read_body(res).await;
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            (status, v)
+        }};
+    }
+    let uri = format!(
+        "/api/v1/contacts/import?account={}&list={}&default_region=US",
+        account.id.to_hex(),
+        list.id.to_hex()
+    );
+    let phone = |s: &str| E164::parse(s).unwrap();
+    let stored = |p: &'static str| {
+        let stores = stores.clone();
+        async move {
+            stores
+                .contacts
+                .find_by_phone(account.id, &phone(p))
+                .await
+                .unwrap()
+        }
+    };
+
+    // One contact already there.
+    let (s, v) = post!(uri, OPERATOR, "text/csv", "phone\n(212) 200-1009\n");
+    assert_eq!((s, v["imported"].as_u64()), (200, Some(1)), "{v}");
+
+    let mut csv = b"phone,time_zone,first_name,last_name,tags,zip\n\
+        (212) 200-1000,America/New_York,Ann,Lee,vip; new,10001\n\
+        +1 200 555 0000,,Bob,,,\n\
+        (212) 200-1001,Mars/Olympus,Cy,,,\n\
+        +12122001000,,Dup,,,\n\
+        (212) 200-1002,Europe/Paris\n\
+        \"(212) 200-1003\",,\"Smith, Jo\",,vip,\n\
+        (212) 200-1004,,Eve,,,"
+        .to_vec();
+    csv.extend_from_slice(b"\xff\xfe\n(212) 200-1009,,Again,,,\n");
+    let (s, v) = post!(uri, OPERATOR, "text/csv; charset=utf-8", csv);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["imported"], json!(2), "{v}");
+    let errors: Vec<(u64, &str)> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["row"].as_u64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            (1, "phone"),
+            (2, "time_zone"),
+            (3, "phone"),
+            (4, "csv"),
+            (6, "csv"),
+            (7, "phone")
+        ],
+        "{v}"
+    );
+    let msg = |i: usize| v["errors"][i]["error"].as_str().unwrap().to_string();
+    assert!(msg(2).contains("earlier in this import"), "{v}");
+    assert!(
+        msg(3).contains("line 6") && msg(3).contains("2 fields"),
+        "{v}"
+    );
+    assert!(msg(4).contains("UTF-8"), "{v}");
+    assert!(msg(5).contains("already a contact"), "{v}");
+
+    let ann = stored("+12122001000").await.expect("Ann stored E.164");
+    assert_eq!(ann.time_zone, "America/New_York");
+    assert_eq!(ann.tags, vec!["vip".to_string(), "new".to_string()]);
+    assert_eq!(
+        ann.custom_fields,
+        [
+            ("first_name", "Ann"),
+            ("last_name", "Lee"),
+            ("zip", "10001")
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    );
+    assert!(
+        ann.subscriptions
+            .iter()
+            .any(|s| s.list == list.id && s.subscribed)
+    );
+    let jo = stored("+12122001003").await.expect("Jo stored E.164");
+    assert_eq!(jo.custom_fields.get("first_name").unwrap(), "Smith, Jo");
+    assert!(
+        !jo.custom_fields.contains_key("zip"),
+        "an empty cell sets nothing"
+    );
+    assert_eq!(jo.time_zone, "");
+    for p in ["+12122001001", "+12122001002", "+12122001004"] {
+        assert!(stored(p).await.is_none(), "{p} refused, not stored");
+    }
+
+    // Refused whole: no phone column, a `$` or `.` column, bad parameters,
+    // a read-only token. Nothing stored.
+    let (s, v) = post!(
+        uri,
+        OPERATOR,
+        "text/csv",
+        "mobile,first_name\n(212) 200-1005,X\n"
+    );
+    assert_eq!((s, v["error"].as_str()), (400, Some("bad_request")), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("phone"), "{v}");
+    for header in ["phone,$where", "phone,a.b", "phone,$gt"] {
+        let (s, v) = post!(
+            uri,
+            OPERATOR,
+            "text/csv",
+            format!("{header}\n(212) 200-1005,1\n")
+        );
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("bad_request")),
+            "{header}: {v}"
+        );
+    }
+    let (s, v) = post!(
+        "/api/v1/contacts/import",
+        OPERATOR,
+        "application/json",
+        json!({"account": account.id.to_hex(), "list": list.id.to_hex(),
+               "contacts": [{"phone": "(212) 200-1005", "fields": {"$where": "1"}}]})
+        .to_string()
+    );
+    assert_eq!((s, v["error"].as_str()), (400, Some("bad_request")), "{v}");
+    let (s, v) = post!(
+        format!("/api/v1/contacts/import?list={}", list.id.to_hex()),
+        OPERATOR,
+        "text/csv",
+        "phone\n(212) 200-1005\n"
+    );
+    assert_eq!(s, 400, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("account"), "{v}");
+    let (s, v) = post!(
+        format!("{uri}X"),
+        OPERATOR,
+        "text/csv",
+        "phone\n(212) 200-1005\n"
+    );
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (422, Some("default_region")),
+        "{v}"
+    );
+    let many: String = std::iter::once("phone\n".to_string())
+        .chain((0..10_001).map(|i| format!("+1212300{i:04}\n")))
+        .collect();
+    let (s, v) = post!(uri, OPERATOR, "text/csv", many);
+    assert_eq!((s, v["field"].as_str()), (422, Some("body")), "{v}");
+    assert!(stored("+12123000000").await.is_none());
+    let (s, v) = post!(uri, READER, "text/csv", "phone\n(212) 200-1005\n");
+    assert_eq!((s, v["error"].as_str()), (403, Some("forbidden")), "{v}");
+    assert!(stored("+12122001005").await.is_none());
+    assert!(t.drained(Duration::from_secs(30)).await);
+}
+
+#[actix_rt::test]
+async fn csv_import_in_memory() {
+    csv_import(Stores::memory()).await;
+}
+
+#[actix_rt::test]
+async fn csv_import_on_mongodb() {
+    let Some(t) = mongo("admin_csv").await else {
+        return;
+    };
+    csv_import(t.stores.clone()).await;
+    t.cleanup().await;
+}

@@ -1,6 +1,7 @@
 //! `trackly ctl` as a command against a daemon serving HTTP: list control
-//! reaches the store, reads print JSON, refusals exit 1 with the API's
-//! error, an unreachable daemon exits 2.
+//! reaches the store, reads print JSON, a CSV file of contacts is
+//! imported, refusals exit 1 with the API's error, an unreachable daemon
+//! (or an unreadable file) exits 2.
 
 mod common;
 
@@ -139,6 +140,52 @@ async fn ctl_pauses_rates_and_reads_through_the_api() {
     .unwrap();
     assert_eq!(code, 1);
     assert!(err.contains("400 bad_request"), "{err}");
+
+    // Contacts from a CSV file: imported, and a bad row answered.
+    let file = std::env::temp_dir().join(format!("trackly-ctl-{}.csv", list.id.to_hex()));
+    std::fs::write(&file, "phone,first_name\n(212) 200-3000,Ann\n12,Bob\n").unwrap();
+    let (code, out, err) = ctl(
+        url.clone(),
+        "ctl-op-token",
+        vec![
+            "import".into(),
+            file.display().to_string(),
+            "--account".into(),
+            account.id.to_hex(),
+            "--list".into(),
+            id.clone(),
+        ],
+    )
+    .await
+    .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["imported"], 1, "{v}");
+    assert_eq!(v["errors"][0]["row"], 1, "{v}");
+    let ann = stores
+        .contacts
+        .find_by_phone(account.id, &E164::parse("+12122003000").unwrap())
+        .await
+        .unwrap()
+        .expect("imported");
+    assert_eq!(ann.custom_fields["first_name"], "Ann");
+    let (code, _, err) = ctl(
+        url.clone(),
+        "ctl-op-token",
+        vec![
+            "import".into(),
+            "/nonexistent/contacts.csv".into(),
+            "--account".into(),
+            account.id.to_hex(),
+            "--list".into(),
+            id.clone(),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot read"), "{err}");
 
     h.stop().await;
     let port = free_port();

@@ -49,7 +49,7 @@ fn default_rate() -> u32 {
 /// Which provider a list sends through, with its per-list settings. Secrets
 /// are not stored here: `credentials` names a credential set that the daemon
 /// reads from its environment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProviderSettings {
     Infobip {

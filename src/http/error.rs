@@ -19,7 +19,23 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
+
+/// The body of every error answer (the admin API's OpenAPI document shows
+/// this type, so the two cannot differ).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The stable code: `bad_request`, `unauthorized`, `forbidden`,
+    /// `not_found`, `conflict`, `invalid_field`, `store_unavailable`,
+    /// `unavailable`, `malformed_report`, `unknown_link`, `overloaded`.
+    #[schema(example = "invalid_field")]
+    pub error: &'static str,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The request field at fault (`invalid_field` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ApiError {
@@ -85,10 +101,14 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut body = json!({"error": self.code(), "message": self.to_string()});
-        if let ApiError::InvalidField { field, .. } = self {
-            body["field"] = json!(field);
-        }
+        let body = ErrorBody {
+            error: self.code(),
+            message: self.to_string(),
+            field: match self {
+                ApiError::InvalidField { field, .. } => Some(field),
+                _ => None,
+            },
+        };
         let mut res = HttpResponse::build(self.status_code());
         if let ApiError::Unauthorized = self {
             res.insert_header(("WWW-Authenticate", "Bearer"));

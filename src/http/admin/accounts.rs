@@ -8,31 +8,66 @@
 //!
 //! Money is in micros (1,000,000 = one unit of the account's currency).
 
+use super::doc::{BadRequest, Invalid, NotFound, Operator, Reader};
 use super::{Role, authorize, parse_body, parse_id, store_error};
 use crate::domain::{Account, AccountId, Money};
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// The most one segment may cost, and one top-up may add (micros).
 const MAX_PRICE_MICROS: i64 = 1_000_000_000;
 const MAX_AMOUNT_MICROS: i64 = 1_000_000_000_000_000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/accounts", web::post().to(create))
-        .route("/accounts/{id}", web::get().to(get))
-        .route("/accounts/{id}/top-up", web::post().to(top_up));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create).service(get_account).service(top_up);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAccount {
+    /// 1 to 200 characters.
     name: String,
+    /// 1 to 1,000,000,000.
     price_per_segment_micros: i64,
+    /// 0 by default.
     #[serde(default)]
     opening_balance_micros: i64,
+}
+
+/// An account as the API shows it: its webhook secrets never leave the
+/// daemon (only whether they are set, and the delivery webhook's URL).
+#[derive(Serialize, ToSchema)]
+struct AccountView {
+    id: String,
+    name: String,
+    balance_micros: i64,
+    funded_micros: i64,
+    price_per_segment_micros: i64,
+    delivery_webhook_url: Option<String>,
+    discord_webhook_set: bool,
+    /// RFC 3339.
+    created_at: String,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        AccountView {
+            id: a.id.to_hex(),
+            name: a.name.clone(),
+            balance_micros: a.balance.0,
+            funded_micros: a.funded.0,
+            price_per_segment_micros: a.price_per_segment.0,
+            delivery_webhook_url: a.delivery_webhook.as_ref().map(|w| w.url.clone()),
+            discord_webhook_set: a.discord_webhook_url.is_some(),
+            created_at: a
+                .created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
 }
 
 pub(super) fn name_field(field: &'static str, name: &str) -> Result<String, ApiError> {
@@ -46,6 +81,18 @@ pub(super) fn name_field(field: &'static str, name: &str) -> Result<String, ApiE
     Ok(n.to_string())
 }
 
+/// A new account (money in micros).
+#[utoipa::path(
+    tag = "accounts",
+    operation_id = "create_account",
+    request_body = NewAccount,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 201, description = "the account", body = AccountView),
+        Operator, BadRequest, Invalid,
+    )
+)]
+#[post("/accounts")]
 async fn create(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -82,10 +129,22 @@ async fn create(
         .insert_account(account.clone())
         .await
         .map_err(store_error)?;
-    Ok(HttpResponse::Created().json(account_json(&account)))
+    Ok(HttpResponse::Created().json(AccountView::from(&account)))
 }
 
-async fn get(
+/// The account (webhook secrets never shown).
+#[utoipa::path(
+    tag = "accounts",
+    operation_id = "get_account",
+    params(("id" = String, Path, description = "the account's hex id")),
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "the account", body = AccountView),
+        Reader, BadRequest, NotFound,
+    )
+)]
+#[get("/accounts/{id}")]
+async fn get_account(
     state: web::Data<AppState>,
     req: HttpRequest,
     id: web::Path<String>,
@@ -99,30 +158,35 @@ async fn get(
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::NotFound(format!("no such account: {id}")))?;
-    Ok(HttpResponse::Ok().json(account_json(&a)))
+    Ok(HttpResponse::Ok().json(AccountView::from(&a)))
 }
 
-/// An account as the API shows it: its webhook secrets never leave the
-/// daemon (only whether they are set, and the delivery webhook's URL).
-fn account_json(a: &Account) -> serde_json::Value {
-    json!({
-        "id": a.id.to_hex(),
-        "name": a.name,
-        "balance_micros": a.balance.0,
-        "funded_micros": a.funded.0,
-        "price_per_segment_micros": a.price_per_segment.0,
-        "delivery_webhook_url": a.delivery_webhook.as_ref().map(|w| w.url.clone()),
-        "discord_webhook_set": a.discord_webhook_url.is_some(),
-        "created_at": a.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    })
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TopUp {
+    /// 1 to 10^18.
     amount_micros: i64,
 }
 
+#[derive(Serialize, ToSchema)]
+struct Balance {
+    account: String,
+    balance_micros: i64,
+}
+
+/// A top-up (counted as funded, so balances reconcile).
+#[utoipa::path(
+    tag = "accounts",
+    operation_id = "top_up_account",
+    params(("id" = String, Path, description = "the account's hex id")),
+    request_body = TopUp,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "the new balance", body = Balance),
+        Operator, BadRequest, NotFound, Invalid,
+    )
+)]
+#[post("/accounts/{id}/top-up")]
 async fn top_up(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -155,5 +219,8 @@ async fn top_up(
         .await
         .map_err(store_error)?;
     tracing::info!(account = %id, amount_micros = t.amount_micros, "account topped up by an operator");
-    Ok(HttpResponse::Ok().json(json!({"account": id.to_hex(), "balance_micros": balance.0})))
+    Ok(HttpResponse::Ok().json(Balance {
+        account: id.to_hex(),
+        balance_micros: balance.0,
+    }))
 }

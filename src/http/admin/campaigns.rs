@@ -22,20 +22,23 @@
 //! to the account; the cron expression and zone must parse and have an
 //! occurrence. It is stored active and every Scheduler is told.
 
+use super::doc::{BadRequest, Conflict, Invalid, NotFound, Operator, Reader};
 use super::{Role, authorize, parse_body, parse_id, store_error, to_json};
 use crate::bus::Event;
 use crate::campaign::occurrence::Recurrence;
 use crate::domain::*;
 use crate::http::AppState;
 use crate::http::error::ApiError;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/audiences", web::post().to(create_audience))
-        .route("/creatives", web::post().to(create_creative))
-        .route("/creatives/{id}/preview", web::get().to(preview))
-        .route("/schedules", web::post().to(create_schedule));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_audience)
+        .service(create_creative)
+        .service(preview)
+        .service(create_schedule);
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
@@ -58,7 +61,7 @@ async fn account_exists(state: &AppState, id: AccountId) -> Result<(), ApiError>
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FilterBody {
     #[serde(default)]
@@ -71,7 +74,7 @@ struct FilterBody {
     fields: std::collections::BTreeMap<String, String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAudience {
     account: String,
@@ -79,6 +82,18 @@ struct NewAudience {
     filter: FilterBody,
 }
 
+/// A new audience.
+#[utoipa::path(
+    tag = "campaigns",
+    operation_id = "create_audience",
+    request_body = NewAudience,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 201, description = "the stored audience", body = Object),
+        Operator, BadRequest, Invalid,
+    )
+)]
+#[post("/audiences")]
 async fn create_audience(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -127,7 +142,7 @@ async fn create_audience(
     Ok(HttpResponse::Created().json(to_json(&audience)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VariantBody {
     key: String,
@@ -135,7 +150,7 @@ struct VariantBody {
     weight: u32,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewCreative {
     account: String,
@@ -145,6 +160,18 @@ struct NewCreative {
     track_links: bool,
 }
 
+/// A new creative, checked when saved (an unknown placeholder is refused with its position).
+#[utoipa::path(
+    tag = "campaigns",
+    operation_id = "create_creative",
+    request_body = NewCreative,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 201, description = "the stored creative", body = Object),
+        Operator, BadRequest, Invalid,
+    )
+)]
+#[post("/creatives")]
 async fn create_creative(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -182,14 +209,24 @@ async fn create_creative(
     Ok(HttpResponse::Created().json(to_json(&creative)?))
 }
 
-#[derive(Deserialize)]
+/// When the schedule runs: once, or on a cron expression in a time zone.
+#[derive(Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum When {
-    Once { at: chrono::DateTime<chrono::Utc> },
-    Recurring { cron: String, time_zone: String },
+    Once {
+        /// RFC 3339.
+        #[schema(value_type = String, format = DateTime)]
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    Recurring {
+        /// e.g. `0 10 * * MON`.
+        cron: String,
+        /// IANA, e.g. America/New_York.
+        time_zone: String,
+    },
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewSchedule {
     account: String,
@@ -206,6 +243,18 @@ struct NewSchedule {
     variant_selection: VariantSelection,
 }
 
+/// A new schedule, active; every Scheduler told at once.
+#[utoipa::path(
+    tag = "campaigns",
+    operation_id = "create_schedule",
+    request_body = NewSchedule,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 201, description = "the stored schedule", body = Object),
+        Operator, BadRequest, Invalid,
+    )
+)]
+#[post("/schedules")]
 async fn create_schedule(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -312,12 +361,26 @@ async fn create_schedule(
     Ok(HttpResponse::Created().json(to_json(&schedule)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct PreviewQuery {
+    /// The contact's hex id (a contact of the creative's account).
     contact: String,
 }
 
+/// Every variant of the creative rendered for one contact: text, encoding, segments, links (example codes), placeholders it lacks.
+#[utoipa::path(
+    tag = "campaigns",
+    operation_id = "preview_creative",
+    params(("id" = String, Path, description = "the creative's hex id"), PreviewQuery),
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "one preview per variant", body = Object),
+        Reader, BadRequest, NotFound, Conflict,
+    )
+)]
+#[get("/creatives/{id}/preview")]
 async fn preview(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -21,33 +21,41 @@
 //! ones without the flag are skipped with the reason. Every daemon is told
 //! that the lists have work.
 
+use super::doc::{BadRequest, Invalid, Operator, Reader};
 use super::{Role, authorize, parse_body, parse_id, store_error};
 use crate::bus::Event;
 use crate::domain::*;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::store::FailedFilter;
-use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Dead letters per list or requeue request.
 pub const MAX_ITEMS: usize = 500;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/failed", web::get().to(list))
-        .route("/failed/requeue", web::post().to(requeue));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(list_failed).service(requeue);
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// A failure reason (any case), e.g. `NO_RESPONSE`.
     reason: Option<String>,
+    /// A sending list's hex id.
     list: Option<String>,
+    /// A schedule's hex id.
     schedule: Option<String>,
+    /// RFC 3339.
     since: Option<String>,
+    /// RFC 3339.
     until: Option<String>,
+    /// 1 to 500 (500 by default).
     limit: Option<usize>,
 }
 
@@ -81,26 +89,71 @@ fn limit(raw: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-fn item(f: &FailedMessage) -> Value {
-    let o = f.original.as_ref();
-    json!({
-        "id": f.id.to_hex(),
-        "account": f.account.to_hex(),
-        "sending_list": f.sending_list.to_hex(),
-        "reason": f.reason.as_str(),
-        "detail": f.detail,
-        "provider_code": f.provider_code,
-        "failed_at": f.failed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "contact": o.map(|o| o.contact.to_hex()),
-        "schedule": o.and_then(|o| o.schedule).map(|s| s.to_hex()),
-        "run": o.and_then(|o| o.run).map(|r| r.to_hex()),
-        "variant": o.and_then(|o| o.variant.clone()),
-        "requeued_as": f.requeued.as_ref().map(|r| r.message.to_hex()),
-        "resolved_by": f.resolved.as_ref().map(|r| r.by.clone()),
-    })
+/// A failed message as listed: never its body or number.
+#[derive(Serialize, ToSchema)]
+struct FailedItem {
+    id: String,
+    account: String,
+    sending_list: String,
+    reason: &'static str,
+    detail: String,
+    provider_code: Option<String>,
+    /// RFC 3339.
+    failed_at: String,
+    contact: Option<String>,
+    schedule: Option<String>,
+    run: Option<String>,
+    variant: Option<String>,
+    /// The new message's id, once requeued.
+    requeued_as: Option<String>,
+    /// `delivery_report`, `provider_lookup` or `operator`, once resolved.
+    resolved_by: Option<String>,
 }
 
-async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+fn item(f: &FailedMessage) -> FailedItem {
+    let o = f.original.as_ref();
+    FailedItem {
+        id: f.id.to_hex(),
+        account: f.account.to_hex(),
+        sending_list: f.sending_list.to_hex(),
+        reason: f.reason.as_str(),
+        detail: f.detail.clone(),
+        provider_code: f.provider_code.clone(),
+        failed_at: f
+            .failed_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        contact: o.map(|o| o.contact.to_hex()),
+        schedule: o.and_then(|o| o.schedule).map(|s| s.to_hex()),
+        run: o.and_then(|o| o.run).map(|r| r.to_hex()),
+        variant: o.and_then(|o| o.variant.clone()),
+        requeued_as: f.requeued.as_ref().map(|r| r.message.to_hex()),
+        resolved_by: f.resolved.as_ref().map(|r| r.by.clone()),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+struct FailedList {
+    failed: Vec<FailedItem>,
+    /// NO_RESPONSE: the provider may have delivered them.
+    in_doubt: Vec<FailedItem>,
+}
+
+/// Failed messages, newest first (at most 500), in-doubt ones apart.
+#[utoipa::path(
+    tag = "failed",
+    operation_id = "list_failed",
+    params(ListQuery),
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "failed and in-doubt messages", body = FailedList),
+        Reader, BadRequest, Invalid,
+    )
+)]
+#[get("/failed")]
+async fn list_failed(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::ReadOnly)?;
     let q: ListQuery = web::Query::<ListQuery>::from_query(req.query_string())
         .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
@@ -126,13 +179,14 @@ async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespon
     let (in_doubt, failed): (Vec<_>, Vec<_>) = found
         .iter()
         .partition(|f| f.reason == FailureReason::NoResponse);
-    Ok(HttpResponse::Ok().json(json!({
-        "failed": failed.into_iter().map(item).collect::<Vec<_>>(),
-        "in_doubt": in_doubt.into_iter().map(item).collect::<Vec<_>>(),
-    })))
+    Ok(HttpResponse::Ok().json(FailedList {
+        failed: failed.into_iter().map(item).collect(),
+        in_doubt: in_doubt.into_iter().map(item).collect(),
+    }))
 }
 
-#[derive(Deserialize)]
+/// Either `ids`, or `reason` (with `list`, `schedule`, `limit`).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Requeue {
     #[serde(default)]
@@ -149,6 +203,38 @@ struct Requeue {
     include_in_doubt: bool,
 }
 
+#[derive(Serialize, ToSchema)]
+struct RequeuedOne {
+    /// The dead letter's id.
+    failed: String,
+    /// The new message's id.
+    message: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SkippedOne {
+    id: String,
+    why: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RequeueReport {
+    requeued: Vec<RequeuedOne>,
+    skipped: Vec<SkippedOne>,
+}
+
+/// "Resend to failed only": each dead letter queued again once, as a new message that passes every check again.
+#[utoipa::path(
+    tag = "failed",
+    operation_id = "requeue_failed",
+    request_body = Requeue,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "what was requeued, and what was skipped and why", body = RequeueReport),
+        Operator, BadRequest, Invalid,
+    )
+)]
+#[post("/failed/requeue")]
 async fn requeue(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -221,7 +307,10 @@ async fn requeue(
             None
         };
         if let Some(why) = why {
-            skipped.push(json!({"id": f.id.to_hex(), "why": why}));
+            skipped.push(SkippedOne {
+                id: f.id.to_hex(),
+                why,
+            });
             continue;
         }
         let Some(mut m) = f.original.clone() else {
@@ -243,9 +332,15 @@ async fn requeue(
         match state.stores.dead_letters.requeue(f.id, m, now).await {
             Ok(true) => {
                 lists.insert(list);
-                done.push(json!({"failed": f.id.to_hex(), "message": new_id.to_hex()}));
+                done.push(RequeuedOne {
+                    failed: f.id.to_hex(),
+                    message: new_id.to_hex(),
+                });
             }
-            Ok(false) => skipped.push(json!({"id": f.id.to_hex(), "why": "requeued before"})),
+            Ok(false) => skipped.push(SkippedOne {
+                id: f.id.to_hex(),
+                why: "requeued before",
+            }),
             Err(e) => {
                 // What is done stays done; the operator repeats the call.
                 tracing::warn!(error = %e, done = done.len(), "requeue stopped by a store error");
@@ -265,5 +360,8 @@ async fn requeue(
             tracing::warn!(error = %e, "could not announce requeued messages; coordinators will find them at their next poll");
         }
     }
-    Ok(HttpResponse::Ok().json(json!({"requeued": done, "skipped": skipped})))
+    Ok(HttpResponse::Ok().json(RequeueReport {
+        requeued: done,
+        skipped,
+    }))
 }

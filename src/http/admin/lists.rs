@@ -17,6 +17,7 @@
 //! | PUT | `/api/v1/lists/{id}/rate` `{"per_minute": n}` | operator |
 //! | GET | `/api/v1/queue` | read-only |
 
+use super::doc::{BadRequest, Invalid, NotFound, Operator, Reader};
 use super::{Role, authorize, parse_body, parse_id, store_error, to_json};
 use crate::domain::list::DEFAULT_RATE_PER_MINUTE;
 use crate::domain::{
@@ -25,9 +26,12 @@ use crate::domain::{
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::messages::{ControlError, ListCommand, ListControl};
-use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
+use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// The highest rate a list may be given (messages per minute).
 pub const MAX_RATE_PER_MINUTE: u32 = 6_000_000;
@@ -35,15 +39,27 @@ pub const MAX_RATE_PER_MINUTE: u32 = 6_000_000;
 /// Characters in a list's HELP reply (ten segments of GSM-7).
 const MAX_HELP_REPLY: usize = 1530;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/lists", web::post().to(create_list))
-        .route("/lists/{id}", web::get().to(get_list))
-        .route("/lists/{id}/pause", web::post().to(pause))
-        .route("/lists/{id}/resume", web::post().to(resume))
-        .route("/lists/{id}/rate", web::put().to(set_rate))
-        .route("/queue", web::get().to(queue));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(create_list)
+        .service(get_list)
+        .service(pause)
+        .service(resume)
+        .service(set_rate)
+        .service(queue);
 }
 
+/// The list and its queue depth.
+#[utoipa::path(
+    tag = "lists",
+    operation_id = "get_list",
+    params(("id" = String, Path, description = "the list's hex id")),
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "the stored list (`_id`, `account`, `name`, `provider`, `from_numbers`, `rate_limit_per_minute`, `cooldown_secs`, `blocked_words`, `tcpa_window`, `default_time_zone`, `help_reply`, `status`, `created_at`) and `queue_depth`", body = Object),
+        Reader, BadRequest, NotFound,
+    )
+)]
+#[get("/lists/{id}")]
 async fn get_list(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -69,6 +85,18 @@ async fn get_list(
     Ok(HttpResponse::Ok().json(body))
 }
 
+/// Pause the list: stored, then broadcast; every daemon stops sending within a second or two.
+#[utoipa::path(
+    tag = "lists",
+    operation_id = "pause_list",
+    params(("id" = String, Path, description = "the list's hex id")),
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "applied", body = Applied),
+        Operator, BadRequest, NotFound,
+    )
+)]
+#[post("/lists/{id}/pause")]
 async fn pause(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -77,6 +105,18 @@ async fn pause(
     control(&state, &req, &id, ListCommand::Pause).await
 }
 
+/// Resume the list: stored, then broadcast.
+#[utoipa::path(
+    tag = "lists",
+    operation_id = "resume_list",
+    params(("id" = String, Path, description = "the list's hex id")),
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "applied", body = Applied),
+        Operator, BadRequest, NotFound,
+    )
+)]
+#[post("/lists/{id}/resume")]
 async fn resume(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -85,12 +125,34 @@ async fn resume(
     control(&state, &req, &id, ListCommand::Resume).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Rate {
+    /// Messages per minute on every daemon together, 0 (paused) to 6,000,000.
     per_minute: u32,
 }
 
+/// What a list control did.
+#[derive(Serialize, ToSchema)]
+struct Applied {
+    list: String,
+    /// `Pause`, `Resume` or `SetRateLimit(n)`.
+    applied: String,
+}
+
+/// The list's rate on every daemon (0 pauses).
+#[utoipa::path(
+    tag = "lists",
+    operation_id = "set_list_rate",
+    params(("id" = String, Path, description = "the list's hex id")),
+    request_body = Rate,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "applied", body = Applied),
+        Operator, BadRequest, NotFound, Invalid,
+    )
+)]
+#[put("/lists/{id}/rate")]
 async fn set_rate(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -128,8 +190,10 @@ async fn control(
     match state.control.send(ListControl { list, command }).await {
         Ok(Ok(())) => {
             tracing::info!(list = %list, command = ?command, "list control by an operator");
-            Ok(HttpResponse::Ok()
-                .json(json!({"list": list.to_hex(), "applied": format!("{command:?}")})))
+            Ok(HttpResponse::Ok().json(Applied {
+                list: list.to_hex(),
+                applied: format!("{command:?}"),
+            }))
         }
         Ok(Err(ControlError::UnknownList(l))) => {
             Err(ApiError::NotFound(format!("no such sending list: {l}")))
@@ -144,6 +208,24 @@ async fn control(
     }
 }
 
+/// Queue depth per list.
+#[derive(Serialize, ToSchema)]
+struct QueueDepth {
+    /// List id → messages queued.
+    lists: BTreeMap<String, u64>,
+}
+
+/// Queue depth per list.
+#[utoipa::path(
+    tag = "lists",
+    operation_id = "queue_depth",
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "messages queued per list", body = QueueDepth),
+        Reader,
+    )
+)]
+#[get("/queue")]
 async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
     authorize(&state, &req, Role::ReadOnly)?;
     let depth = state
@@ -152,38 +234,44 @@ async fn queue(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRespo
         .depth_by_list()
         .await
         .map_err(store_error)?;
-    let lists: serde_json::Map<String, serde_json::Value> = depth
-        .into_iter()
-        .map(|(l, n)| (l.to_hex(), json!(n)))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "lists": lists })))
+    let lists = depth.into_iter().map(|(l, n)| (l.to_hex(), n)).collect();
+    Ok(HttpResponse::Ok().json(QueueDepth { lists }))
 }
 
-#[derive(Deserialize)]
+/// The TCPA window, local times in the contact's zone.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct WindowBody {
+    /// HH:MM, e.g. 08:00.
     start: String,
+    /// HH:MM, e.g. 21:00.
     end: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewList {
+    /// The account's hex id.
     account: String,
     name: String,
     provider: ProviderSettings,
+    /// +E.164 numbers (validated, stored E.164) or alphanumeric sender ids (up to 11 characters).
     #[serde(default)]
     from_numbers: Vec<String>,
+    /// 17,000 by default.
     #[serde(default)]
     rate_limit_per_minute: Option<u32>,
     #[serde(default)]
     cooldown_secs: u64,
     #[serde(default)]
     blocked_words: Vec<String>,
+    /// 08:00 to 21:00 by default.
     #[serde(default)]
     window: Option<WindowBody>,
+    /// An IANA time zone.
     #[serde(default)]
     default_time_zone: Option<String>,
+    /// The answer to an inbound HELP or INFO (at most 1,530 characters).
     #[serde(default)]
     help_reply: Option<String>,
 }
@@ -200,6 +288,18 @@ fn minute_of(field: &'static str, hhmm: &str) -> Result<u16, ApiError> {
         })
 }
 
+/// A new sending list.
+#[utoipa::path(
+    tag = "lists",
+    operation_id = "create_list",
+    request_body = NewList,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 201, description = "the stored list", body = Object),
+        Operator, BadRequest, Invalid,
+    )
+)]
+#[post("/lists")]
 async fn create_list(
     state: web::Data<AppState>,
     req: HttpRequest,

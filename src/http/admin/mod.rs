@@ -19,31 +19,128 @@
 //! - `failed.rs`: failed messages listed (in-doubt apart) and requeued.
 //! - `schedules.rs`: a schedule and its runs; explain (the dry run); pause,
 //!   resume, cancel; trigger now.
+//! - `doc.rs`: what every route's OpenAPI operation shares (bearer scheme,
+//!   error body and error responses).
+//!
+//! ## Routes are registered and documented in one step
+//!
+//! `GET /api/v1/openapi.json` (no token needed: it holds no data) serves an
+//! OpenAPI 3.1 document collected from the routes as they are registered
+//! (utoipa-actix-web), so the document cannot miss a route nor name one
+//! that is not served. A module's `configure` gets utoipa-actix-web's
+//! `ServiceConfig` and registers each handler with `cfg.service(handler)`,
+//! which only accepts a handler that carries both an actix route macro and
+//! `#[utoipa::path]`; a handler without its documentation does not compile.
+//! A new route therefore looks like this (and nothing else is needed):
+//!
+//! ```ignore
+//! /// One line: what it answers.
+//! #[utoipa::path(
+//!     tag = "runs",
+//!     operation_id = "get_run",                      // unique in the document
+//!     params(("id" = String, Path, description = "the run's hex id")),
+//!     security(("bearer" = ["read-only"])),          // or ["operator"]
+//!     responses(
+//!         (status = 200, description = "the run", body = RunView),  // or body = Object
+//!         Reader, BadRequest, NotFound,              // doc.rs: the error answers it can give
+//!     )
+//! )]
+//! #[get("/runs/{id}")]
+//! async fn get_run(...) -> Result<HttpResponse, ApiError> { ... }
+//!
+//! pub fn configure(cfg: &mut ServiceConfig) {
+//!     cfg.service(get_run);
+//! }
+//! ```
+//!
+//! with `ToSchema` derived on the request body type (`request_body = T`)
+//! and `IntoParams` on a query type (`params(T)`). Never register an admin
+//! route with `.route(...)`, `web::resource(...)` or `.map(...)`: those
+//! bypass the document, and `tests/openapi.rs` (which finds the routes in
+//! these files and asks the router for each) fails.
 
 mod accounts;
 mod campaigns;
 mod contacts;
+pub mod doc;
 mod failed;
 mod lists;
 mod schedules;
 
 use super::AppState;
 use super::error::ApiError;
-use actix_web::{HttpRequest, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::sync::OnceLock;
+use utoipa_actix_web::OpenApiFactory;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+/// Every admin route under `/api/v1`, each with its OpenAPI operation.
+fn scope() -> utoipa_actix_web::scope::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    utoipa_actix_web::scope("/api/v1")
+        .app_data(web::PayloadConfig::new(1024 * 1024))
+        .configure(|cfg: &mut ServiceConfig| {
+            cfg.service(openapi_json);
+        })
+        .configure(accounts::configure)
+        .configure(lists::configure)
+        .configure(contacts::configure)
+        .configure(campaigns::configure)
+        .configure(failed::configure)
+        .configure(schedules::configure)
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/v1")
-            .app_data(web::PayloadConfig::new(1024 * 1024))
-            .configure(accounts::configure)
-            .configure(lists::configure)
-            .configure(contacts::configure)
-            .configure(campaigns::configure)
-            .configure(failed::configure)
-            .configure(schedules::configure),
-    );
+    cfg.service(scope());
+}
+
+/// The OpenAPI document of the admin API: the operations of the routes
+/// [`configure`] registers, with their schemas.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let routes = scope();
+    let mut doc = <doc::Base as utoipa::OpenApi>::openapi();
+    doc.paths.merge(routes.paths());
+    let mut schemas = vec![];
+    routes.schemas(&mut schemas);
+    doc.components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend(schemas);
+    doc
+}
+
+/// The document as served, rendered once.
+static DOCUMENT: OnceLock<Result<String, String>> = OnceLock::new();
+
+/// This document (OpenAPI 3.1). No token needed.
+#[utoipa::path(
+    tag = "meta",
+    operation_id = "openapi",
+    security(()),
+    responses((status = 200, description = "the OpenAPI document of this API", body = Object))
+)]
+#[get("/openapi.json")]
+async fn openapi_json() -> Result<HttpResponse, ApiError> {
+    match DOCUMENT.get_or_init(|| document().to_json().map_err(|e| e.to_string())) {
+        Ok(json) => Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .body(json.clone())),
+        Err(e) => {
+            tracing::error!(error = %e, "the OpenAPI document does not render");
+            Err(ApiError::Unavailable(
+                "the OpenAPI document does not render",
+            ))
+        }
+    }
 }
 
 /// What a token may do.

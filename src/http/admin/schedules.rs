@@ -25,26 +25,29 @@
 //! on with its cron expression). Resume and trigger refuse a cancelled or
 //! finished schedule (409).
 
+use super::doc::{BadRequest, Conflict, NotFound, Operator, Reader};
 use super::{Role, authorize, parse_id, store_error, to_json};
 use crate::bus::Event;
 use crate::domain::{Schedule, ScheduleId, ScheduleRun, ScheduleRunId, ScheduleStatus};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::messages::{ExplainError, ExplainSchedule, LookNow};
-use actix_web::{HttpRequest, HttpResponse, web};
-use serde_json::json;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 /// Runs shown with a schedule, newest first.
 const RUNS_SHOWN: usize = 20;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/schedules/{id}", web::get().to(get_schedule))
-        .route("/schedules/{id}/explain", web::post().to(explain))
-        .route("/schedules/{id}/pause", web::post().to(pause))
-        .route("/schedules/{id}/resume", web::post().to(resume))
-        .route("/schedules/{id}/cancel", web::post().to(cancel))
-        .route("/schedules/{id}/trigger", web::post().to(trigger))
-        .route("/runs/{id}", web::get().to(get_run));
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(get_schedule)
+        .service(explain)
+        .service(pause)
+        .service(resume)
+        .service(cancel)
+        .service(trigger)
+        .service(get_run);
 }
 
 /// A run as the API shows it: the stored run and its four rates.
@@ -54,6 +57,19 @@ fn run_json(run: &ScheduleRun) -> Result<serde_json::Value, ApiError> {
     Ok(v)
 }
 
+/// One campaign run: what its evaluation counted and what became of its
+/// messages.
+#[utoipa::path(
+    tag = "schedules",
+    operation_id = "get_run",
+    params(("id" = String, Path, description = "the run's hex id")),
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "the stored run (`schedule`, `occurrence`, `status`, `reason`, `audience`, `eligible`, `queued`, `skipped` by reason, `variants`, `cost`, `started_at`, `finished_at`) with `stats` (`sent`, `failed` by reason, `delivered`, `undelivered`, `clicked`, `first_sent_at`, `last_sent_at`) and `rates` (`send_rate` msg/s, `delivery_rate`, `failure_rate`, `click_rate` in %; null until there is a base)", body = Object),
+        Reader, BadRequest, NotFound,
+    )
+)]
+#[get("/runs/{id}")]
 async fn get_run(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -71,6 +87,15 @@ async fn get_run(
     Ok(HttpResponse::Ok().json(run_json(&run)?))
 }
 
+/// A schedule's status after a change.
+#[derive(Serialize, ToSchema)]
+struct StatusChange {
+    schedule: String,
+    status: ScheduleStatus,
+    /// RFC 3339; absent when it will not run again.
+    next_run_at: Option<String>,
+}
+
 async fn load(state: &AppState, raw: &str) -> Result<Schedule, ApiError> {
     let id: ScheduleId = parse_id("schedule id", raw)?;
     state
@@ -82,6 +107,18 @@ async fn load(state: &AppState, raw: &str) -> Result<Schedule, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no such schedule: {id}")))
 }
 
+/// The schedule and its latest runs (counters, skipped by reason).
+#[utoipa::path(
+    tag = "schedules",
+    operation_id = "get_schedule",
+    params(("id" = String, Path, description = "the schedule's hex id")),
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "the stored schedule with `runs` (newest first, at most 20; each as `GET /api/v1/runs/{id}` shows it)", body = Object),
+        Reader, BadRequest, NotFound,
+    )
+)]
+#[get("/schedules/{id}")]
 async fn get_schedule(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -100,6 +137,18 @@ async fn get_schedule(
     Ok(HttpResponse::Ok().json(body))
 }
 
+/// The dry run of the schedule now, writing nothing.
+#[utoipa::path(
+    tag = "schedules",
+    operation_id = "explain_schedule",
+    params(("id" = String, Path, description = "the schedule's hex id")),
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "audiences, unique contacts, eligible, skips by reason, segments and cost per variant, send time; 409 when the campaign would fail validation, 503 when this daemon has no scheduler", body = Object),
+        Reader, BadRequest, NotFound, Conflict,
+    )
+)]
+#[post("/schedules/{id}/explain")]
 async fn explain(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -125,6 +174,18 @@ async fn explain(
     }
 }
 
+/// Pause the schedule; every Scheduler told.
+#[utoipa::path(
+    tag = "schedules",
+    operation_id = "pause_schedule",
+    params(("id" = String, Path, description = "the schedule's hex id")),
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "stored; 409 when the schedule is cancelled or done", body = StatusChange),
+        Operator, BadRequest, NotFound, Conflict,
+    )
+)]
+#[post("/schedules/{id}/pause")]
 async fn pause(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -133,6 +194,18 @@ async fn pause(
     set_status(&state, &req, &id, ScheduleStatus::Paused, false).await
 }
 
+/// Resume the schedule; every Scheduler told.
+#[utoipa::path(
+    tag = "schedules",
+    operation_id = "resume_schedule",
+    params(("id" = String, Path, description = "the schedule's hex id")),
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "stored; 409 when the schedule is cancelled or done", body = StatusChange),
+        Operator, BadRequest, NotFound, Conflict,
+    )
+)]
+#[post("/schedules/{id}/resume")]
 async fn resume(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -141,6 +214,18 @@ async fn resume(
     set_status(&state, &req, &id, ScheduleStatus::Active, false).await
 }
 
+/// Cancel the schedule; every Scheduler told.
+#[utoipa::path(
+    tag = "schedules",
+    operation_id = "cancel_schedule",
+    params(("id" = String, Path, description = "the schedule's hex id")),
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "stored", body = StatusChange),
+        Operator, BadRequest, NotFound,
+    )
+)]
+#[post("/schedules/{id}/cancel")]
 async fn cancel(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -149,6 +234,18 @@ async fn cancel(
     set_status(&state, &req, &id, ScheduleStatus::Cancelled, false).await
 }
 
+/// Make the schedule due now (a recurring one goes on with its cron afterwards).
+#[utoipa::path(
+    tag = "schedules",
+    operation_id = "trigger_schedule",
+    params(("id" = String, Path, description = "the schedule's hex id")),
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "due now; 409 when the schedule is cancelled or done", body = StatusChange),
+        Operator, BadRequest, NotFound, Conflict,
+    )
+)]
+#[post("/schedules/{id}/trigger")]
 async fn trigger(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -192,9 +289,9 @@ async fn set_status(
         let _ = look.try_send(LookNow);
     }
     tracing::info!(schedule = %s.id, status = ?to, now, "schedule changed by an operator");
-    Ok(HttpResponse::Ok().json(json!({
-        "schedule": s.id.to_hex(),
-        "status": to,
-        "next_run_at": next.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-    })))
+    Ok(HttpResponse::Ok().json(StatusChange {
+        schedule: s.id.to_hex(),
+        status: to,
+        next_run_at: next.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    }))
 }
