@@ -10,7 +10,9 @@ pub mod http;
 pub mod infobip;
 pub mod twilio;
 
-use crate::domain::{E164, MessageId, ProviderKind, ProviderSettings, SendingListId};
+use crate::domain::{
+    DeliveryState, E164, MessageId, ProviderKind, ProviderSettings, SendingListId, Timestamp,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -58,6 +60,50 @@ pub enum SendResult {
     InDoubt { code: Option<String>, text: String },
 }
 
+/// An in-doubt message to look up at its provider (issue: resolving
+/// in-doubt messages by asking the provider).
+#[derive(Debug, Clone)]
+pub struct LookupQuery {
+    /// Our id (Infobip: the `messageId` we set on the destination).
+    pub id: MessageId,
+    /// The sender the attempt used (Twilio: `From`; empty when a Messaging
+    /// Service sent it).
+    pub from: String,
+    pub to: E164,
+    /// The text that was sent (Twilio matches on it: it has no client
+    /// reference).
+    pub body: String,
+    /// When the attempt was made: a provider record of it is not older
+    /// (allow for clock skew).
+    pub attempted_at: Timestamp,
+}
+
+/// What the provider's records say of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupAnswer {
+    /// The provider has it (for Twilio: a match on number, body and time;
+    /// an ambiguous match counts as taken).
+    Taken {
+        provider_message_id: Option<String>,
+        /// Its delivery state, when the provider already knows it.
+        delivery: Option<DeliveryState>,
+        /// The provider's error code for an undelivered message.
+        error_code: Option<String>,
+    },
+    /// The provider has no record of it: it was not taken.
+    NotTaken,
+}
+
+/// A lookup that did not answer. The messages stay in doubt; the lookup is
+/// tried again later (never guessed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("this provider has no message lookup")]
+    Unsupported,
+    #[error("lookup failed: {0}")]
+    Failed(String),
+}
+
 #[async_trait]
 pub trait SmsProvider: Send + Sync {
     fn kind(&self) -> ProviderKind;
@@ -66,6 +112,21 @@ pub trait SmsProvider: Send + Sync {
     fn max_batch(&self) -> usize;
     /// Send `msgs`; the answer has one entry per message, in order.
     async fn send(&self, msgs: &[OutboundSms]) -> Vec<SendResult>;
+    /// Whether [`SmsProvider::lookup`] can answer (Infobip and Twilio can,
+    /// CM cannot).
+    fn can_look_up(&self) -> bool {
+        false
+    }
+    /// Most queries per [`SmsProvider::lookup`] call.
+    fn lookup_batch(&self) -> usize {
+        100
+    }
+    /// Ask the provider's records about in-doubt messages: one answer per
+    /// query, in order, or an error for the whole call.
+    async fn lookup(&self, queries: &[LookupQuery]) -> Result<Vec<LookupAnswer>, LookupError> {
+        let _ = queries;
+        Err(LookupError::Unsupported)
+    }
 }
 
 pub type SharedProvider = Arc<dyn SmsProvider>;
