@@ -675,6 +675,111 @@ async fn a_report_for_an_in_doubt_message_resolves_it_as_sent(s: &Stores) {
     );
 }
 
+/// In-doubt messages settled by the provider's records: taken ones become
+/// sent (id, delivery state, dead letter resolved); one not taken is
+/// refunded and queued again once under a new id; one too old ends STALE,
+/// refunded. Each only while still in doubt.
+async fn lookups_resolve_in_doubt_messages_once(s: &Stores) {
+    let w = world(s, 3).await;
+    let t = now();
+    let q = msgs(&w, t);
+    s.sent
+        .begin_attempts(w.account.id, q.iter().map(|m| attempt(m, "a", t)).collect())
+        .await
+        .unwrap();
+    s.sent
+        .settle(q.iter().map(|m| outcome_in_doubt(m, t)).collect())
+        .await
+        .unwrap();
+    let charged = balance(s, w.account.id).await;
+    let taken = LookupTaken {
+        id: q[0].id,
+        provider_message_id: Some("prov-0".into()),
+        delivery: Some(DeliveryState::Delivered),
+        error_code: None,
+    };
+    assert_eq!(
+        s.sent.resolve_taken(vec![taken.clone()], t).await.unwrap(),
+        vec![q[0].id]
+    );
+    assert!(
+        s.sent
+            .resolve_taken(vec![taken], t)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let m0 = s.sent.get(q[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            m0.submitted,
+            m0.delivered,
+            m0.provider_message_id.as_deref()
+        ),
+        (Some(true), Some(true), Some("prov-0"))
+    );
+    assert_eq!(m0.resolved_by.as_deref(), Some(RESOLVED_BY_LOOKUP));
+    let f0 = s.dead_letters.get(q[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        f0.resolved.map(|r| r.by),
+        Some(RESOLVED_BY_LOOKUP.to_string())
+    );
+
+    let again = q[1].resend(t, t);
+    let not_taken = LookupNotTaken {
+        id: q[1].id,
+        resend: Some(again.clone()),
+    };
+    assert!(
+        s.sent
+            .resolve_not_taken(not_taken.clone(), t)
+            .await
+            .unwrap()
+    );
+    let twice = LookupNotTaken {
+        id: q[1].id,
+        resend: Some(q[1].resend(t, t)),
+    };
+    assert!(!s.sent.resolve_not_taken(twice, t).await.unwrap());
+    let m1 = s.sent.get(q[1].id).await.unwrap().unwrap();
+    assert_eq!(
+        (m1.submitted, m1.error_code.as_deref(), m1.refunded),
+        (Some(false), Some("NOT_TAKEN"), true)
+    );
+    assert!(!m1.in_doubt());
+    let f1 = s.dead_letters.get(q[1].id).await.unwrap().unwrap();
+    assert_eq!(f1.requeued.map(|r| r.message), Some(again.id));
+    let queued = s.queue.get(again.id).await.unwrap().expect("queued again");
+    assert_eq!(
+        (queued.to.clone(), queued.body.clone()),
+        (q[1].to.clone(), q[1].body.clone())
+    );
+    assert_eq!(s.queue.depth().await.unwrap(), 1);
+
+    let stale = LookupNotTaken {
+        id: q[2].id,
+        resend: None,
+    };
+    assert!(s.sent.resolve_not_taken(stale, t).await.unwrap());
+    let f2 = s.dead_letters.get(q[2].id).await.unwrap().unwrap();
+    assert_eq!(
+        (f2.reason, f2.requeued.is_none()),
+        (FailureReason::Stale, true)
+    );
+    assert_eq!(
+        balance(s, w.account.id).await,
+        Money(charged.0 + 2 * 10_000),
+        "two charges given back"
+    );
+    // Nothing left in doubt.
+    let open = FailedFilter {
+        reason: Some(FailureReason::NoResponse),
+        open_only: true,
+        ..Default::default()
+    };
+    assert_eq!(s.dead_letters.count_failed(&open).await.unwrap(), 0);
+}
+
 async fn an_in_doubt_judgment_after_a_report_records_the_message_sent(s: &Stores) {
     // The daemon died before recording the answer; the report came first.
     let w = world(s, 1).await;
@@ -1525,6 +1630,7 @@ both!(
     unanswered_attempts_are_found_by_owner_token_and_horizon,
     delivery_reports_never_replace_a_final_state,
     a_report_for_an_in_doubt_message_resolves_it_as_sent,
+    lookups_resolve_in_doubt_messages_once,
     an_in_doubt_judgment_after_a_report_records_the_message_sent,
     dead_letters_are_written_once,
     top_ups_count_as_funded,

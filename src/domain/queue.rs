@@ -83,6 +83,28 @@ pub struct QueuedTextMessage {
     pub queued_at: Timestamp,
 }
 
+impl QueuedTextMessage {
+    /// The same message to queue again under a new id (a requeue of its dead
+    /// letter): unclaimed, no attempts, due at `send_at` (staleness counts
+    /// from there).
+    pub fn resend(&self, send_at: Timestamp, now: Timestamp) -> QueuedTextMessage {
+        QueuedTextMessage {
+            id: MessageId::new(),
+            send_at,
+            not_before: send_at.max(now),
+            claimed_by: None,
+            claimed_at: None,
+            claim_owner: None,
+            claim_count: 0,
+            attempts: 0,
+            billing_blocked_since: None,
+            last_error: None,
+            queued_at: now,
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SendType {

@@ -125,6 +125,10 @@ impl MessageSent {
 /// `error_code` of an attempt recorded in doubt.
 pub const NO_RESPONSE: &str = "NO_RESPONSE";
 
+/// `error_code` of an in-doubt attempt its provider's records show it never
+/// took (its charge given back).
+pub const NOT_TAKEN: &str = "NOT_TAKEN";
+
 /// Normalised delivery state of a report. `Pending` is intermediate; the rest
 /// are final and never replaced by a later intermediate report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -479,6 +479,84 @@ impl SentStore for MemoryStore {
         Ok(out)
     }
 
+    async fn resolve_taken(
+        &self,
+        items: Vec<LookupTaken>,
+        at: Timestamp,
+    ) -> StoreResult<Vec<MessageId>> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut out = Vec::new();
+        for it in items {
+            let Some(r) = st.sent.get_mut(&it.id).filter(|r| r.in_doubt()) else {
+                continue;
+            };
+            r.submitted = Some(true);
+            r.resolved_by = Some(RESOLVED_BY_LOOKUP.into());
+            if it.provider_message_id.is_some() {
+                r.provider_message_id = it.provider_message_id;
+            }
+            if let Some(d) = it.delivery
+                && r.delivery_state.is_none()
+            {
+                r.delivery_state = Some(d);
+                r.delivered = d.delivered();
+                r.delivery_updated_at = Some(at);
+                r.delivery_error_code = it.error_code;
+            }
+            if let Some(f) = st.failed.get_mut(&it.id)
+                && f.resolved.is_none()
+            {
+                f.resolved = Some(Resolution {
+                    at,
+                    by: RESOLVED_BY_LOOKUP.into(),
+                });
+            }
+            out.push(it.id);
+        }
+        Ok(out)
+    }
+
+    async fn resolve_not_taken(&self, item: LookupNotTaken, at: Timestamp) -> StoreResult<bool> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(r) = st.sent.get_mut(&item.id).filter(|r| r.in_doubt()) else {
+            return Ok(false);
+        };
+        if let Some(m) = &item.resend
+            && st.queue.contains_key(&m.id)
+        {
+            return Err(StoreError::Duplicate(format!("queued message {}", m.id)));
+        }
+        r.error_code = Some(crate::domain::sent::NOT_TAKEN.into());
+        r.error_text = Some("the provider has no record of it".into());
+        r.resolved_by = Some(RESOLVED_BY_LOOKUP.into());
+        let refund = if r.refunded { 0 } else { r.cost.0 };
+        r.refunded = true;
+        let account = r.account;
+        if let Some(a) = st.accounts.get_mut(&account) {
+            a.balance.0 += refund;
+        }
+        if let Some(f) = st.failed.get_mut(&item.id) {
+            match &item.resend {
+                Some(m) => {
+                    f.requeued = Some(crate::domain::failed::Requeued { message: m.id, at });
+                }
+                None => {
+                    f.reason = FailureReason::Stale;
+                    f.detail =
+                        "in doubt; the provider has no record of it, and it is too old to send"
+                            .into();
+                }
+            }
+        }
+        if let Some(m) = item.resend {
+            st.mark_ready(m.sending_list, m.id);
+            st.queue.insert(m.id, m);
+        }
+        Ok(true)
+    }
+
     async fn attempt_owners(&self) -> StoreResult<Vec<String>> {
         let st = self.lock();
         let owners: BTreeSet<String> = st

@@ -337,6 +337,24 @@ pub trait SentStore: Send + Sync {
     /// `apply_delivery` does this for the reports it applies; this catches
     /// any it could not finish.
     async fn resolve_reported(&self, limit: usize) -> StoreResult<Vec<MessageId>>;
+    /// In-doubt messages their provider's records show it took: `submitted =
+    /// true`, `resolved_by = provider_lookup`, the provider's id, and the
+    /// delivery state it knows (only on a record that has none); their dead
+    /// letters resolved. One transaction; only records still in doubt
+    /// change. Answers the ids that changed.
+    async fn resolve_taken(
+        &self,
+        items: Vec<LookupTaken>,
+        at: Timestamp,
+    ) -> StoreResult<Vec<MessageId>>;
+    /// An in-doubt message its provider has no record of, in one
+    /// transaction and only while it is still in doubt: its attempt becomes
+    /// a failure (`NOT_TAKEN`, `resolved_by = provider_lookup`) and its
+    /// charge is given back; with `resend`, that message is queued (a new
+    /// id: the next attempt is a new attempt record, allowed once) and the
+    /// dead letter marked requeued to it; without (too old to send), the
+    /// dead letter's reason becomes STALE. Answers whether it changed.
+    async fn resolve_not_taken(&self, item: LookupNotTaken, at: Timestamp) -> StoreResult<bool>;
     /// Apply delivery reports. A final state is never replaced by a later
     /// intermediate one (nor by another final one). A report for an in-doubt
     /// message proves the provider took it: it is resolved as sent (if that
@@ -380,6 +398,26 @@ impl SentEntry {
 
 /// `resolved_by` of an in-doubt message a delivery report proved sent.
 pub const RESOLVED_BY_REPORT: &str = "delivery_report";
+/// `resolved_by` of an in-doubt message its provider's records settled.
+pub const RESOLVED_BY_LOOKUP: &str = "provider_lookup";
+
+/// An in-doubt message the provider's records show it took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupTaken {
+    pub id: MessageId,
+    pub provider_message_id: Option<String>,
+    pub delivery: Option<DeliveryState>,
+    pub error_code: Option<String>,
+}
+
+/// An in-doubt message the provider never took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupNotTaken {
+    pub id: MessageId,
+    /// Queue it again as this message (still within its staleness window);
+    /// `None`: too old to send, it ends STALE.
+    pub resend: Option<QueuedTextMessage>,
+}
 
 /// Attempt records by outcome (campaign statistics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

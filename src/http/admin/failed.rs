@@ -313,20 +313,9 @@ async fn requeue(
             });
             continue;
         }
-        let Some(mut m) = f.original.clone() else {
+        let Some(m) = f.original.as_ref().map(|o| o.resend(now, now)) else {
             continue;
         };
-        m.id = MessageId::new();
-        m.send_at = now;
-        m.not_before = now;
-        m.claimed_by = None;
-        m.claimed_at = None;
-        m.claim_owner = None;
-        m.claim_count = 0;
-        m.attempts = 0;
-        m.billing_blocked_since = None;
-        m.last_error = None;
-        m.queued_at = now;
         let new_id = m.id;
         let list = m.sending_list;
         match state.stores.dead_letters.requeue(f.id, m, now).await {

@@ -16,7 +16,9 @@
 
 use super::{MongoStore, map_err, names};
 use crate::domain::*;
-use crate::store::{AttemptsBegun, Cause, Settled, Settlement, StoreError, StoreResult};
+use crate::store::{
+    AttemptsBegun, Cause, LookupNotTaken, LookupTaken, Settled, Settlement, StoreError, StoreResult,
+};
 use bson::{Bson, Document, doc};
 use mongodb::ClientSession;
 use mongodb::options::ReturnDocument;
@@ -507,4 +509,190 @@ fn sent_statement(item: &Settlement) -> Option<Document> {
         set.insert("resolved_by", *by);
     }
     Some(doc! {"q": {"_id": *id, "submitted": Bson::Null}, "u": {"$set": set}})
+}
+
+impl MongoStore {
+    /// Runs `body` in a transaction, retried on conflicts.
+    async fn in_txn<T, F>(&self, what: &str, body: F) -> StoreResult<T>
+    where
+        F: for<'s> Fn(
+            &'s Self,
+            &'s mut ClientSession,
+        ) -> futures::future::BoxFuture<'s, StoreResult<Option<T>>>,
+    {
+        for attempt in 0..TXN_TRIES {
+            let mut s = self.start_txn().await?;
+            let res = body(self, &mut s).await;
+            let done = match res {
+                Ok(Some(v)) => self.commit(&mut s).await.map(|()| Some(v)),
+                Ok(None) => {
+                    let _ = s.abort_transaction().await;
+                    Ok(None)
+                }
+                Err(e) => {
+                    let _ = s.abort_transaction().await;
+                    Err(e)
+                }
+            };
+            match done {
+                Ok(Some(v)) => return Ok(v),
+                Ok(None) => return Err(StoreError::NotFound(what.to_string())),
+                Err(StoreError::Conflict(_)) => backoff(attempt).await,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict(Cause::msg(format!(
+            "{what} kept conflicting with concurrent writers"
+        ))))
+    }
+
+    pub(crate) async fn resolve_taken_impl(
+        &self,
+        items: Vec<LookupTaken>,
+        at: Timestamp,
+    ) -> StoreResult<Vec<MessageId>> {
+        if items.is_empty() {
+            return Ok(vec![]);
+        }
+        let items = std::sync::Arc::new(items);
+        self.in_txn("resolving taken messages", move |st, s| {
+            let items = items.clone();
+            Box::pin(async move {
+                use futures::TryStreamExt as _;
+                let ids: Vec<MessageId> = items.iter().map(|i| i.id).collect();
+                let open: HashSet<MessageId> = st
+                    .coll::<Document>(names::SENT)
+                    .find(doc! {"_id": {"$in": ids}, "submitted": false,
+                    "error_code": crate::domain::sent::NO_RESPONSE})
+                    .projection(doc! {"_id": 1})
+                    .session(&mut *s)
+                    .await
+                    .map_err(map_err)?
+                    .stream(&mut *s)
+                    .try_collect::<Vec<Document>>()
+                    .await
+                    .map_err(map_err)?
+                    .into_iter()
+                    .filter_map(|d| d.get_object_id("_id").ok().map(MessageId))
+                    .collect();
+                let by = crate::store::RESOLVED_BY_LOOKUP;
+                let mut updates = vec![];
+                for it in items.iter().filter(|i| open.contains(&i.id)) {
+                    let mut set = doc! {"submitted": true, "resolved_by": by};
+                    if let Some(p) = &it.provider_message_id {
+                        set.insert("provider_message_id", p);
+                    }
+                    updates.push(doc! {"q": {"_id": it.id}, "u": {"$set": set}});
+                    if let Some(d) = it.delivery {
+                        updates.push(doc! {
+                            "q": {"_id": it.id, "delivery_state": Bson::Null},
+                            "u": {"$set": {
+                                "delivery_state": d.as_str(),
+                                "delivered": d.delivered(),
+                                "delivery_updated_at": ts(at),
+                                "delivery_error_code": it.error_code.clone(),
+                            }},
+                        });
+                    }
+                }
+                if updates.is_empty() {
+                    return Ok(Some(vec![]));
+                }
+                st.bulk_update(names::SENT, updates, true, Some(&mut *s))
+                    .await?;
+                let done: Vec<MessageId> = open.into_iter().collect();
+                st.coll::<Document>(names::FAILED)
+                    .update_many(
+                        doc! {"_id": {"$in": done.clone()}, "resolved": Bson::Null},
+                        doc! {"$set": {"resolved": {"at": ts(at), "by": by}}},
+                    )
+                    .session(&mut *s)
+                    .await
+                    .map_err(map_err)?;
+                Ok(Some(done))
+            })
+        })
+        .await
+    }
+
+    pub(crate) async fn resolve_not_taken_impl(
+        &self,
+        item: LookupNotTaken,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        let item = std::sync::Arc::new(item);
+        self.in_txn("resolving a message not taken", move |st, s| {
+                let item = item.clone();
+                Box::pin(async move {
+                    #[derive(serde::Deserialize)]
+                    struct Open {
+                        account: AccountId,
+                        cost: Money,
+                        #[serde(default)]
+                        refunded: bool,
+                    }
+                    let Some(open) = st
+                        .coll::<Open>(names::SENT)
+                        .find_one(doc! {"_id": item.id, "submitted": false,
+                            "error_code": crate::domain::sent::NO_RESPONSE})
+                        .projection(doc! {"account": 1, "cost": 1, "refunded": 1})
+                        .session(&mut *s)
+                        .await
+                        .map_err(map_err)?
+                    else {
+                        return Ok(Some(false));
+                    };
+                    st.coll::<Document>(names::SENT)
+                        .update_one(
+                            doc! {"_id": item.id},
+                            doc! {"$set": {
+                                "error_code": crate::domain::sent::NOT_TAKEN,
+                                "error_text": "the provider has no record of it",
+                                "resolved_by": crate::store::RESOLVED_BY_LOOKUP,
+                                "refunded": true,
+                            }},
+                        )
+                        .session(&mut *s)
+                        .await
+                        .map_err(map_err)?;
+                    let dead_letter = match &item.resend {
+                        Some(m) => doc! {"$set": {"requeued": {"message": m.id, "at": ts(at)}}},
+                        None => doc! {"$set": {
+                            "reason": FailureReason::Stale.as_str(),
+                            "detail": "in doubt; the provider has no record of it, and it is too old to send",
+                        }},
+                    };
+                    st.coll::<Document>(names::FAILED)
+                        .update_one(doc! {"_id": item.id}, dead_letter)
+                        .session(&mut *s)
+                        .await
+                        .map_err(map_err)?;
+                    if let Some(m) = &item.resend {
+                        st.coll::<QueuedTextMessage>(names::QUEUE)
+                            .insert_one(m)
+                            .session(&mut *s)
+                            .await
+                            .map_err(|e| {
+                                if super::is_duplicate_key(&e) {
+                                    StoreError::Duplicate(format!("queued message {}", m.id))
+                                } else {
+                                    map_err(e)
+                                }
+                            })?;
+                    }
+                    if !open.refunded && open.cost.0 != 0 {
+                        st.coll::<Document>(names::ACCOUNTS)
+                            .update_one(
+                                doc! {"_id": open.account},
+                                doc! {"$inc": {"balance": open.cost.0}},
+                            )
+                            .session(&mut *s)
+                            .await
+                            .map_err(map_err)?;
+                    }
+                    Ok(Some(true))
+                })
+            })
+            .await
+    }
 }

@@ -83,6 +83,22 @@ impl SentStore for MongoStore {
         Ok(owners)
     }
 
+    async fn resolve_taken(
+        &self,
+        items: Vec<crate::store::LookupTaken>,
+        at: Timestamp,
+    ) -> StoreResult<Vec<MessageId>> {
+        self.resolve_taken_impl(items, at).await
+    }
+
+    async fn resolve_not_taken(
+        &self,
+        item: crate::store::LookupNotTaken,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        self.resolve_not_taken_impl(item, at).await
+    }
+
     async fn apply_delivery(&self, updates: Vec<DeliveryUpdate>) -> StoreResult<DeliveryApplied> {
         if updates.is_empty() {
             return Ok(DeliveryApplied::default());
