@@ -55,6 +55,9 @@ pub struct Daemon {
     /// Writes link clicks (the redirect never waits for it).
     pub clicks: Addr<crate::actors::click_intake::ClickIntake>,
     pub recovery: Addr<Recovery>,
+    /// Settles in-doubt messages by asking their provider (works on the
+    /// recovery leader).
+    pub resolver: Addr<crate::actors::resolver::Resolver>,
     pub lease: Addr<Lease>,
     /// Counts what becomes of campaign runs' messages.
     pub run_stats: Addr<crate::actors::run_stats::RunStats>,
@@ -158,6 +161,17 @@ impl Daemon {
             })
             .start()
         });
+        let resolver =
+            crate::actors::resolver::Resolver::new(crate::actors::resolver::ResolverDeps {
+                stores: parts.stores.clone(),
+                clock: parts.clock.clone(),
+                config: cfg.clone(),
+                instance: instance.clone(),
+                providers: parts.providers.clone(),
+                metrics: metrics.clone(),
+                bus: parts.bus.clone(),
+            })
+            .start();
         let providers = parts.providers.clone();
         let check = rate_limiter.clone().recipient();
         let coordinator = Coordinator::start_with(
@@ -185,6 +199,7 @@ impl Daemon {
             intake,
             clicks,
             recovery,
+            resolver,
             lease,
             run_stats,
             scheduler,

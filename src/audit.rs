@@ -103,6 +103,18 @@ pub struct DaemonState {
     pub heartbeat_age_s: i64,
 }
 
+/// In-doubt messages: still open by provider (CM's wait for a report or an
+/// operator; Infobip's and Twilio's for the Resolver), and how the others
+/// were settled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InDoubtCounts {
+    pub open_by_provider: BTreeMap<String, u64>,
+    pub resolved_by_report: u64,
+    pub resolved_by_lookup: u64,
+    /// The provider had no record: refunded, and queued again or STALE.
+    pub not_taken: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Checked {
     pub queued: u64,
@@ -116,6 +128,8 @@ pub struct Checked {
 pub struct AuditReport {
     pub server_time: Timestamp,
     pub checked: Checked,
+    /// What became of messages that fell in doubt.
+    pub in_doubt: InDoubtCounts,
     pub violations: Vec<Finding<ViolationKind>>,
     pub notes: Vec<Finding<NoteKind>>,
     pub backlog: Vec<Backlog>,
@@ -180,6 +194,23 @@ impl AuditReport {
                 n.examples.join(", ")
             )),
             None => out.push_str("  in doubt: none\n"),
+        }
+        let d = &self.in_doubt;
+        if !d.open_by_provider.is_empty()
+            || d.resolved_by_report + d.resolved_by_lookup + d.not_taken > 0
+        {
+            let open: Vec<String> = d
+                .open_by_provider
+                .iter()
+                .map(|(p, n)| format!("{p} {n}"))
+                .collect();
+            out.push_str(&format!(
+                "  in doubt by provider: {}; resolved as sent by a report {}, by the provider's records {}; not taken (refunded, resent or stale) {}\n",
+                if open.is_empty() { "none".to_string() } else { open.join(", ") },
+                d.resolved_by_report,
+                d.resolved_by_lookup,
+                d.not_taken
+            ));
         }
         if let Some(n) = note(NoteKind::InFlight) {
             out.push_str(&format!(
@@ -269,6 +300,21 @@ pub async fn audit(stores: &Stores, recovery_grace: Duration) -> Result<AuditRep
     let mut in_doubt = vec![];
     let mut in_flight = 0u64;
     let mut unanswered_lapsed: Vec<String> = vec![];
+    let mut doubt = InDoubtCounts::default();
+    for e in &sent {
+        if e.in_doubt {
+            *doubt
+                .open_by_provider
+                .entry(e.provider.as_str().to_string())
+                .or_insert(0) += 1;
+        }
+        match e.resolved_by.as_deref() {
+            Some(crate::store::RESOLVED_BY_REPORT) => doubt.resolved_by_report += 1,
+            Some(crate::store::RESOLVED_BY_LOOKUP) if e.not_taken => doubt.not_taken += 1,
+            Some(crate::store::RESOLVED_BY_LOOKUP) => doubt.resolved_by_lookup += 1,
+            _ => {}
+        }
+    }
     for e in &sent {
         match e.submitted {
             Some(true) if unresolved.contains(&e.id) => two.push(e.id.to_hex()),
@@ -390,6 +436,7 @@ pub async fn audit(stores: &Stores, recovery_grace: Duration) -> Result<AuditRep
     daemons.sort_by(|a, b| a.instance.cmp(&b.instance));
 
     Ok(AuditReport {
+        in_doubt: doubt,
         server_time: server_now,
         checked: Checked {
             queued: queue.len() as u64,

@@ -42,6 +42,9 @@ pub struct Instance {
     lists: Mutex<Vec<SendingListId>>,
     /// Set when the process is stopping.
     pub shutting_down: AtomicBool,
+    /// This instance is the recovery leader (as its last sweep found: the
+    /// live instance with the smallest id). The Resolver runs only here.
+    leader: AtomicBool,
 }
 
 impl Instance {
@@ -56,6 +59,7 @@ impl Instance {
             db_offset_ms: AtomicI64::new(0),
             lists: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
+            leader: AtomicBool::new(false),
         }
     }
 
@@ -118,6 +122,14 @@ impl Instance {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.store(leader, Ordering::Relaxed);
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
     }
 }
 

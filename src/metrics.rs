@@ -87,6 +87,16 @@ pub struct Metrics {
     /// In-doubt (NO_RESPONSE) messages not resolved or requeued yet, as
     /// last counted by Recovery.
     pub in_doubt: IntGauge,
+    /// In-doubt messages looked up at their provider, and lookups that
+    /// failed (their messages stay in doubt).
+    pub lookups: IntCounter,
+    pub lookup_failures: IntCounter,
+    /// In-doubt messages the provider's records settled, by outcome
+    /// (`taken`, `resent`, `stale`).
+    resolved_by_lookup: IntCounterVec,
+    /// In-doubt messages the Resolver cannot look up, by provider (CM has no
+    /// lookup; or this daemon lacks the credentials), as last counted.
+    unresolvable: IntGaugeVec,
     /// Contacts unsubscribed and resubscribed by inbound keywords.
     pub inbound_unsubscribes: IntCounter,
     pub inbound_resubscribes: IntCounter,
@@ -187,6 +197,15 @@ impl Metrics {
         )
         .expect(VALID);
         let _ = registry.register(Box::new(in_doubt.clone()));
+        let unresolvable = IntGaugeVec::new(
+            Opts::new(
+                "in_doubt_unresolvable",
+                "In-doubt messages that cannot be looked up, by provider (as last counted)",
+            ),
+            &["provider"],
+        )
+        .expect(VALID);
+        let _ = registry.register(Box::new(unresolvable.clone()));
         let queue_depth = IntGaugeVec::new(
             Opts::new("queue_depth", "Messages queued per list (as last counted)"),
             &["list"],
@@ -283,6 +302,20 @@ impl Metrics {
                 "Messages a delivery report said did not reach the handset",
             ),
             in_doubt,
+            lookups: counter(
+                "in_doubt_lookups_total",
+                "In-doubt messages looked up at their provider",
+            ),
+            lookup_failures: counter(
+                "in_doubt_lookup_failures_total",
+                "Provider lookups that failed (their messages stay in doubt)",
+            ),
+            resolved_by_lookup: vec(
+                "in_doubt_resolved_by_lookup_total",
+                "In-doubt messages settled by the provider's records, by outcome (taken, resent, stale)",
+                "outcome",
+            ),
+            unresolvable,
             due_to_send,
             failed: FailureReason::ALL
                 .iter()
@@ -308,6 +341,25 @@ impl Metrics {
             queue_depth,
             registry,
         }
+    }
+
+    /// In-doubt messages the provider's records settled as `outcome`.
+    pub fn resolved_by_lookup(&self, outcome: &str, n: u64) {
+        self.resolved_by_lookup
+            .with_label_values(&[outcome])
+            .inc_by(n);
+    }
+
+    /// How many so far settled as `outcome`.
+    pub fn resolved_by_lookup_count(&self, outcome: &str) -> u64 {
+        self.resolved_by_lookup.with_label_values(&[outcome]).get()
+    }
+
+    /// In-doubt messages that cannot be looked up, per provider.
+    pub fn set_unresolvable(&self, provider: &str, n: u64) {
+        self.unresolvable
+            .with_label_values(&[provider])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// A campaign page was queued.

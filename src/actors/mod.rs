@@ -4,7 +4,7 @@
 //! Coordinator ──┬── ListSupervisor (one per sending list) ── 6 × Worker
 //!               └── ...
 //! RateLimiter · Billing · DeadLetter · DeliveryIntake · ClickIntake ·
-//! Lease · Recovery · Scheduler · RunStats               (one each per daemon)
+//! Lease · Recovery · Resolver · Scheduler · RunStats    (one each per daemon)
 //! ```
 //!
 //! Each file starts with the actor's contract: what it owns, what it handles,
@@ -20,6 +20,7 @@ pub mod lease;
 pub mod outcome;
 pub mod rate_limiter;
 pub mod recovery;
+pub mod resolver;
 pub mod run_stats;
 pub mod scheduler;
 pub mod supervisor;

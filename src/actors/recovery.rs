@@ -179,6 +179,7 @@ async fn sweep_steps(deps: &RecoveryDeps, report: &mut SweepReport) -> Result<()
     // over the same records (their transactions would conflict): the live
     // instance with the smallest id. Every daemon recovers its own orphans.
     let leader = live.iter().min() == Some(&deps.instance.id);
+    deps.instance.set_leader(leader);
 
     // 2. Attempts that will never be answered.
     let horizon = chrono_dur(deps.config.recovery.in_doubt_horizon.get());

@@ -15,6 +15,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub coordinator: CoordinatorConfig,
     pub recovery: RecoveryConfig,
+    pub resolver: ResolverConfig,
     pub scheduler: SchedulerConfig,
     pub links: LinksConfig,
     pub supervisor: SupervisorConfig,
@@ -217,6 +218,41 @@ impl Default for RecoveryConfig {
             sweep_interval: Dur::secs(10),
             in_doubt_horizon: Dur::secs(3600),
             unservable_check: Dur::secs(60),
+        }
+    }
+}
+
+/// In-doubt messages resolved by asking their provider (the Resolver, on
+/// the recovery leader).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResolverConfig {
+    pub enabled: bool,
+    /// How often in-doubt messages are looked for.
+    pub interval: Dur,
+    /// Wait this long after a message fell in doubt before asking, so the
+    /// provider's own records have caught up.
+    pub settle_delay: Dur,
+    /// In-doubt messages taken per look.
+    pub max_per_look: usize,
+    /// Messages looked up per minute, at most (separate from sending).
+    pub lookups_per_minute: u32,
+    /// A failed lookup is tried again after this, doubling up to
+    /// `retry_max`; its messages stay in doubt meanwhile.
+    pub retry_base: Dur,
+    pub retry_max: Dur,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            enabled: true,
+            interval: Dur::secs(10),
+            settle_delay: Dur::secs(60),
+            max_per_look: 1000,
+            lookups_per_minute: 6000,
+            retry_base: Dur::secs(10),
+            retry_max: Dur::secs(600),
         }
     }
 }

@@ -133,6 +133,18 @@ impl Config {
                 ),
             );
         }
+        if self.resolver.max_per_look == 0 {
+            err("resolver.max_per_look", "must be at least 1".into());
+        }
+        if self.resolver.lookups_per_minute == 0 {
+            err("resolver.lookups_per_minute", "must be at least 1".into());
+        }
+        if self.resolver.retry_max.0 < self.resolver.retry_base.0 {
+            err(
+                "resolver.retry_max",
+                "must be at least resolver.retry_base".into(),
+            );
+        }
         let floor = self.scheduler.exploration_floor;
         if !(0.0..=0.5).contains(&floor) {
             err(
@@ -162,6 +174,9 @@ impl Config {
             ("recovery.sweep_interval", self.recovery.sweep_interval),
             ("recovery.in_doubt_horizon", self.recovery.in_doubt_horizon),
             ("recovery.unservable_check", self.recovery.unservable_check),
+            ("resolver.interval", self.resolver.interval),
+            ("resolver.retry_base", self.resolver.retry_base),
+            ("resolver.retry_max", self.resolver.retry_max),
             ("scheduler.max_idle", self.scheduler.max_idle),
             (
                 "scheduler.stats_flush_interval",

@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod dispatch;
 pub mod links;
 pub mod rate_limit;
+pub mod resolve;
 pub mod schedule;
 pub mod stats;
 
@@ -18,5 +19,6 @@ pub use delivery::*;
 pub use dispatch::*;
 pub use links::*;
 pub use rate_limit::*;
+pub use resolve::*;
 pub use schedule::*;
 pub use stats::*;

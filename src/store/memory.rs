@@ -537,8 +537,10 @@ impl SentStore for MemoryStore {
         if let Some(a) = st.accounts.get_mut(&account) {
             a.balance.0 += refund;
         }
-        if let Some(f) = st.failed.get_mut(&item.id) {
-            match &item.resend {
+        // An operator's requeue of the same dead letter wins: no second copy.
+        let mut resend = item.resend;
+        if let Some(f) = st.failed.get_mut(&item.id).filter(|f| f.requeued.is_none()) {
+            match &resend {
                 Some(m) => {
                     f.requeued = Some(crate::domain::failed::Requeued { message: m.id, at });
                 }
@@ -549,8 +551,10 @@ impl SentStore for MemoryStore {
                             .into();
                 }
             }
+        } else {
+            resend = None;
         }
-        if let Some(m) = item.resend {
+        if let Some(m) = resend {
             st.mark_ready(m.sending_list, m.id);
             st.queue.insert(m.id, m);
         }

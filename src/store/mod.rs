@@ -380,6 +380,12 @@ pub struct SentEntry {
     pub in_doubt: bool,
     pub cost: Money,
     pub refunded: bool,
+    pub provider: ProviderKind,
+    /// How an in-doubt attempt was settled (`delivery_report`,
+    /// `provider_lookup`), if it was.
+    pub resolved_by: Option<String>,
+    /// An in-doubt attempt the provider's records show it never took.
+    pub not_taken: bool,
 }
 
 impl SentEntry {
@@ -392,6 +398,9 @@ impl SentEntry {
             in_doubt: r.in_doubt(),
             cost: r.cost,
             refunded: r.refunded,
+            provider: r.provider,
+            resolved_by: r.resolved_by.clone(),
+            not_taken: r.error_code.as_deref() == Some(crate::domain::sent::NOT_TAKEN),
         }
     }
 }
@@ -492,6 +501,9 @@ pub struct FailedFilter {
     pub until: Option<Timestamp>,
     /// Only those not requeued yet (and not resolved as sent).
     pub open_only: bool,
+    /// Only those resolved as sent (`Some(true)`), or only those requeued
+    /// (`Some(false)`).
+    pub settled_as_sent: Option<bool>,
 }
 
 impl FailedFilter {
@@ -504,6 +516,11 @@ impl FailedFilter {
             && self.since.is_none_or(|t| f.failed_at >= t)
             && self.until.is_none_or(|t| f.failed_at < t)
             && (!self.open_only || (f.requeued.is_none() && f.resolved.is_none()))
+            && match self.settled_as_sent {
+                Some(true) => f.resolved.is_some(),
+                Some(false) => f.requeued.is_some(),
+                None => true,
+            }
     }
 }
 

@@ -136,6 +136,21 @@ struct FailedList {
     failed: Vec<FailedItem>,
     /// NO_RESPONSE: the provider may have delivered them.
     in_doubt: Vec<FailedItem>,
+    /// Every in-doubt message (within the list, schedule and time filters),
+    /// by what became of it.
+    in_doubt_summary: InDoubtSummary,
+}
+
+#[derive(Serialize, ToSchema)]
+struct InDoubtSummary {
+    /// Still in doubt: waiting for a report, the provider's records, or an
+    /// operator.
+    open: u64,
+    /// Resolved as sent by a delivery report or the provider's records.
+    resolved_as_sent: u64,
+    /// Queued again: by the Resolver (the provider had no record) or by an
+    /// operator (`include_in_doubt`).
+    requeued: u64,
 }
 
 /// Failed messages, newest first (at most 500), in-doubt ones apart.
@@ -169,6 +184,7 @@ async fn list_failed(
         since: q.since.as_deref().map(|t| time("since", t)).transpose()?,
         until: q.until.as_deref().map(|t| time("until", t)).transpose()?,
         open_only: false,
+        settled_as_sent: None,
     };
     let found = state
         .stores
@@ -179,9 +195,25 @@ async fn list_failed(
     let (in_doubt, failed): (Vec<_>, Vec<_>) = found
         .iter()
         .partition(|f| f.reason == FailureReason::NoResponse);
+    let count = |open_only: bool, settled_as_sent: Option<bool>| {
+        let f = FailedFilter {
+            reason: Some(FailureReason::NoResponse),
+            open_only,
+            settled_as_sent,
+            ..filter.clone()
+        };
+        let store = state.stores.dead_letters.clone();
+        async move { store.count_failed(&f).await }
+    };
+    let in_doubt_summary = InDoubtSummary {
+        open: count(true, None).await.map_err(store_error)?,
+        resolved_as_sent: count(false, Some(true)).await.map_err(store_error)?,
+        requeued: count(false, Some(false)).await.map_err(store_error)?,
+    };
     Ok(HttpResponse::Ok().json(FailedList {
         failed: failed.into_iter().map(item).collect(),
         in_doubt: in_doubt.into_iter().map(item).collect(),
+        in_doubt_summary,
     }))
 }
 

@@ -662,12 +662,15 @@ impl MongoStore {
                             "detail": "in doubt; the provider has no record of it, and it is too old to send",
                         }},
                     };
-                    st.coll::<Document>(names::FAILED)
-                        .update_one(doc! {"_id": item.id}, dead_letter)
+                    // An operator's requeue of the same dead letter wins: no
+                    // second copy.
+                    let marked = st
+                        .coll::<Document>(names::FAILED)
+                        .update_one(doc! {"_id": item.id, "requeued": Bson::Null}, dead_letter)
                         .session(&mut *s)
                         .await
                         .map_err(map_err)?;
-                    if let Some(m) = &item.resend {
+                    if let Some(m) = item.resend.as_ref().filter(|_| marked.matched_count > 0) {
                         st.coll::<QueuedTextMessage>(names::QUEUE)
                             .insert_one(m)
                             .session(&mut *s)

@@ -269,11 +269,17 @@ impl SentStore for MongoStore {
             cost: Money,
             #[serde(default)]
             refunded: bool,
+            provider: ProviderKind,
+            #[serde(default)]
+            resolved_by: Option<String>,
         }
         let mut cursor = self
             .coll::<View>(names::SENT)
             .find(doc! {})
-            .projection(doc! {"account": 1, "owner": 1, "submitted": 1, "error_code": 1, "cost": 1, "refunded": 1})
+            .projection(
+                doc! {"account": 1, "owner": 1, "submitted": 1, "error_code": 1, "cost": 1,
+                "refunded": 1, "provider": 1, "resolved_by": 1},
+            )
             .await
             .map_err(map_err)?;
         let mut out = Vec::new();
@@ -287,6 +293,9 @@ impl SentStore for MongoStore {
                     && v.error_code.as_deref() == Some(crate::domain::sent::NO_RESPONSE),
                 cost: v.cost,
                 refunded: v.refunded,
+                provider: v.provider,
+                resolved_by: v.resolved_by,
+                not_taken: v.error_code.as_deref() == Some(crate::domain::sent::NOT_TAKEN),
             });
         }
         Ok(out)
@@ -442,6 +451,15 @@ fn failed_query(filter: &FailedFilter) -> Document {
     if filter.open_only {
         q.insert("requeued", Bson::Null);
         q.insert("resolved", Bson::Null);
+    }
+    match filter.settled_as_sent {
+        Some(true) => {
+            q.insert("resolved", doc! {"$ne": Bson::Null});
+        }
+        Some(false) => {
+            q.insert("requeued", doc! {"$ne": Bson::Null});
+        }
+        None => {}
     }
     q
 }
