@@ -241,7 +241,7 @@ async fn twilio_duplicate_bodies_are_an_ambiguous_match_and_count_as_taken() {
     let first = sms(7);
     let mut second = sms(7);
     second.body = first.body.clone();
-    let r = a.send(&[first.clone()]).await;
+    let r = a.send(std::slice::from_ref(&first)).await;
     let SendResult::Accepted {
         provider_message_id: first_sid,
     } = &r[0]

@@ -15,7 +15,7 @@ pub(crate) async fn infobip_send(
     body: web::Bytes,
 ) -> HttpResponse {
     let cfg = state.config();
-    if let Err(resp) = authorized(&state, &cfg, &req) {
+    if let Some(resp) = refused(&state, &cfg, &req) {
         return resp;
     }
     let throttle = HttpResponse::TooManyRequests().json(json!({
@@ -87,8 +87,9 @@ pub(crate) async fn infobip_send(
     HttpResponse::Ok().json(json!({"bulkId": format!("BULK-{}", trackly::domain::MessageId::new().to_hex()), "messages": out}))
 }
 
-/// `Authorization: App <key>` when the mock requires a key.
-fn authorized(state: &MockState, cfg: &MockConfig, req: &HttpRequest) -> Result<(), HttpResponse> {
+/// The 401 for a request without `Authorization: App <key>`, when the
+/// mock requires a key.
+fn refused(state: &MockState, cfg: &MockConfig, req: &HttpRequest) -> Option<HttpResponse> {
     if let Some(key) = &cfg.infobip_api_key {
         let ok = req
             .headers()
@@ -97,12 +98,13 @@ fn authorized(state: &MockState, cfg: &MockConfig, req: &HttpRequest) -> Result<
             == Some(&format!("App {key}"));
         if !ok {
             state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-            return Err(HttpResponse::Unauthorized()
-                .json(json!({"requestError": {"serviceException": {
-                "messageId": "UNAUTHORIZED", "text": "Invalid login details"}}})));
+            return Some(
+                HttpResponse::Unauthorized().json(json!({"requestError": {"serviceException": {
+                "messageId": "UNAUTHORIZED", "text": "Invalid login details"}}})),
+            );
         }
     }
-    Ok(())
+    None
 }
 
 fn bad_request(text: &str) -> HttpResponse {
@@ -115,7 +117,7 @@ fn bad_request(text: &str) -> HttpResponse {
 /// 2,048 characters), `limit` (default 50, at most 1,000); newest first.
 pub(crate) async fn infobip_logs(state: web::Data<MockState>, req: HttpRequest) -> HttpResponse {
     let cfg = state.config();
-    if let Err(resp) = authorized(&state, &cfg, &req) {
+    if let Some(resp) = refused(&state, &cfg, &req) {
         return resp;
     }
     if state.lookup_request(&cfg).is_err() {

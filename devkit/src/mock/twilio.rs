@@ -17,7 +17,7 @@ pub(crate) async fn twilio_send(
     body: web::Bytes,
 ) -> HttpResponse {
     let cfg = state.config();
-    if let Err(resp) = authorized(&state, &cfg, &sid, &req) {
+    if let Some(resp) = refused(&state, &cfg, &sid, &req) {
         return resp;
     }
     let throttle = || {
@@ -129,13 +129,14 @@ pub(crate) async fn twilio_send(
         "uri": format!("/2010-04-01/Accounts/{}/Messages/{msg_sid}.json", sid.as_str())}))
 }
 
-/// Basic auth with the configured account, when the mock requires one.
-fn authorized(
+/// The 401 for a request without basic auth for the configured account,
+/// when the mock requires one.
+fn refused(
     state: &MockState,
     cfg: &MockConfig,
     sid: &str,
     req: &HttpRequest,
-) -> Result<(), HttpResponse> {
+) -> Option<HttpResponse> {
     if let (Some(expected_sid), Some(token)) = (&cfg.twilio_account_sid, &cfg.twilio_auth_token) {
         use base64::Engine;
         let expected = format!(
@@ -150,12 +151,13 @@ fn authorized(
                 == Some(expected.as_str());
         if !ok {
             state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-            return Err(HttpResponse::Unauthorized()
-                .json(json!({"code": 20003, "message": "Authenticate",
-                "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401})));
+            return Some(
+                HttpResponse::Unauthorized().json(json!({"code": 20003, "message": "Authenticate",
+                "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401})),
+            );
         }
     }
-    Ok(())
+    None
 }
 
 /// Twilio's date format (RFC 2822, two-digit day).
@@ -173,7 +175,7 @@ pub(crate) async fn twilio_list(
     req: HttpRequest,
 ) -> HttpResponse {
     let cfg = state.config();
-    if let Err(resp) = authorized(&state, &cfg, &sid, &req) {
+    if let Some(resp) = refused(&state, &cfg, &sid, &req) {
         return resp;
     }
     if state.lookup_request(&cfg).is_err() {
