@@ -168,6 +168,9 @@ enum Command {
         cm_report_url: Option<String>,
         #[arg(long)]
         cm_report_xml: bool,
+        /// Lookups (Infobip logs, Twilio message lists) answer 503.
+        #[arg(long)]
+        lookup_fail: bool,
     },
 }
 
@@ -388,6 +391,7 @@ fn main() -> ExitCode {
             cm_product_token,
             cm_report_url,
             cm_report_xml,
+            lookup_fail,
         } => {
             trackly::telemetry::init("warn", false);
             let cfg = trackly_devkit::mock::MockConfig {
@@ -415,6 +419,7 @@ fn main() -> ExitCode {
                 cm_product_token,
                 cm_report_url,
                 cm_report_xml,
+                lookup_fail,
                 seed: std::process::id() as u64,
             };
             let result = actix_rt::System::new().block_on(async move {

@@ -4,9 +4,13 @@
 //! how one request is built, and how its answer is read ([`BatchWire`]).
 
 use super::http::{self, Exchange};
-use super::{OutboundSms, ProviderSetupError, SendResult, SmsProvider};
+use super::{
+    LookupAnswer, LookupError, LookupQuery, OutboundSms, ProviderSetupError, SendResult,
+    SmsProvider,
+};
 use crate::domain::ProviderKind;
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use std::time::Duration;
 
 /// One batch API's wire format.
@@ -16,6 +20,24 @@ pub trait BatchWire: Send + Sync + 'static {
     fn request(&self, client: &reqwest::Client, msgs: &[OutboundSms]) -> reqwest::RequestBuilder;
     /// The result for each message of a request, in order.
     fn classify(msgs: &[OutboundSms], ex: Exchange) -> Vec<SendResult>;
+    /// Whether [`BatchWire::lookup`] can answer (see [`SmsProvider::can_look_up`]).
+    fn can_look_up(&self) -> bool {
+        false
+    }
+    /// Most queries per lookup (see [`SmsProvider::lookup_batch`]).
+    fn lookup_batch(&self) -> usize {
+        100
+    }
+    /// Ask the provider's records about in-doubt messages (see
+    /// [`SmsProvider::lookup`]); unsupported unless the wire says otherwise.
+    fn lookup<'a>(
+        &'a self,
+        client: &'a reqwest::Client,
+        queries: &'a [LookupQuery],
+    ) -> BoxFuture<'a, Result<Vec<LookupAnswer>, LookupError>> {
+        let _ = (client, queries);
+        Box::pin(async { Err(LookupError::Unsupported) })
+    }
 }
 
 /// A batch API adapter.
@@ -59,5 +81,17 @@ impl<W: BatchWire> SmsProvider for BatchProvider<W> {
             W::classify(c, http::exchange(req).await)
         })
         .await
+    }
+
+    fn can_look_up(&self) -> bool {
+        self.wire.can_look_up()
+    }
+
+    fn lookup_batch(&self) -> usize {
+        self.wire.lookup_batch()
+    }
+
+    async fn lookup(&self, queries: &[LookupQuery]) -> Result<Vec<LookupAnswer>, LookupError> {
+        self.wire.lookup(&self.client, queries).await
     }
 }

@@ -1,8 +1,9 @@
 //! An in-process provider for the demo, tests and benchmarks: configurable
 //! latency and failures, and a record of everything it accepted so tests can
-//! count duplicates and measure send times.
+//! count duplicates and measure send times. Lookups answer from that record
+//! (messages answered in doubt but taken included), or fail on demand.
 
-use super::{OutboundSms, SendResult, SmsProvider};
+use super::{LookupAnswer, LookupError, LookupQuery, OutboundSms, SendResult, SmsProvider};
 use crate::config::FakeProviderConfig;
 use crate::domain::{MessageId, ProviderKind};
 use async_trait::async_trait;
@@ -79,6 +80,10 @@ struct Inner {
     received: Vec<(Duration, MessageId)>,
     calls: u64,
     scripted: HashMap<String, Scripted>,
+    /// Lookups fail (as a provider answering 503 would).
+    lookup_fail: bool,
+    lookup_calls: u64,
+    lookup_queries: u64,
 }
 
 pub struct FakeProvider {
@@ -99,6 +104,9 @@ impl FakeProvider {
                 received: Vec::new(),
                 calls: 0,
                 scripted: HashMap::new(),
+                lookup_fail: false,
+                lookup_calls: 0,
+                lookup_queries: 0,
             }),
         }
     }
@@ -142,6 +150,17 @@ impl FakeProvider {
 
     pub fn calls(&self) -> u64 {
         self.lock().calls
+    }
+
+    /// Make lookups fail (`true`) or answer again (`false`).
+    pub fn set_lookup_fail(&self, fail: bool) {
+        self.lock().lookup_fail = fail;
+    }
+
+    /// Lookup calls so far, and the queries they carried.
+    pub fn lookups(&self) -> (u64, u64) {
+        let inner = self.lock();
+        (inner.lookup_calls, inner.lookup_queries)
     }
 }
 
@@ -269,6 +288,33 @@ impl SmsProvider for FakeProvider {
         }
         results
     }
+
+    fn can_look_up(&self) -> bool {
+        true
+    }
+
+    /// Taken for every message the fake recorded as received (accepted, or
+    /// taken and answered in doubt: `Scripted::InDoubt`, `timeout_rate`),
+    /// not taken otherwise; or an error while lookups are set to fail.
+    async fn lookup(&self, queries: &[LookupQuery]) -> Result<Vec<LookupAnswer>, LookupError> {
+        let mut inner = self.lock();
+        inner.lookup_calls += 1;
+        inner.lookup_queries += queries.len() as u64;
+        if inner.lookup_fail {
+            return Err(LookupError::Failed("HTTP 503".into()));
+        }
+        Ok(queries
+            .iter()
+            .map(|q| match inner.accepted.contains_key(&q.id) {
+                true => LookupAnswer::Taken {
+                    provider_message_id: Some(format!("fake-{}", q.id)),
+                    delivery: None,
+                    error_code: None,
+                },
+                false => LookupAnswer::NotTaken,
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -337,5 +383,43 @@ mod tests {
             matches!(&r[0], SendResult::Rejected { code, unsubscribed: true, .. } if code == "21610")
         );
         assert!(matches!(r[1], SendResult::Accepted { .. }));
+    }
+
+    fn query(m: &OutboundSms) -> LookupQuery {
+        LookupQuery {
+            id: m.id,
+            from: m.from.clone(),
+            to: m.to.clone(),
+            body: m.body.clone(),
+            attempted_at: chrono::Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn lookups_answer_from_what_was_taken_or_fail_on_demand() {
+        let p = FakeProvider::new(FakeSettings::default());
+        let (ok, doubt, refused, never) = (sms(1), sms(2), sms(3), sms(4));
+        p.script(doubt.to.as_str(), Scripted::InDoubt);
+        p.script(
+            refused.to.as_str(),
+            Scripted::Reject {
+                code: "X".into(),
+                unsubscribed: false,
+            },
+        );
+        let r = p.send(&[ok.clone(), doubt.clone(), refused.clone()]).await;
+        assert!(matches!(r[1], SendResult::InDoubt { .. }));
+        let qs: Vec<LookupQuery> = [&ok, &doubt, &refused, &never]
+            .into_iter()
+            .map(query)
+            .collect();
+        let a = p.lookup(&qs).await.unwrap();
+        assert!(matches!(a[0], LookupAnswer::Taken { .. }));
+        assert!(matches!(a[1], LookupAnswer::Taken { .. }));
+        assert_eq!(a[2], LookupAnswer::NotTaken);
+        assert_eq!(a[3], LookupAnswer::NotTaken);
+        p.set_lookup_fail(true);
+        assert!(matches!(p.lookup(&qs).await, Err(LookupError::Failed(_))));
+        assert_eq!(p.lookups(), (2, 8));
     }
 }

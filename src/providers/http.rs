@@ -114,3 +114,15 @@ where
         .flatten()
         .collect()
 }
+
+/// The body of a lookup's 2xx answer. Anything else (no answer, any other
+/// status) fails the whole lookup: the messages stay in doubt.
+pub fn lookup_body(ex: Exchange) -> Result<bytes::Bytes, super::LookupError> {
+    match ex {
+        Exchange::Answered { status, body } if (200..300).contains(&status) => Ok(body),
+        Exchange::Answered { status, .. } => {
+            Err(super::LookupError::Failed(format!("HTTP {status}")))
+        }
+        Exchange::NotSent(e) | Exchange::NoAnswer(e) => Err(super::LookupError::Failed(e)),
+    }
+}

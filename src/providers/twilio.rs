@@ -12,11 +12,32 @@
 //!   pending (carriers may never confirm); `read` counts as delivered.
 //! - 401 (20003) and 404 (20404, wrong account) are our configuration, not
 //!   the message: transient, like Infobip's.
+//!
+//! Lookups of in-doubt messages: Twilio keeps no reference of ours on a
+//! message, so a lookup lists the Messages sent to the query's number (from
+//! its sender, when not a Messaging Service), `GET .../Messages.json?To=..
+//! &From=..&PageSize=1000`, and matches on body and time ([`matches`]).
+//! What the stored documents say (Twilio's Message resource reference,
+//! twilio-python's `MessageList.page`): the filters are `To`, `From`,
+//! `DateSent`/`DateSent<`/`DateSent>` (GMT dates, on `date_sent`),
+//! `PageSize` (default 50, at most 1000) and `PageToken`; results are sorted
+//! by `DateSent`, most recent first; `next_page_uri` is null on the last page.
+//!
+//! Decision: no `DateSent` filter. `date_sent` is empty until Twilio hands a
+//! message to the carrier, so a message still queued at Twilio (the very
+//! one we are asking about) would fall outside any `DateSent` filter and
+//! read as "not taken"; where such messages sort is not documented either.
+//! So every page is read (up to [`LOOKUP_MAX_PAGES`], then the lookup
+//! fails rather than answer on part of the list) and the time window is
+//! applied to `date_created`, which every message has.
 
 use super::http::{self, Exchange};
-use super::{MalformedReport, OutboundSms, Report, SendResult, SmsProvider, our_id};
+use super::{
+    LookupAnswer, LookupError, LookupQuery, MalformedReport, OutboundSms, Report, SendResult,
+    SmsProvider, our_id,
+};
 use crate::config::{TwilioConfig, TwilioCredentials};
-use crate::domain::{DeliveryState, ProviderKind};
+use crate::domain::{DeliveryState, ProviderKind, Timestamp};
 use async_trait::async_trait;
 use base64::Engine;
 use futures::StreamExt;
@@ -25,6 +46,16 @@ use serde::Deserialize;
 
 /// Twilio's code for "the recipient replied STOP".
 pub const UNSUBSCRIBED: i64 = 21610;
+
+/// How much earlier than our attempt Twilio's `date_created` may be (the
+/// two clocks differ).
+pub const LOOKUP_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Pages of 1,000 messages read per query before the lookup gives up.
+pub const LOOKUP_MAX_PAGES: usize = 5;
+
+/// List requests in flight per lookup call.
+pub const LOOKUP_CONCURRENCY: usize = 8;
 
 pub struct Twilio {
     client: reqwest::Client,
@@ -81,6 +112,65 @@ impl Twilio {
             .form(&form);
         classify(http::exchange(req).await)
     }
+
+    /// Every message to `q.to` (from `q.from`, when set) that Twilio lists,
+    /// matched against the query; pages followed to the end, at most
+    /// [`LOOKUP_MAX_PAGES`].
+    async fn lookup_one(&self, q: &LookupQuery) -> Result<LookupAnswer, LookupError> {
+        let mut url = self.url.clone();
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("To", q.to.as_str());
+            if !q.from.is_empty() {
+                pairs.append_pair("From", &q.from);
+            }
+            pairs.append_pair("PageSize", "1000");
+        }
+        let mut found: Vec<ListedMessage> = Vec::new();
+        for _ in 0..LOOKUP_MAX_PAGES {
+            let req = self
+                .client
+                .get(url.clone())
+                .header(reqwest::header::AUTHORIZATION, self.authorization.clone())
+                .header(reqwest::header::ACCEPT, "application/json");
+            let body = http::lookup_body(http::exchange(req).await)?;
+            let page: MessagePage = serde_json::from_slice(&body).map_err(|e| {
+                LookupError::Failed(format!(
+                    "Twilio message list could not be read ({:?} at line {} column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            for m in page.messages {
+                if matches(q, &m).map_err(LookupError::Failed)? {
+                    found.push(m);
+                }
+            }
+            match page.next_page_uri.as_deref().filter(|u| !u.is_empty()) {
+                None => return Ok(answer_of(found)),
+                Some(next) => url = self.next_page(next)?,
+            }
+        }
+        Err(LookupError::Failed(format!(
+            "more than {LOOKUP_MAX_PAGES} pages of messages to one number"
+        )))
+    }
+
+    /// `next_page_uri` (relative to the API) as a URL on the same origin:
+    /// our credentials go nowhere else.
+    fn next_page(&self, next: &str) -> Result<reqwest::Url, LookupError> {
+        let url = self
+            .url
+            .join(next)
+            .map_err(|_| LookupError::Failed("next_page_uri is not a URL".into()))?;
+        if url.origin() != self.url.origin() {
+            return Err(LookupError::Failed(
+                "next_page_uri points to another host".into(),
+            ));
+        }
+        Ok(url)
+    }
 }
 
 #[async_trait]
@@ -101,6 +191,139 @@ impl SmsProvider for Twilio {
             .buffered(self.concurrency)
             .collect()
             .await
+    }
+
+    fn can_look_up(&self) -> bool {
+        true
+    }
+
+    fn lookup_batch(&self) -> usize {
+        // One list request (or a few pages) per query, LOOKUP_CONCURRENCY
+        // at a time.
+        100
+    }
+
+    /// One list per query (see the module's notes): taken when a message
+    /// matches ([`matches`]; several matches are still taken), not taken
+    /// when none does. Any failed request, unreadable page or list longer
+    /// than [`LOOKUP_MAX_PAGES`] fails the whole call.
+    async fn lookup(&self, queries: &[LookupQuery]) -> Result<Vec<LookupAnswer>, LookupError> {
+        let requests: Vec<_> = queries.iter().map(|q| self.lookup_one(q)).collect();
+        let answers: Result<Vec<LookupAnswer>, LookupError> = futures::stream::iter(requests)
+            .buffered(LOOKUP_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect();
+        match &answers {
+            Ok(a) => {
+                let taken = a
+                    .iter()
+                    .filter(|a| matches!(a, LookupAnswer::Taken { .. }))
+                    .count();
+                tracing::debug!(
+                    provider = "twilio",
+                    queries = queries.len(),
+                    taken,
+                    "lookup answered"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(provider = "twilio", queries = queries.len(), error = %e, "lookup failed");
+            }
+        }
+        answers
+    }
+}
+
+// ------------------------------------------------------------------ lookups
+
+/// One page of `GET .../Messages.json`.
+#[derive(Debug, Deserialize)]
+struct MessagePage {
+    messages: Vec<ListedMessage>,
+    #[serde(default)]
+    next_page_uri: Option<String>,
+}
+
+/// A Message resource as the list shows it (the fields a lookup reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedMessage {
+    pub sid: String,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    /// RFC 2822, e.g. `Tue, 03 Nov 2026 12:00:00 +0000`.
+    #[serde(default)]
+    pub date_created: Option<String>,
+    /// `outbound-api`, `inbound`, ...
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// A number in Twilio's documents; a string accepted too.
+    #[serde(default)]
+    pub error_code: Option<serde_json::Value>,
+}
+
+impl ListedMessage {
+    fn created(&self) -> Option<Timestamp> {
+        self.date_created
+            .as_deref()
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+            .map(|d| d.with_timezone(&chrono::Utc))
+    }
+}
+
+/// Whether a listed message is the query's attempt: outbound, to the same
+/// number, from the same sender (unless a Messaging Service sent it, which
+/// picks the number), the same body exactly, and created no earlier than
+/// the attempt minus [`LOOKUP_SKEW`]. A message that matches on all else
+/// but whose `date_created` does not read is an error (never guessed).
+pub fn matches(q: &LookupQuery, m: &ListedMessage) -> Result<bool, String> {
+    if m.direction
+        .as_deref()
+        .is_some_and(|d| !d.starts_with("outbound"))
+    {
+        return Ok(false);
+    }
+    if m.to.as_deref() != Some(q.to.as_str()) || m.body.as_deref() != Some(q.body.as_str()) {
+        return Ok(false);
+    }
+    if !q.from.is_empty() && m.from.as_deref() != Some(q.from.as_str()) {
+        return Ok(false);
+    }
+    match m.created() {
+        Some(created) => Ok(created >= q.attempted_at - LOOKUP_SKEW),
+        None => Err("a matching message has no readable date_created".into()),
+    }
+}
+
+/// The answer from the messages that matched: none is not taken; one or
+/// more is taken, reported as the earliest (an ambiguous match counts as
+/// taken: resending could only duplicate).
+pub fn answer_of(mut found: Vec<ListedMessage>) -> LookupAnswer {
+    found.sort_by(|a, b| (a.created(), &a.sid).cmp(&(b.created(), &b.sid)));
+    match found.into_iter().next() {
+        None => LookupAnswer::NotTaken,
+        Some(m) => {
+            let state = m.status.as_deref().and_then(state_of);
+            let delivery = state.filter(|s| s.is_final());
+            let error_code = match &m.error_code {
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                _ => None,
+            }
+            .filter(|_| delivery.is_some_and(|d| d != DeliveryState::Delivered));
+            LookupAnswer::Taken {
+                provider_message_id: Some(m.sid),
+                delivery,
+                error_code,
+            }
+        }
     }
 }
 
@@ -275,6 +498,163 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{E164, MessageId};
+
+    fn query(from: &str, at: &str) -> LookupQuery {
+        LookupQuery {
+            id: MessageId::new(),
+            from: from.into(),
+            to: E164::parse("+41793026727").unwrap(),
+            body: "Your code is 1234".into(),
+            attempted_at: chrono::DateTime::parse_from_rfc3339(at)
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+        }
+    }
+
+    fn listed(sid: &str, from: &str, body: &str, created: &str, status: &str) -> ListedMessage {
+        ListedMessage {
+            sid: sid.into(),
+            to: Some("+41793026727".into()),
+            from: Some(from.into()),
+            body: Some(body.into()),
+            status: Some(status.into()),
+            date_created: Some(created.into()),
+            direction: Some("outbound-api".into()),
+            error_code: None,
+        }
+    }
+
+    #[test]
+    fn a_lookup_matches_number_sender_body_and_time() {
+        let q = query("+15550000001", "2026-11-03T12:00:00Z");
+        let m = |body: &str, created: &str| listed("SM1", "+15550000001", body, created, "queued");
+        // Same body, created at the attempt, or a little before it (skew).
+        assert_eq!(
+            matches(
+                &q,
+                &m("Your code is 1234", "Tue, 03 Nov 2026 12:00:01 +0000")
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            matches(
+                &q,
+                &m("Your code is 1234", "Tue, 03 Nov 2026 11:55:00 +0000")
+            ),
+            Ok(true)
+        );
+        assert_eq!(
+            matches(
+                &q,
+                &m("Your code is 1234", "Tue, 03 Nov 2026 13:00:00 +0100")
+            ),
+            Ok(true)
+        );
+        // Older than the skew allowance: an earlier message with that text.
+        assert_eq!(
+            matches(
+                &q,
+                &m("Your code is 1234", "Tue, 03 Nov 2026 11:54:59 +0000")
+            ),
+            Ok(false)
+        );
+        // Another body (exact comparison).
+        assert_eq!(
+            matches(
+                &q,
+                &m("Your code is 1235", "Tue, 03 Nov 2026 12:00:01 +0000")
+            ),
+            Ok(false)
+        );
+        assert_eq!(
+            matches(
+                &q,
+                &m("your code is 1234", "Tue, 03 Nov 2026 12:00:01 +0000")
+            ),
+            Ok(false)
+        );
+        // Another sender, another number, an inbound message.
+        let mut other = m("Your code is 1234", "Tue, 03 Nov 2026 12:00:01 +0000");
+        other.from = Some("+15550000002".into());
+        assert_eq!(matches(&q, &other), Ok(false));
+        let mut other = m("Your code is 1234", "Tue, 03 Nov 2026 12:00:01 +0000");
+        other.to = Some("+41793026728".into());
+        assert_eq!(matches(&q, &other), Ok(false));
+        let mut other = m("Your code is 1234", "Tue, 03 Nov 2026 12:00:01 +0000");
+        other.direction = Some("inbound".into());
+        assert_eq!(matches(&q, &other), Ok(false));
+        // A Messaging Service chose the sender: any sender matches.
+        let q_ms = query("", "2026-11-03T12:00:00Z");
+        let mut pooled = m("Your code is 1234", "Tue, 03 Nov 2026 12:00:01 +0000");
+        pooled.from = Some("+15559999999".into());
+        assert_eq!(matches(&q_ms, &pooled), Ok(true));
+        // A match whose time does not read is an error, never a guess.
+        assert!(matches(&q, &m("Your code is 1234", "yesterday")).is_err());
+        let mut undated = m("Your code is 1234", "");
+        undated.date_created = None;
+        assert!(matches(&q, &undated).is_err());
+        // ... but a non-match with a bad date is just a non-match.
+        assert_eq!(matches(&q, &m("other", "yesterday")), Ok(false));
+    }
+
+    #[test]
+    fn answers_take_the_earliest_match_and_map_the_status() {
+        assert_eq!(answer_of(vec![]), LookupAnswer::NotTaken);
+        let a = listed(
+            "SMb",
+            "+1",
+            "x",
+            "Tue, 03 Nov 2026 12:00:02 +0000",
+            "delivered",
+        );
+        let b = listed("SMa", "+1", "x", "Tue, 03 Nov 2026 12:00:01 +0000", "sent");
+        assert_eq!(
+            answer_of(vec![a.clone(), b]),
+            LookupAnswer::Taken {
+                provider_message_id: Some("SMa".into()),
+                delivery: None,
+                error_code: None
+            }
+        );
+        assert_eq!(
+            answer_of(vec![a]),
+            LookupAnswer::Taken {
+                provider_message_id: Some("SMb".into()),
+                delivery: Some(DeliveryState::Delivered),
+                error_code: None
+            }
+        );
+        let mut u = listed(
+            "SMc",
+            "+1",
+            "x",
+            "Tue, 03 Nov 2026 12:00:02 +0000",
+            "undelivered",
+        );
+        u.error_code = Some(serde_json::json!(30003));
+        assert_eq!(
+            answer_of(vec![u]),
+            LookupAnswer::Taken {
+                provider_message_id: Some("SMc".into()),
+                delivery: Some(DeliveryState::Undelivered),
+                error_code: Some("30003".into())
+            }
+        );
+        for (status, d) in [
+            ("failed", Some(DeliveryState::Failed)),
+            ("queued", None),
+            ("accepted", None),
+            ("sending", None),
+            ("something-new", None),
+        ] {
+            let m = listed("SMd", "+1", "x", "Tue, 03 Nov 2026 12:00:02 +0000", status);
+            assert!(
+                matches!(answer_of(vec![m]), LookupAnswer::Taken { delivery, .. } if delivery == d),
+                "{status}"
+            );
+        }
+    }
 
     fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

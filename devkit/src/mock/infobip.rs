@@ -1,4 +1,5 @@
-//! Infobip: `POST /sms/2/text/advanced` and its JSON delivery reports.
+//! Infobip: `POST /sms/2/text/advanced`, its JSON delivery reports, and
+//! `GET /sms/3/logs` (the v3 log shape) answered from what was taken.
 
 use super::state::*;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -14,18 +15,8 @@ pub(crate) async fn infobip_send(
     body: web::Bytes,
 ) -> HttpResponse {
     let cfg = state.config();
-    if let Some(key) = &cfg.infobip_api_key {
-        let ok = req
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            == Some(&format!("App {key}"));
-        if !ok {
-            state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-            return HttpResponse::Unauthorized()
-                .json(json!({"requestError": {"serviceException": {
-                "messageId": "UNAUTHORIZED", "text": "Invalid login details"}}}));
-        }
+    if let Some(resp) = refused(&state, &cfg, &req) {
+        return resp;
     }
     let throttle = HttpResponse::TooManyRequests().json(json!({
         "errorCode": "E429", "description": "Too many requests sent.",
@@ -59,10 +50,23 @@ pub(crate) async fn infobip_send(
                 continue;
             }
             state.record(&id);
+            let plan = match &m.notify_url {
+                Some(_) => state.report_plan(&cfg),
+                None => vec![],
+            };
+            state.keep(TakenMessage {
+                via: Via::Infobip,
+                provider_id: id.clone(),
+                from: m.from.clone(),
+                to: e164.clone(),
+                body: m.text.clone(),
+                at: chrono::Utc::now(),
+                plan: MockState::timed_plan(&cfg, &plan),
+            });
             out.push(json!({"to": d.to, "messageId": id, "smsCount": 1, "status": {"groupId": 1, "groupName": "PENDING",
                 "id": 26, "name": "PENDING_ACCEPTED", "description": "Message sent to next instance"}}));
             if let Some(url) = &m.notify_url {
-                for (i, outcome) in state.report_plan(&cfg).into_iter().enumerate() {
+                for (i, outcome) in plan.into_iter().enumerate() {
                     let entry = infobip_report(&id, &d.to, m.callback_data.as_deref(), outcome);
                     state.schedule(
                         cfg.report_delay * (i as u32 + 1),
@@ -83,8 +87,96 @@ pub(crate) async fn infobip_send(
     HttpResponse::Ok().json(json!({"bulkId": format!("BULK-{}", trackly::domain::MessageId::new().to_hex()), "messages": out}))
 }
 
-fn infobip_report(id: &str, to: &str, callback: Option<&str>, o: Outcome) -> serde_json::Value {
-    let (status, error) = match o {
+/// The 401 for a request without `Authorization: App <key>`, when the
+/// mock requires a key.
+fn refused(state: &MockState, cfg: &MockConfig, req: &HttpRequest) -> Option<HttpResponse> {
+    if let Some(key) = &cfg.infobip_api_key {
+        let ok = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some(&format!("App {key}"));
+        if !ok {
+            state.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            return Some(
+                HttpResponse::Unauthorized().json(json!({"requestError": {"serviceException": {
+                "messageId": "UNAUTHORIZED", "text": "Invalid login details"}}})),
+            );
+        }
+    }
+    None
+}
+
+fn bad_request(text: &str) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({"errorCode": "E400", "description": "Bad request",
+        "action": "Check the syntax, violations and adjust the request.",
+        "violations": [{"property": "query", "violation": text}], "resources": []}))
+}
+
+/// `GET /sms/3/logs`: `messageId` (repeated, or comma-separated; at most
+/// 2,048 characters), `limit` (default 50, at most 1,000); newest first.
+pub(crate) async fn infobip_logs(state: web::Data<MockState>, req: HttpRequest) -> HttpResponse {
+    let cfg = state.config();
+    if let Some(resp) = refused(&state, &cfg, &req) {
+        return resp;
+    }
+    if state.lookup_request(&cfg).is_err() {
+        return HttpResponse::ServiceUnavailable().json(json!({"errorCode": "E503",
+            "description": "Service unavailable", "action": "Try again later.",
+            "violations": [], "resources": []}));
+    }
+    if !cfg.latency.is_zero() {
+        tokio::time::sleep(cfg.latency).await;
+    }
+    let mut ids: Vec<String> = Vec::new();
+    let mut limit = 50usize;
+    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        match k.as_ref() {
+            "messageId" => ids.extend(v.split(',').filter(|s| !s.is_empty()).map(String::from)),
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => limit = n,
+                _ => return bad_request("limit must be between 1 and 1000"),
+            },
+            _ => {}
+        }
+    }
+    if ids.join(",").len() > 2048 {
+        return bad_request("messageId: maximum length is 2048 characters");
+    }
+    state
+        .counters
+        .lookup_ids
+        .fetch_add(ids.len() as u64, Ordering::Relaxed);
+    let wanted: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let results: Vec<serde_json::Value> = state
+        .taken(Via::Infobip, |m| {
+            wanted.is_empty() || wanted.contains(m.provider_id.as_str())
+        })
+        .into_iter()
+        .take(limit)
+        .map(|m| {
+            let outcome = m.current();
+            let (status, error) = match outcome {
+                Some(o) => status_of(o),
+                None => (
+                    json!({"groupId": 1, "groupName": "PENDING", "id": 26, "name": "PENDING_ACCEPTED", "description": "Message sent to next instance"}),
+                    json!({"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR", "description": "No Error", "permanent": false}),
+                ),
+            };
+            let sent = m.at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+            json!({"messageId": m.provider_id, "destination": m.to.trim_start_matches('+'),
+                "sender": m.from, "bulkId": "BULK-1", "sentAt": sent,
+                "doneAt": outcome.map(|_| sent.clone()), "messageCount": 1,
+                "price": {"pricePerMessage": 0.01, "currency": "EUR"}, "status": status,
+                "error": error, "content": {"text": m.body}, "mccMnc": "22801"})
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({"results": results}))
+}
+
+/// The status and error objects for an outcome.
+fn status_of(o: Outcome) -> (serde_json::Value, serde_json::Value) {
+    match o {
         Outcome::Intermediate => (
             json!({"groupId": 3, "groupName": "DELIVERED", "id": 2, "name": "DELIVERED_TO_OPERATOR", "description": "Message delivered to operator"}),
             json!({"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR", "description": "No Error", "permanent": false}),
@@ -97,7 +189,11 @@ fn infobip_report(id: &str, to: &str, callback: Option<&str>, o: Outcome) -> ser
             json!({"groupId": 2, "groupName": "UNDELIVERABLE", "id": 9, "name": "UNDELIVERABLE_NOT_DELIVERED", "description": "Message sent not delivered"}),
             json!({"groupId": 1, "groupName": "HANDSET_ERRORS", "id": 1, "name": "EC_UNKNOWN_SUBSCRIBER", "description": "Unknown subscriber", "permanent": true}),
         ),
-    };
+    }
+}
+
+fn infobip_report(id: &str, to: &str, callback: Option<&str>, o: Outcome) -> serde_json::Value {
+    let (status, error) = status_of(o);
     let now = chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
         .to_string();

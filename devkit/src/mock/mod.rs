@@ -7,7 +7,10 @@
 //!
 //! Routes: `POST /sms/2/text/advanced` (Infobip), `POST
 //! /2010-04-01/Accounts/{sid}/Messages.json` (Twilio), `POST /v1.0/message`
-//! (CM), `GET /mock/stats`, `GET /mock/accepted`.
+//! (CM), `GET /sms/3/logs` (Infobip logs) and `GET
+//! /2010-04-01/Accounts/{sid}/Messages.json` (Twilio list): lookups answered
+//! from the messages taken, including those taken and then answered 5xx or
+//! left hanging; `GET /mock/stats`, `GET /mock/accepted`.
 //!
 //! Layout: [`state`] (configuration, counters, what was taken, the fate of a
 //! request), one file per provider's send route ([`infobip`], [`twilio`],
@@ -19,7 +22,7 @@ pub mod reports;
 pub mod state;
 pub mod twilio;
 
-pub use state::{Counters, MockConfig, MockState};
+pub use state::{Counters, MockConfig, MockState, TakenMessage, Via};
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -110,9 +113,14 @@ pub fn build(
                 "/sms/2/text/advanced",
                 web::post().to(infobip::infobip_send),
             )
+            .route("/sms/3/logs", web::get().to(infobip::infobip_logs))
             .route(
                 "/2010-04-01/Accounts/{sid}/Messages.json",
                 web::post().to(twilio::twilio_send),
+            )
+            .route(
+                "/2010-04-01/Accounts/{sid}/Messages.json",
+                web::get().to(twilio::twilio_list),
             )
             .route("/v1.0/message", web::post().to(cm::cm_send))
             .route("/mock/stats", web::get().to(stats))
@@ -145,6 +153,9 @@ async fn stats(state: web::Data<MockState>) -> HttpResponse {
         "unauthorized": l(&c.unauthorized),
         "reports_sent": l(&c.reports_sent),
         "reports_failed": l(&c.reports_failed),
+        "lookups": l(&c.lookups),
+        "lookups_failed": l(&c.lookups_failed),
+        "lookup_ids": l(&c.lookup_ids),
     }))
 }
 

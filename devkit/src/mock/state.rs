@@ -61,6 +61,11 @@ pub struct MockConfig {
     pub cm_report_url: Option<String>,
     /// CM reports as XML instead of JSON.
     pub cm_report_xml: bool,
+    /// Lookups (`GET /sms/3/logs`, `GET .../Messages.json`) answer 503.
+    /// Messages taken while answering 5xx (`error_rate` with
+    /// `accept_on_error`, `error_numbers`) or while hanging (`hang_rate`)
+    /// are in the lookups like any other: that is what they are for.
+    pub lookup_fail: bool,
     pub seed: u64,
 }
 
@@ -91,6 +96,7 @@ impl Default for MockConfig {
             cm_product_token: None,
             cm_report_url: None,
             cm_report_xml: false,
+            lookup_fail: false,
             seed: 11,
         }
     }
@@ -107,6 +113,45 @@ pub struct Counters {
     pub unauthorized: AtomicU64,
     pub reports_sent: AtomicU64,
     pub reports_failed: AtomicU64,
+    /// Lookup requests (Infobip logs, Twilio lists), and those answered 503.
+    pub lookups: AtomicU64,
+    pub lookups_failed: AtomicU64,
+    /// Message ids asked about in Infobip logs requests.
+    pub lookup_ids: AtomicU64,
+}
+
+/// The provider a message was taken by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Infobip,
+    Twilio,
+}
+
+/// A message the mock took, as its lookups show it.
+#[derive(Debug, Clone)]
+pub struct TakenMessage {
+    pub via: Via,
+    /// Infobip: the `messageId` (ours); Twilio: the `SM...` sid.
+    pub provider_id: String,
+    pub from: String,
+    /// E.164 with `+`.
+    pub to: String,
+    pub body: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The report outcomes planned for it, with when each becomes current.
+    pub(crate) plan: Vec<(chrono::DateTime<chrono::Utc>, Outcome)>,
+}
+
+impl TakenMessage {
+    /// The outcome current now: the last planned one that is due, if any.
+    pub(crate) fn current(&self) -> Option<Outcome> {
+        let now = chrono::Utc::now();
+        self.plan
+            .iter()
+            .rev()
+            .find(|(due, _)| *due <= now)
+            .map(|(_, o)| *o)
+    }
 }
 
 /// What a report says.
@@ -145,6 +190,8 @@ pub struct MockState {
     config: RwLock<MockConfig>,
     rng: Mutex<rand::rngs::StdRng>,
     accepted: Mutex<HashMap<String, u32>>,
+    /// What lookups answer from, oldest first.
+    taken: Mutex<Vec<TakenMessage>>,
     /// `throttle_once_numbers` already throttled.
     throttled_once: Mutex<HashSet<String>>,
     pub counters: Counters,
@@ -158,6 +205,7 @@ impl MockState {
             rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(cfg.seed)),
             config: RwLock::new(cfg),
             accepted: Mutex::new(HashMap::new()),
+            taken: Mutex::new(Vec::new()),
             throttled_once: Mutex::new(HashSet::new()),
             counters: Counters::default(),
             reports,
@@ -188,6 +236,32 @@ impl MockState {
             .entry(id.to_string())
             .or_insert(0) += 1;
         self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Keep a taken message for lookups.
+    pub(crate) fn keep(&self, m: TakenMessage) {
+        self.taken.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+    }
+
+    /// The taken messages of `via` that `keep` selects, newest first.
+    pub fn taken(&self, via: Via, keep: impl Fn(&TakenMessage) -> bool) -> Vec<TakenMessage> {
+        let all = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        all.iter()
+            .rev()
+            .filter(|m| m.via == via && keep(m))
+            .cloned()
+            .collect()
+    }
+
+    /// Count a lookup request; `Err` with the 503 to answer when lookups
+    /// are set to fail.
+    pub(crate) fn lookup_request(&self, cfg: &MockConfig) -> Result<(), ()> {
+        self.counters.lookups.fetch_add(1, Ordering::Relaxed);
+        if cfg.lookup_fail {
+            self.counters.lookups_failed.fetch_add(1, Ordering::Relaxed);
+            return Err(());
+        }
+        Ok(())
     }
 
     /// Times each reference was accepted.
@@ -231,6 +305,22 @@ impl MockState {
 
     pub(crate) fn message_rejected(&self, cfg: &MockConfig, e164: &str) -> bool {
         cfg.reject_numbers.contains(e164) || self.roll() < cfg.reject_rate
+    }
+
+    /// When each planned outcome becomes current (as its report is posted).
+    pub(crate) fn timed_plan(
+        cfg: &MockConfig,
+        plan: &[Outcome],
+    ) -> Vec<(chrono::DateTime<chrono::Utc>, Outcome)> {
+        let now = chrono::Utc::now();
+        plan.iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let delay = chrono::TimeDelta::from_std(cfg.report_delay * (i as u32 + 1))
+                    .unwrap_or(chrono::TimeDelta::MAX);
+                (now.checked_add_signed(delay).unwrap_or(now), *o)
+            })
+            .collect()
     }
 
     /// The report outcomes to post for one accepted message.
