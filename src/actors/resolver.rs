@@ -153,7 +153,8 @@ async fn look_steps(
     let open = FailedFilter {
         reason: Some(FailureReason::NoResponse),
         open_only: true,
-        until: Some(now - chrono_dur(cfg.settle_delay.get())),
+        // In doubt for at least the settle delay (`until` is exclusive).
+        until: Some(now - chrono_dur(cfg.settle_delay.get()) + chrono::TimeDelta::milliseconds(1)),
         ..Default::default()
     };
     let letters = deps
@@ -287,11 +288,18 @@ async fn resolve_chunk(
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
-    // Only those whose attempt is still in doubt (a report may have come).
+    // Only those whose attempt is still in doubt (a report may have come),
+    // and young enough for the provider's records to hold (older ones stay
+    // in doubt for an operator).
+    let oldest = provider.lookup_horizon().map(|h| deps.clock.now() - h);
     let asked: Vec<(&FailedMessage, &QueuedTextMessage, &MessageSent)> = chunk
         .iter()
         .filter_map(|f| {
             let a = attempts.get(&f.id).filter(|a| a.in_doubt())?;
+            if oldest.is_some_and(|o| a.attempted_at < o) {
+                report.left += 1;
+                return None;
+            }
             Some((f, f.original.as_ref()?, a))
         })
         .collect();

@@ -24,6 +24,11 @@ pub trait BatchWire: Send + Sync + 'static {
     fn can_look_up(&self) -> bool {
         false
     }
+    /// The oldest attempt a lookup answers for (see
+    /// [`SmsProvider::lookup_horizon`]).
+    fn lookup_horizon(&self) -> Option<chrono::TimeDelta> {
+        None
+    }
     /// Most queries per lookup (see [`SmsProvider::lookup_batch`]).
     fn lookup_batch(&self) -> usize {
         100
@@ -89,6 +94,10 @@ impl<W: BatchWire> SmsProvider for BatchProvider<W> {
 
     fn lookup_batch(&self) -> usize {
         self.wire.lookup_batch()
+    }
+
+    fn lookup_horizon(&self) -> Option<chrono::TimeDelta> {
+        self.wire.lookup_horizon()
     }
 
     async fn lookup(&self, queries: &[LookupQuery]) -> Result<Vec<LookupAnswer>, LookupError> {

@@ -69,6 +69,9 @@ pub enum Scripted {
     /// Taken, but answered ambiguously (in doubt): recorded as accepted at
     /// the fake, as a provider that timed out after taking it would.
     InDoubt,
+    /// Answered ambiguously without being taken (the request was lost on
+    /// its way): in doubt, and the fake has no record of it.
+    LostInDoubt,
     /// Panic inside the provider call (crash tests).
     Panic,
 }
@@ -242,6 +245,10 @@ impl SmsProvider for FakeProvider {
                                 text: "scripted ambiguous answer".into(),
                             }
                         }
+                        Some(Scripted::LostInDoubt) => SendResult::InDoubt {
+                            code: Some("TIMEOUT".into()),
+                            text: "scripted lost request".into(),
+                        },
                         None if inner.rng.random::<f64>() < s.reject_rate => SendResult::Rejected {
                             code: "FAKE_REJECTED".into(),
                             text: "destination rejected".into(),

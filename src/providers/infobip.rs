@@ -119,6 +119,10 @@ impl BatchWire for InfobipWire {
         LOOKUP_BATCH
     }
 
+    fn lookup_horizon(&self) -> Option<chrono::TimeDelta> {
+        Some(LOOKUP_MAX_AGE)
+    }
+
     /// `GET /sms/3/logs?messageId=..&messageId=..&limit=1000`: a message in
     /// the logs was taken, one absent was not. Any failure (no answer, a
     /// status other than 2xx, a body that does not read, an attempt older

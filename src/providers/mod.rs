@@ -121,6 +121,11 @@ pub trait SmsProvider: Send + Sync {
     fn lookup_batch(&self) -> usize {
         100
     }
+    /// The oldest attempt a lookup can answer for (the provider keeps its
+    /// records this long); `None`: no limit known.
+    fn lookup_horizon(&self) -> Option<chrono::TimeDelta> {
+        None
+    }
     /// Ask the provider's records about in-doubt messages: one answer per
     /// query, in order, or an error for the whole call.
     async fn lookup(&self, queries: &[LookupQuery]) -> Result<Vec<LookupAnswer>, LookupError> {

@@ -272,6 +272,15 @@ impl MockState {
             .clone()
     }
 
+    /// Messages taken per recipient number (E.164 with `+`).
+    pub fn accepted_by_number(&self) -> HashMap<String, u32> {
+        let mut out = HashMap::new();
+        for t in self.taken.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            *out.entry(t.to.clone()).or_insert(0) += 1;
+        }
+        out
+    }
+
     pub fn accepted_count(&self) -> usize {
         self.accepted
             .lock()
