@@ -11,6 +11,8 @@
 //! - [`seed`]: builders for accounts, lists, contacts and queued messages,
 //!   shared by the tests, the demo and the benchmark.
 //! - [`harness`]: a daemon with its HTTP server wired to an in-process mock.
+//! - [`webhook_receiver`]: a customer's delivery-webhook receiver that checks
+//!   signatures (tests and the `webhooks` benchmark).
 //! - [`demo`]: `devkit demo` (the README's `cargo demo`).
 //! - [`bench`]: `devkit bench`, reading its figures from the daemon's
 //!   metrics registry; [`campaign_bench`]: its `campaign` suite (audience
@@ -22,3 +24,4 @@ pub mod demo;
 pub mod harness;
 pub mod mock;
 pub mod seed;
+pub mod webhook_receiver;

@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod links;
 pub mod rate_limit;
 pub mod schedule;
+pub mod webhooks;
 
 pub use billing::*;
 pub use control::*;
@@ -18,3 +19,4 @@ pub use dispatch::*;
 pub use links::*;
 pub use rate_limit::*;
 pub use schedule::*;
+pub use webhooks::*;

@@ -5,13 +5,22 @@
 //! | POST | `/api/v1/accounts` `{"name", "price_per_segment_micros", "opening_balance_micros"?}` | operator |
 //! | GET | `/api/v1/accounts/{id}` | read-only |
 //! | POST | `/api/v1/accounts/{id}/top-up` `{"amount_micros"}` | operator |
+//! | PUT | `/api/v1/accounts/{id}/delivery-webhook` `{"url", "secret"}` | operator |
+//! | DELETE | `/api/v1/accounts/{id}/delivery-webhook` | operator |
+//! | GET | `/api/v1/accounts/{id}/delivery-webhook` (URL and outbox counts) | read-only |
+//!
+//! A delivery webhook URL is saved only if it passes the SSRF rule
+//! (`net::outbound_url`: https, every resolved address public); otherwise
+//! 422 naming `url`, and nothing changes. The rule is applied again before
+//! every request.
 //!
 //! Money is in micros (1,000,000 = one unit of the account's currency).
 
 use super::{Role, authorize, parse_body, parse_id, store_error};
-use crate::domain::{Account, AccountId, Money};
+use crate::domain::{Account, AccountId, CustomerWebhook, Money};
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::telemetry::Secret;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -23,7 +32,19 @@ const MAX_AMOUNT_MICROS: i64 = 1_000_000_000_000_000;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/accounts", web::post().to(create))
         .route("/accounts/{id}", web::get().to(get))
-        .route("/accounts/{id}/top-up", web::post().to(top_up));
+        .route("/accounts/{id}/top-up", web::post().to(top_up))
+        .route(
+            "/accounts/{id}/delivery-webhook",
+            web::put().to(set_webhook),
+        )
+        .route(
+            "/accounts/{id}/delivery-webhook",
+            web::delete().to(clear_webhook),
+        )
+        .route(
+            "/accounts/{id}/delivery-webhook",
+            web::get().to(get_webhook),
+        );
 }
 
 #[derive(Deserialize)]
@@ -33,6 +54,9 @@ struct NewAccount {
     price_per_segment_micros: i64,
     #[serde(default)]
     opening_balance_micros: i64,
+    /// Echoed as `filterBots` in delivery webhooks.
+    #[serde(default)]
+    filter_bots: bool,
 }
 
 pub(super) fn name_field(field: &'static str, name: &str) -> Result<String, ApiError> {
@@ -74,6 +98,7 @@ async fn create(
         price_per_segment: Money::from_micros(n.price_per_segment_micros),
         delivery_webhook: None,
         discord_webhook_url: None,
+        filter_bots: n.filter_bots,
         created_at: state.clock.now(),
     };
     state
@@ -113,6 +138,7 @@ fn account_json(a: &Account) -> serde_json::Value {
         "price_per_segment_micros": a.price_per_segment.0,
         "delivery_webhook_url": a.delivery_webhook.as_ref().map(|w| w.url.clone()),
         "discord_webhook_set": a.discord_webhook_url.is_some(),
+        "filter_bots": a.filter_bots,
         "created_at": a.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })
 }
@@ -156,4 +182,126 @@ async fn top_up(
         .map_err(store_error)?;
     tracing::info!(account = %id, amount_micros = t.amount_micros, "account topped up by an operator");
     Ok(HttpResponse::Ok().json(json!({"account": id.to_hex(), "balance_micros": balance.0})))
+}
+
+/// Shortest and longest webhook secret (characters).
+const SECRET_CHARS: std::ops::RangeInclusive<usize> = 16..=256;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookBody {
+    url: String,
+    secret: String,
+}
+
+/// A customer URL checked by the SSRF rule, or 422 naming `field`.
+pub(super) async fn vetted_url(
+    state: &AppState,
+    field: &'static str,
+    raw: &str,
+) -> Result<String, ApiError> {
+    if raw.len() > 2048 {
+        return Err(ApiError::InvalidField {
+            field,
+            message: "at most 2048 characters".into(),
+        });
+    }
+    state
+        .outbound
+        .vet(raw)
+        .await
+        .map(|v| v.url.to_string())
+        .map_err(|refusal| ApiError::InvalidField {
+            field,
+            message: refusal.to_string(),
+        })
+}
+
+async fn set_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Operator)?;
+    let id: AccountId = parse_id("account id", &id)?;
+    let b: WebhookBody = parse_body(&body)?;
+    let chars = b.secret.chars().count();
+    if !SECRET_CHARS.contains(&chars) || b.secret.trim() != b.secret {
+        return Err(ApiError::InvalidField {
+            field: "secret",
+            message: format!(
+                "{} to {} characters, without leading or trailing spaces",
+                SECRET_CHARS.start(),
+                SECRET_CHARS.end()
+            ),
+        });
+    }
+    let url = vetted_url(&state, "url", &b.url).await?;
+    let hook = CustomerWebhook {
+        url: url.clone(),
+        secret: Secret::new(b.secret),
+    };
+    let found = state
+        .stores
+        .accounts
+        .set_delivery_webhook(id, Some(hook))
+        .await
+        .map_err(store_error)?;
+    if !found {
+        return Err(ApiError::NotFound(format!("no such account: {id}")));
+    }
+    tracing::info!(account = %id, host = %crate::telemetry::mask_url(&url), "delivery webhook set by an operator");
+    Ok(HttpResponse::Ok().json(json!({"account": id.to_hex(), "delivery_webhook_url": url})))
+}
+
+async fn clear_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Operator)?;
+    let id: AccountId = parse_id("account id", &id)?;
+    let found = state
+        .stores
+        .accounts
+        .set_delivery_webhook(id, None)
+        .await
+        .map_err(store_error)?;
+    if !found {
+        return Err(ApiError::NotFound(format!("no such account: {id}")));
+    }
+    tracing::info!(account = %id, "delivery webhook cleared by an operator");
+    Ok(HttpResponse::Ok().json(json!({"account": id.to_hex(), "delivery_webhook_url": null})))
+}
+
+async fn get_webhook(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::ReadOnly)?;
+    let id: AccountId = parse_id("account id", &id)?;
+    let a = state
+        .stores
+        .accounts
+        .get_account(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ApiError::NotFound(format!("no such account: {id}")))?;
+    let counts = state
+        .stores
+        .outbox
+        .outbox_counts(Some(id))
+        .await
+        .map_err(store_error)?;
+    let outbox: serde_json::Map<String, serde_json::Value> = counts
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_string(), json!(n)))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "account": id.to_hex(),
+        "delivery_webhook_url": a.delivery_webhook.as_ref().map(|w| w.url.clone()),
+        "outbox": outbox,
+    })))
 }
