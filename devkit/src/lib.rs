@@ -16,7 +16,8 @@
 //! - [`demo`]: `devkit demo` (the README's `cargo demo`).
 //! - [`bench`]: `devkit bench`, reading its figures from the daemon's
 //!   metrics registry; [`campaign_bench`]: its `campaign` suite (audience
-//!   evaluation, and a campaign end to end).
+//!   evaluation, and a campaign end to end); [`webhook_bench`]: its
+//!   `webhooks` suite (customer webhook deliveries per second).
 
 pub mod bench;
 pub mod campaign_bench;
@@ -24,4 +25,5 @@ pub mod demo;
 pub mod harness;
 pub mod mock;
 pub mod seed;
+pub mod webhook_bench;
 pub mod webhook_receiver;

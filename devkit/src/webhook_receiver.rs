@@ -30,6 +30,8 @@ pub struct ReceiverState {
     fail_next: AtomicU32,
     /// Requests answered 2xx.
     pub ok: AtomicU64,
+    /// Requests whose signature did not verify.
+    pub bad_signatures: AtomicU64,
     /// Record bodies (off for the benchmark's long runs).
     keep: bool,
 }
@@ -145,6 +147,9 @@ async fn serve(mut sock: tokio::net::TcpStream, st: Arc<ReceiverState>) -> std::
         let now = chrono::Utc::now().timestamp();
         let signature_ok =
             trackly::net::signature::verify(&st.secret, &signature, &body, now, 300).is_ok();
+        if !signature_ok {
+            st.bad_signatures.fetch_add(1, Ordering::SeqCst);
+        }
         let fail = st
             .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
