@@ -795,7 +795,7 @@ async fn crash_in_webhooks(failpoint: &'static str) {
     // The provider resends what was not answered 200.
     if !answered {
         assert!(
-            wait_until(Duration::from_secs(30), || post()).await,
+            wait_until(Duration::from_secs(30), post).await,
             "the resent report was not accepted\n{}",
             logs()
         );

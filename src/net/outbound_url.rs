@@ -124,7 +124,7 @@ impl OutboundPolicy {
         }
         match url.host() {
             None => Err(Refusal::NoHost),
-            Some(url::Host::Domain(d)) if d.is_empty() => Err(Refusal::NoHost),
+            Some(url::Host::Domain("")) => Err(Refusal::NoHost),
             Some(_) => Ok(url),
         }
     }
