@@ -111,11 +111,12 @@ impl Daemon {
             cfg.webhooks.max_pending_bytes,
         );
         if cfg.customer_webhooks.enabled {
-            intake = intake.with_webhooks(OutboxWriter {
-                outbox: parts.stores.outbox.clone(),
-                accounts: parts.stores.accounts.clone(),
-                clock: parts.clock.clone(),
-            });
+            intake = intake.with_webhooks(OutboxWriter::new(
+                parts.stores.outbox.clone(),
+                parts.stores.accounts.clone(),
+                parts.clock.clone(),
+                cfg.customer_webhooks.settings_refresh.get(),
+            ));
         }
         let intake = intake.start();
         let webhooks = cfg.customer_webhooks.enabled.then(|| {

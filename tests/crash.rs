@@ -715,6 +715,7 @@ async fn crash_in_webhooks(failpoint: &'static str) {
             .env("TRACKLY_CUSTOMER_WEBHOOKS__RETRY_BASE", "200ms")
             .env("TRACKLY_CUSTOMER_WEBHOOKS__RETRY_MAX", "1s")
             .env("TRACKLY_CUSTOMER_WEBHOOKS__ALLOW_HTTP", "true")
+            .env("TRACKLY_CUSTOMER_WEBHOOKS__SETTINGS_REFRESH", "0s")
             .env(
                 "TRACKLY_CUSTOMER_WEBHOOKS__ALLOWED_CIDRS",
                 "[\"127.0.0.0/8\"]",

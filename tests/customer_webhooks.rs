@@ -35,6 +35,7 @@ fn config() -> Config {
     w.retry_max = Dur::secs(8);
     w.allow_http = true;
     w.allowed_cidrs = vec!["127.0.0.0/8".into()];
+    w.settings_refresh = Dur::millis(0);
     c
 }
 

@@ -31,6 +31,7 @@
 //! (503), and the provider sends the report again.
 
 use super::coalesce::{Coalescer, CoalescingWriter, Requests, answer, flush};
+use crate::domain::{Account, AccountId};
 use crate::messages::{ApplyReports, IntakeResult};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -44,9 +45,51 @@ use std::sync::Arc;
 /// What the intake needs to write customer-webhook outbox entries.
 #[derive(Clone)]
 pub struct OutboxWriter {
-    pub outbox: Arc<dyn OutboxStore>,
-    pub accounts: Arc<dyn AccountStore>,
-    pub clock: crate::clock::SharedClock,
+    outbox: Arc<dyn OutboxStore>,
+    accounts: Arc<dyn AccountStore>,
+    clock: crate::clock::SharedClock,
+    /// The accounts that have a delivery webhook, as last read, and when.
+    /// Read again when older than `refresh`, so that reports of accounts
+    /// without one (most) cost no read at all.
+    hooked: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Arc<HashMap<AccountId, Account>>)>>>,
+    refresh: std::time::Duration,
+}
+
+impl OutboxWriter {
+    pub fn new(
+        outbox: Arc<dyn OutboxStore>,
+        accounts: Arc<dyn AccountStore>,
+        clock: crate::clock::SharedClock,
+        refresh: std::time::Duration,
+    ) -> Self {
+        OutboxWriter {
+            outbox,
+            accounts,
+            clock,
+            hooked: Default::default(),
+            refresh,
+        }
+    }
+
+    async fn hooked_accounts(&self) -> Result<Arc<HashMap<AccountId, Account>>, StoreError> {
+        let mut cached = self.hooked.lock().await;
+        if let Some((at, map)) = cached.as_ref()
+            && at.elapsed() < self.refresh
+        {
+            return Ok(map.clone());
+        }
+        let map: HashMap<AccountId, Account> = self
+            .accounts
+            .accounts()
+            .await?
+            .into_iter()
+            .filter(|a| a.delivery_webhook.is_some())
+            .map(|a| (a.id, a))
+            .collect();
+        let map = Arc::new(map);
+        *cached = Some((std::time::Instant::now(), map.clone()));
+        Ok(map)
+    }
 }
 
 pub struct DeliveryIntake {
@@ -93,6 +136,10 @@ async fn write_outbox(
     unknown: &HashSet<crate::domain::MessageId>,
 ) -> Result<u64, StoreError> {
     use crate::domain::{OutboxEntry, OutboxStatus, WebhookPayload};
+    let accounts = w.hooked_accounts().await?;
+    if accounts.is_empty() {
+        return Ok(0);
+    }
     let ids: Vec<_> = reported
         .iter()
         .map(|(id, _)| *id)
@@ -109,18 +156,6 @@ async fn write_outbox(
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
-    let account_ids: HashSet<_> = records.values().map(|r| r.account).collect();
-    let mut accounts = HashMap::new();
-    for a in account_ids {
-        if let Some(acc) = w.accounts.get_account(a).await?
-            && acc.delivery_webhook.is_some()
-        {
-            accounts.insert(a, acc);
-        }
-    }
-    if accounts.is_empty() {
-        return Ok(0);
-    }
     let now = w.clock.now();
     let mut seen = HashSet::new();
     let mut entries = Vec::new();

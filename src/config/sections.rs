@@ -459,6 +459,10 @@ pub struct CustomerWebhooksConfig {
     pub retry_max: Dur,
     /// An entry still failing this long after it was written is given up.
     pub give_up_after: Dur,
+    /// How long the report intake trusts its list of accounts that have a
+    /// delivery webhook (a webhook set on any daemon gets entries within
+    /// this; a cleared one is checked again before every POST).
+    pub settings_refresh: Dur,
     /// Accept plain `http://` URLs (tests only; https otherwise).
     pub allow_http: bool,
     /// Accept URLs that resolve to loopback, private, link-local and other
@@ -481,6 +485,7 @@ impl Default for CustomerWebhooksConfig {
             retry_base: Dur::secs(10),
             retry_max: Dur::secs(3600),
             give_up_after: Dur::secs(24 * 3600),
+            settings_refresh: Dur::secs(5),
             allow_http: false,
             allow_private_targets: false,
             allowed_cidrs: vec![],
