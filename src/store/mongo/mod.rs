@@ -229,6 +229,17 @@ impl MongoStore {
                     idx(doc! {"status": 1, "next_attempt_at": 1}, "due"),
                     // status per account (admin API).
                     idx(doc! {"account": 1, "status": 1}, "by_account"),
+                    // finished entries are dropped by the server after a
+                    // week; pending ones have no `finished_at`.
+                    IndexModel::builder()
+                        .keys(doc! {"finished_at": 1})
+                        .options(
+                            IndexOptions::builder()
+                                .name("expire".to_string())
+                                .expire_after(Duration::from_secs(7 * 24 * 3600))
+                                .build(),
+                        )
+                        .build(),
                 ],
             ),
             (
