@@ -23,6 +23,11 @@
 //!    another address; redirects are not followed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// The longest a host name may take to resolve (the admin request and the
+/// sender's batch wait for it).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One CIDR block (`10.0.0.0/8`, `::1/128`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,8 +156,10 @@ impl OutboundPolicy {
                 (format!("[{ip}]"), vec![SocketAddr::new(ip.into(), port)])
             }
             Some(url::Host::Domain(d)) => {
-                let found: Vec<SocketAddr> = tokio::net::lookup_host((d, port))
+                let lookup = tokio::net::lookup_host((d, port));
+                let found: Vec<SocketAddr> = tokio::time::timeout(RESOLVE_TIMEOUT, lookup)
                     .await
+                    .map_err(|_| Refusal::Unresolvable("timed out".into()))?
                     .map_err(|e| Refusal::Unresolvable(e.kind().to_string()))?
                     .collect();
                 if found.is_empty() {
