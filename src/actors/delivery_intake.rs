@@ -42,6 +42,9 @@ use futures::future::BoxFuture;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+/// The accounts that have a delivery webhook, by id.
+type HookedAccounts = Arc<HashMap<AccountId, Account>>;
+
 /// What the intake needs to write customer-webhook outbox entries.
 #[derive(Clone)]
 pub struct OutboxWriter {
@@ -51,7 +54,7 @@ pub struct OutboxWriter {
     /// The accounts that have a delivery webhook, as last read, and when.
     /// Read again when older than `refresh`, so that reports of accounts
     /// without one (most) cost no read at all.
-    hooked: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Arc<HashMap<AccountId, Account>>)>>>,
+    hooked: Arc<tokio::sync::Mutex<Option<(std::time::Instant, HookedAccounts)>>>,
     refresh: std::time::Duration,
 }
 
@@ -71,7 +74,7 @@ impl OutboxWriter {
         }
     }
 
-    async fn hooked_accounts(&self) -> Result<Arc<HashMap<AccountId, Account>>, StoreError> {
+    async fn hooked_accounts(&self) -> Result<HookedAccounts, StoreError> {
         let mut cached = self.hooked.lock().await;
         if let Some((at, map)) = cached.as_ref()
             && at.elapsed() < self.refresh
