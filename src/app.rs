@@ -4,8 +4,9 @@
 
 use crate::actors::billing::Billing;
 use crate::actors::coordinator::{Coordinator, CoordinatorDeps};
+use crate::actors::customer_webhooks::{SenderDeps, WebhookSender};
 use crate::actors::dead_letter::DeadLetter;
-use crate::actors::delivery_intake::DeliveryIntake;
+use crate::actors::delivery_intake::{DeliveryIntake, OutboxWriter};
 use crate::actors::lease::Lease;
 use crate::actors::rate_limiter::RateLimiter;
 use crate::actors::recovery::{Recovery, RecoveryDeps, UnservableLists};
@@ -52,6 +53,9 @@ pub struct Daemon {
     pub dead_letter: Addr<DeadLetter>,
     /// The HTTP actor: writes delivery reports.
     pub intake: Addr<DeliveryIntake>,
+    /// Posts the customer-webhook outbox (absent when
+    /// `customer_webhooks.enabled` is false).
+    pub webhooks: Option<Addr<WebhookSender>>,
     /// Writes link clicks (the redirect never waits for it).
     pub clicks: Addr<crate::actors::click_intake::ClickIntake>,
     pub recovery: Addr<Recovery>,
@@ -110,14 +114,33 @@ impl Daemon {
             cfg.scheduler.stats_flush_interval.get(),
         )
         .start();
-        let intake = DeliveryIntake::new(
+        let mut intake = DeliveryIntake::new(
             parts.stores.sent.clone(),
             metrics.clone(),
             cfg.webhooks.max_batch,
             cfg.webhooks.max_pending_bytes,
             run_stats.clone().recipient(),
-        )
-        .start();
+        );
+        if cfg.customer_webhooks.enabled {
+            intake = intake.with_webhooks(OutboxWriter::new(
+                parts.stores.outbox.clone(),
+                parts.stores.accounts.clone(),
+                parts.clock.clone(),
+                cfg.customer_webhooks.settings_refresh.get(),
+            ));
+        }
+        let intake = intake.start();
+        let webhooks = cfg.customer_webhooks.enabled.then(|| {
+            WebhookSender::new(SenderDeps {
+                outbox: parts.stores.outbox.clone(),
+                accounts: parts.stores.accounts.clone(),
+                clock: parts.clock.clone(),
+                config: cfg.customer_webhooks.clone(),
+                metrics: metrics.clone(),
+                instance: instance.id.clone(),
+            })
+            .start()
+        });
         let clicks = crate::actors::click_intake::ClickIntake::new(
             parts.stores.links.clone(),
             parts.stores.sent.clone(),
@@ -197,6 +220,7 @@ impl Daemon {
             billing,
             dead_letter,
             intake,
+            webhooks,
             clicks,
             recovery,
             resolver,
@@ -235,6 +259,7 @@ impl Daemon {
             metrics: self.metrics.clone(),
             instance: self.instance.clone(),
             unservable: self.unservable.clone(),
+            outbound: Arc::new(self.config.customer_webhooks.outbound_policy()),
         }
     }
 
@@ -247,6 +272,9 @@ impl Daemon {
             .await
             .unwrap_or_default();
         let _ = self.run_stats.send(crate::messages::FlushRunCounts).await;
+        if let Some(w) = &self.webhooks {
+            let _ = w.send(crate::messages::StopWebhooks).await;
+        }
         let _ = self.lease.send(crate::messages::StopLease).await;
         report
     }

@@ -33,6 +33,8 @@
 //! - [`config`]: typed configuration, layering from file and environment,
 //!   validation, secrets.
 //! - [`metrics`]: the Prometheus registry everything records into.
+//! - [`net`]: the SSRF rule for customer-supplied URLs (resolved, vetted,
+//!   pinned).
 //! - [`clock`]: time as a dependency; [`failpoint`]: crash points for the
 //!   crash test (debug builds only); [`telemetry`]: logging and masking of
 //!   numbers, bodies and secrets.
@@ -51,6 +53,7 @@ pub mod http;
 pub mod instance;
 pub mod messages;
 pub mod metrics;
+pub mod net;
 pub mod providers;
 pub mod ratelimit;
 pub mod rules;

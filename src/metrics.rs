@@ -121,6 +121,20 @@ pub struct Metrics {
     campaign_skipped: IntCounterVec,
     /// Runs ended, by status (queued, failed, missed).
     campaign_runs: IntCounterVec,
+    /// Customer webhook tries by result: delivered, failed (a try that
+    /// will be retried), given_up, refused (SSRF rule at send time).
+    pub webhook_delivered: IntCounter,
+    pub webhook_failed: IntCounter,
+    pub webhook_given_up: IntCounter,
+    pub webhook_refused: IntCounter,
+    /// Retries scheduled (a failed try with another to come).
+    pub webhook_retries: IntCounter,
+    /// Outbox entries written (new ones; a resent report adds none).
+    pub webhook_enqueued: IntCounter,
+    /// Outbox entries pending (as last counted by the sender).
+    pub webhook_pending: prometheus::IntGauge,
+    /// Time of one webhook POST.
+    pub webhook_latency: Histogram,
 }
 
 /// Percentiles read from a histogram's buckets (each is the upper bound of
@@ -222,7 +236,41 @@ impl Metrics {
             "Campaign runs ended, by status",
             "status",
         );
+        let webhook_vec = vec(
+            "customer_webhook_deliveries_total",
+            "Customer webhook tries, by result (delivered, failed, given_up, refused)",
+            "result",
+        );
+        let webhook_pending = prometheus::IntGauge::new(
+            "customer_webhook_outbox_pending",
+            "Customer webhook outbox entries pending (as last counted)",
+        )
+        .expect(VALID);
+        let _ = registry.register(Box::new(webhook_pending.clone()));
+        let webhook_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "customer_webhook_latency_seconds",
+                "Time of one customer webhook POST",
+            )
+            .buckets(latency_buckets()),
+        )
+        .expect(VALID);
+        let _ = registry.register(Box::new(webhook_latency.clone()));
         Metrics {
+            webhook_delivered: webhook_vec.with_label_values(&["delivered"]),
+            webhook_failed: webhook_vec.with_label_values(&["failed"]),
+            webhook_given_up: webhook_vec.with_label_values(&["given_up"]),
+            webhook_refused: webhook_vec.with_label_values(&["refused"]),
+            webhook_retries: counter(
+                "customer_webhook_retries_total",
+                "Customer webhook retries scheduled",
+            ),
+            webhook_enqueued: counter(
+                "customer_webhook_enqueued_total",
+                "Customer webhook outbox entries written",
+            ),
+            webhook_pending,
+            webhook_latency,
             campaign_queued: counter(
                 "campaign_messages_queued_total",
                 "Messages queued by campaign runs",

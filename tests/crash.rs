@@ -178,6 +178,9 @@ async fn crash_at(failpoint: &'static str) {
     if failpoint.starts_with("scheduler.") {
         return crash_in_scheduler(failpoint).await;
     }
+    if failpoint.starts_with("webhooks.") {
+        return crash_in_webhooks(failpoint).await;
+    }
     let name = format!("crash_{}", failpoint.replace('.', "_"));
     let began = std::time::Instant::now();
     let phase = |what: &str| {
@@ -638,6 +641,212 @@ async fn crash_in_scheduler(failpoint: &'static str) {
     let _ = m.drop_database().await;
 }
 
+/// Customer webhooks: a `trackly serve` is killed right after writing
+/// outbox entries (before answering the provider), after claiming them, or
+/// after recording their results; restarted, with the provider resending
+/// what was not answered, every (message, state) is posted exactly once,
+/// signed, and every entry ends delivered.
+async fn crash_in_webhooks(failpoint: &'static str) {
+    const SECRET: &str = "crash-webhook-secret-0123";
+    const N: u64 = 4;
+    let name = format!("crash_{}", failpoint.replace('.', "_"));
+    let Some(svc) = services(&name) else { return };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let now = SystemClock.now();
+    let account = seed::account(Money::from_micros(1_000_000), Money::from_micros(1), now);
+    stores
+        .accounts
+        .insert_account(account.clone())
+        .await
+        .unwrap();
+    let list = seed::list(account.id, ProviderSettings::Fake, 1000, now);
+    let records: Vec<MessageSent> = (0..N)
+        .map(|i| {
+            let c = seed::contact(account.id, list.id, i, now);
+            let q = seed::queued(&list, &c, "hello", now);
+            MessageSent::attempt(&q, ProviderKind::Infobip, "t", "t", Money::ZERO, now)
+        })
+        .collect();
+    stores
+        .sent
+        .begin_attempts(account.id, records.clone())
+        .await
+        .unwrap();
+    let rx = trackly_devkit::webhook_receiver::Receiver::start(SECRET)
+        .await
+        .unwrap();
+    stores
+        .accounts
+        .set_delivery_webhook(
+            account.id,
+            Some(CustomerWebhook {
+                url: rx.url("/hook"),
+                secret: trackly::telemetry::Secret::new(SECRET),
+            }),
+        )
+        .await
+        .unwrap();
+    let port = free_port();
+    let token = MessageId::new().to_hex();
+    let dir = std::env::temp_dir().join(unique_name(&name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spawn = |fp: Option<&str>, log: &str| {
+        let log = std::fs::File::create(dir.join(log)).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trackly"));
+        cmd.arg("serve")
+            .env("TRACKLY_DAEMON__ID", "victim")
+            .env("TRACKLY_HTTP__BIND", format!("127.0.0.1:{port}"))
+            .env(
+                "TRACKLY_HTTP__PUBLIC_URL",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("TRACKLY_LOG__FILTER", "warn")
+            .env("TRACKLY_MONGO__URI", &svc.mongo_uri)
+            .env("TRACKLY_MONGO__DATABASE", &svc.db)
+            .env("TRACKLY_REDIS__URL", &svc.redis_url)
+            .env("TRACKLY_REDIS__KEY_PREFIX", unique_name(&name))
+            .env("TRACKLY_WEBHOOK_TOKEN", &token)
+            .env("TRACKLY_DAEMON__HEARTBEAT_INTERVAL", "300ms")
+            .env("TRACKLY_DAEMON__LEASE_TTL", "3s")
+            .env("TRACKLY_CUSTOMER_WEBHOOKS__POLL_INTERVAL", "50ms")
+            .env("TRACKLY_CUSTOMER_WEBHOOKS__REQUEST_TIMEOUT", "200ms")
+            .env("TRACKLY_CUSTOMER_WEBHOOKS__CLAIM_LEASE", "3s")
+            .env("TRACKLY_CUSTOMER_WEBHOOKS__RETRY_BASE", "200ms")
+            .env("TRACKLY_CUSTOMER_WEBHOOKS__RETRY_MAX", "1s")
+            .env("TRACKLY_CUSTOMER_WEBHOOKS__ALLOW_HTTP", "true")
+            .env("TRACKLY_CUSTOMER_WEBHOOKS__SETTINGS_REFRESH", "0s")
+            .env(
+                "TRACKLY_CUSTOMER_WEBHOOKS__ALLOWED_CIDRS",
+                "[\"127.0.0.0/8\"]",
+            )
+            .env_remove("TRACKLY_FAILPOINT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        if let Some(fp) = fp {
+            cmd.env("TRACKLY_FAILPOINT", fp);
+        }
+        Guard(cmd.spawn().expect("spawn trackly serve"))
+    };
+    let logs = || {
+        ["victim.log", "restarted.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let http = reqwest::Client::new();
+    let healthy = || {
+        let http = http.clone();
+        async move {
+            wait_until(Duration::from_secs(60), || {
+                let http = http.clone();
+                async move {
+                    http.get(format!("http://127.0.0.1:{port}/healthz"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            })
+            .await
+        }
+    };
+    let results: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            serde_json::json!({"messageId": r.id.to_hex(), "to": "41793026727",
+                "status": {"groupId": 3, "groupName": "DELIVERED", "id": 5, "name": "DELIVERED_TO_HANDSET"}})
+        })
+        .collect();
+    let body = serde_json::json!({ "results": results }).to_string();
+    let report_url = format!("http://127.0.0.1:{port}/webhooks/infobip/{token}");
+    let post = || {
+        let http = http.clone();
+        let body = body.clone();
+        let report_url = report_url.clone();
+        async move {
+            http.post(report_url)
+                .header("content-type", "application/json")
+                .body(body)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
+    };
+
+    let mut victim = spawn(Some(failpoint), "victim.log");
+    assert!(healthy().await, "the victim never answered\n{}", logs());
+    let answered = post().await;
+    assert!(
+        killed_at_failpoint(&mut victim, Duration::from_secs(60)).await,
+        "the victim never reached {failpoint}\n{}",
+        logs()
+    );
+    drop(victim);
+    if failpoint == "webhooks.enqueued" {
+        assert!(!answered, "the report was answered before the outbox write");
+    }
+    let restarted = spawn(None, "restarted.log");
+    assert!(
+        healthy().await,
+        "the restarted daemon never answered\n{}",
+        logs()
+    );
+    // The provider resends what was not answered 200.
+    if !answered {
+        assert!(
+            wait_until(Duration::from_secs(30), post).await,
+            "the resent report was not accepted\n{}",
+            logs()
+        );
+    }
+    let st = stores.clone();
+    let ids: Vec<MessageId> = records.iter().map(|r| r.id).collect();
+    let done = wait_until(Duration::from_secs(60), || {
+        let st = st.clone();
+        let ids = ids.clone();
+        async move {
+            for id in ids {
+                let key = OutboxEntry::key(id, DeliveryState::Delivered);
+                match st.outbox.outbox_entry(&key).await {
+                    Ok(Some(e)) if e.status == OutboxStatus::Delivered => {}
+                    _ => return false,
+                }
+            }
+            true
+        }
+    })
+    .await;
+    sigterm(&restarted);
+    let mut restarted = restarted;
+    let _ = restarted.0.wait();
+    assert!(
+        done,
+        "not every entry was delivered after a crash at {failpoint}\n{}",
+        logs()
+    );
+    let got = rx.received();
+    let mut per: HashMap<String, usize> = HashMap::new();
+    for r in &got {
+        assert!(r.signature_ok, "unsigned or badly signed POST");
+        if r.status == 200 {
+            *per.entry(r.delivery.clone()).or_default() += 1;
+        }
+    }
+    for id in &ids {
+        let key = OutboxEntry::key(*id, DeliveryState::Delivered);
+        assert_eq!(
+            per.get(&key),
+            Some(&1),
+            "{key} posted {:?} times after a crash at {failpoint}",
+            per.get(&key)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = m.drop_database().await;
+}
+
 macro_rules! crash_tests {
     ($($test:ident => $fp:literal),* $(,)?) => {
         $(
@@ -672,6 +881,9 @@ crash_tests!(
     after_recovery_removed_from_the_queue => "recovery.removed",
     after_recovery_released_claims => "recovery.released",
     after_delivery_reports_were_written => "intake.applied",
+    after_webhook_outbox_entries_were_written => "webhooks.enqueued",
+    after_webhook_entries_were_claimed => "webhooks.claimed",
+    after_webhook_results_were_recorded => "webhooks.recorded",
     after_a_lease_renewal => "lease.renewed",
     after_a_run_was_recorded => "scheduler.run_started",
     after_the_schedule_moved_on => "scheduler.advanced",

@@ -1644,7 +1644,301 @@ both!(
     schedules_advance_once_per_occurrence,
     inbound_numbers_find_their_lists_and_contacts,
     dead_letters_are_listed_by_filter_and_requeued_once,
+    outbox_entries_are_added_once_per_message_and_state,
+    outbox_claims_are_exclusive_due_and_leased,
+    outbox_keeps_the_order_of_a_messages_states,
+    outbox_results_apply_only_for_the_claim_token,
+    delivery_webhooks_are_set_and_cleared,
 );
+
+fn entry(
+    message: MessageId,
+    account: AccountId,
+    state: DeliveryState,
+    t: Timestamp,
+) -> OutboxEntry {
+    OutboxEntry {
+        id: OutboxEntry::key(message, state),
+        message,
+        account,
+        state,
+        rank: OutboxEntry::rank_of(state),
+        body: format!("{{\"id\":\"{}\"}}", message.to_hex()),
+        status: OutboxStatus::Pending,
+        attempts: 0,
+        created_at: t,
+        next_attempt_at: t,
+        claim: None,
+        lease_until: None,
+        last_error: None,
+        finished_at: None,
+    }
+}
+
+fn result(id: &str, status: OutboxStatus, next: Timestamp) -> OutboxResult {
+    OutboxResult {
+        id: id.to_string(),
+        status,
+        attempts: 1,
+        next_attempt_at: next,
+        last_error: (status != OutboxStatus::Delivered).then(|| "HTTP 500".to_string()),
+        at: next,
+    }
+}
+
+fn count(c: &[(OutboxStatus, u64)], s: OutboxStatus) -> u64 {
+    c.iter().find(|(x, _)| *x == s).map_or(0, |(_, n)| *n)
+}
+
+/// An entry is keyed by (message, state): adding it again (a resent
+/// report) changes nothing, not even a finished entry.
+async fn outbox_entries_are_added_once_per_message_and_state(s: &Stores) {
+    let t = now();
+    let (m, a) = (MessageId::new(), AccountId::new());
+    let e = entry(m, a, DeliveryState::Delivered, t);
+    assert_eq!(
+        s.outbox
+            .add_outbox(vec![e.clone(), entry(m, a, DeliveryState::Pending, t)])
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(s.outbox.add_outbox(vec![e.clone()]).await.unwrap(), 0);
+    let got = s.outbox.outbox_entry(&e.id).await.unwrap().unwrap();
+    assert_eq!(got, e);
+    assert!(s.outbox.outbox_entry("nope").await.unwrap().is_none());
+    let c = s.outbox.outbox_counts(Some(a)).await.unwrap();
+    assert_eq!(count(&c, OutboxStatus::Pending), 2);
+    assert_eq!(
+        count(
+            &s.outbox
+                .outbox_counts(Some(AccountId::new()))
+                .await
+                .unwrap(),
+            OutboxStatus::Pending
+        ),
+        0
+    );
+}
+
+/// Claims hand each due entry to one claimer until its lease runs out;
+/// entries not due yet are left.
+async fn outbox_claims_are_exclusive_due_and_leased(s: &Stores) {
+    let t = now();
+    let a = AccountId::new();
+    let mut es: Vec<OutboxEntry> = (0..6)
+        .map(|_| entry(MessageId::new(), a, DeliveryState::Delivered, t))
+        .collect();
+    es[5].next_attempt_at = t + CDur::minutes(5);
+    s.outbox.add_outbox(es.clone()).await.unwrap();
+    let lease = t + CDur::minutes(1);
+    let first = s.outbox.claim_outbox(3, "tok-a", t, lease).await.unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(
+        first
+            .iter()
+            .all(|e| e.claim.as_deref() == Some("tok-a") && e.lease_until == Some(lease))
+    );
+    let second = s.outbox.claim_outbox(10, "tok-b", t, lease).await.unwrap();
+    assert_eq!(second.len(), 2, "the rest that is due");
+    let ids: HashSet<String> = first.iter().chain(&second).map(|e| e.id.clone()).collect();
+    assert_eq!(ids.len(), 5);
+    assert!(!ids.contains(&es[5].id), "not due yet");
+    assert!(
+        s.outbox
+            .claim_outbox(10, "tok-c", t, lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The lease ran out (the claimer died): another claims them again.
+    let later = t + CDur::minutes(2);
+    let again = s
+        .outbox
+        .claim_outbox(10, "tok-d", later, later + CDur::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.len(),
+        5,
+        "leases lapsed; the future entry is still not due"
+    );
+    let at_five = t + CDur::minutes(6);
+    let last = s
+        .outbox
+        .claim_outbox(10, "tok-e", at_five, at_five + CDur::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        last.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![es[5].id.clone()]
+    );
+}
+
+/// A message's final state is not claimed while its intermediate state is
+/// pending; once that is delivered (or given up) it is.
+async fn outbox_keeps_the_order_of_a_messages_states(s: &Stores) {
+    let t = now();
+    let (m, a) = (MessageId::new(), AccountId::new());
+    let pending = entry(m, a, DeliveryState::Pending, t);
+    let mut delivered = entry(m, a, DeliveryState::Delivered, t);
+    delivered.next_attempt_at = t - CDur::seconds(1);
+    s.outbox
+        .add_outbox(vec![delivered.clone(), pending.clone()])
+        .await
+        .unwrap();
+    let lease = t + CDur::minutes(1);
+    let got = s.outbox.claim_outbox(10, "tok", t, lease).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![pending.id.clone()]
+    );
+    // A failed try: the pending entry backs off, and still blocks the final one.
+    let next = t + CDur::seconds(30);
+    s.outbox
+        .finish_outbox(
+            "tok",
+            vec![result(&pending.id, OutboxStatus::Pending, next)],
+        )
+        .await
+        .unwrap();
+    assert!(
+        s.outbox
+            .claim_outbox(10, "tok2", t + CDur::seconds(5), lease)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let got = s
+        .outbox
+        .claim_outbox(10, "tok3", next, next + CDur::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![pending.id.clone()]
+    );
+    s.outbox
+        .finish_outbox(
+            "tok3",
+            vec![result(&pending.id, OutboxStatus::Delivered, next)],
+        )
+        .await
+        .unwrap();
+    let got = s
+        .outbox
+        .claim_outbox(10, "tok4", next, next + CDur::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![delivered.id.clone()]
+    );
+}
+
+/// Results apply only to entries still claimed by the token; a retry
+/// releases the claim with its next time, a final status ends the entry.
+async fn outbox_results_apply_only_for_the_claim_token(s: &Stores) {
+    let t = now();
+    let a = AccountId::new();
+    let e1 = entry(MessageId::new(), a, DeliveryState::Delivered, t);
+    let e2 = entry(MessageId::new(), a, DeliveryState::Failed, t);
+    s.outbox
+        .add_outbox(vec![e1.clone(), e2.clone()])
+        .await
+        .unwrap();
+    s.outbox
+        .claim_outbox(10, "tok", t, t + CDur::minutes(1))
+        .await
+        .unwrap();
+    let stranger = s
+        .outbox
+        .finish_outbox("other", vec![result(&e1.id, OutboxStatus::Delivered, t)])
+        .await
+        .unwrap();
+    assert_eq!(stranger, 0);
+    let next = t + CDur::seconds(20);
+    let n = s
+        .outbox
+        .finish_outbox(
+            "tok",
+            vec![
+                result(&e1.id, OutboxStatus::Delivered, t),
+                result(&e2.id, OutboxStatus::Pending, next),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let g1 = s.outbox.outbox_entry(&e1.id).await.unwrap().unwrap();
+    assert_eq!(g1.status, OutboxStatus::Delivered);
+    assert_eq!(g1.finished_at, Some(t));
+    assert_eq!(g1.claim, None);
+    let g2 = s.outbox.outbox_entry(&e2.id).await.unwrap().unwrap();
+    assert_eq!(
+        (g2.status, g2.attempts, g2.next_attempt_at),
+        (OutboxStatus::Pending, 1, next)
+    );
+    assert_eq!(g2.claim, None);
+    assert_eq!(g2.lease_until, None);
+    assert_eq!(g2.last_error.as_deref(), Some("HTTP 500"));
+    // Finished entries are not claimed again; done ones are counted.
+    assert!(
+        s.outbox
+            .claim_outbox(10, "t2", t, t + CDur::minutes(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let c = s.outbox.outbox_counts(None).await.unwrap();
+    assert!(count(&c, OutboxStatus::Delivered) >= 1);
+    // A second result for a finished entry changes nothing.
+    assert_eq!(
+        s.outbox
+            .finish_outbox("tok", vec![result(&e1.id, OutboxStatus::GivenUp, t)])
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn delivery_webhooks_are_set_and_cleared(s: &Stores) {
+    let w = world(s, 0).await;
+    let hook = CustomerWebhook {
+        url: "https://hooks.example.com/x".into(),
+        secret: trackly::telemetry::Secret::new("0123456789abcdef"),
+    };
+    assert!(
+        s.accounts
+            .set_delivery_webhook(w.account.id, Some(hook.clone()))
+            .await
+            .unwrap()
+    );
+    let a = s.accounts.get_account(w.account.id).await.unwrap().unwrap();
+    assert_eq!(a.delivery_webhook, Some(hook));
+    assert_eq!(a.balance, w.account.balance, "nothing else changed");
+    assert!(
+        s.accounts
+            .set_delivery_webhook(w.account.id, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        s.accounts
+            .get_account(w.account.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .delivery_webhook,
+        None
+    );
+    assert!(
+        !s.accounts
+            .set_delivery_webhook(AccountId::new(), None)
+            .await
+            .unwrap()
+    );
+}
 
 /// Failed messages: filtered newest first; a requeue marks the dead letter
 /// and queues the new message together, once.

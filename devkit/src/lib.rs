@@ -11,10 +11,13 @@
 //! - [`seed`]: builders for accounts, lists, contacts and queued messages,
 //!   shared by the tests, the demo and the benchmark.
 //! - [`harness`]: a daemon with its HTTP server wired to an in-process mock.
+//! - [`webhook_receiver`]: a customer's delivery-webhook receiver that checks
+//!   signatures (tests and the `webhooks` benchmark).
 //! - [`demo`]: `devkit demo` (the README's `cargo demo`).
 //! - [`bench`]: `devkit bench`, reading its figures from the daemon's
 //!   metrics registry; [`campaign_bench`]: its `campaign` suite (audience
-//!   evaluation, and a campaign end to end).
+//!   evaluation, and a campaign end to end); [`webhook_bench`]: its
+//!   `webhooks` suite (customer webhook deliveries per second).
 
 pub mod bench;
 pub mod campaign_bench;
@@ -22,3 +25,5 @@ pub mod demo;
 pub mod harness;
 pub mod mock;
 pub mod seed;
+pub mod webhook_bench;
+pub mod webhook_receiver;

@@ -48,10 +48,17 @@ enum Command {
     Bench {
         /// executor (store and actors, fake provider), providers (adapters to
         /// the mock over HTTP, report ingestion and link redirects), campaign (audience
-        /// evaluation and queuing; on MongoDB also a campaign end to end), or
-        /// all.
+        /// evaluation and queuing; on MongoDB also a campaign end to end),
+        /// webhooks (customer delivery webhooks posted per second to a local
+        /// receiver), or all.
         #[arg(long, default_value = "executor")]
         suite: String,
+        /// Outbox entries posted by the webhooks suite (in memory).
+        #[arg(long, default_value_t = 20_000)]
+        webhook_entries: u64,
+        /// Outbox entries posted by the webhooks suite on MongoDB.
+        #[arg(long, default_value_t = 2_000)]
+        mongo_webhook_entries: u64,
         /// Contacts evaluated and queued by the campaign suite (in memory).
         #[arg(long, default_value_t = 1_000_000)]
         contacts: u64,
@@ -218,6 +225,8 @@ fn main() -> ExitCode {
         }
         Command::Bench {
             suite,
+            webhook_entries,
+            mongo_webhook_entries,
             contacts,
             mongo_contacts,
             end_to_end,
@@ -236,14 +245,15 @@ fn main() -> ExitCode {
         } => {
             trackly::telemetry::init("warn", false);
             use trackly::config::StoreBackend;
-            let (executor, providers, campaign) = match suite.as_str() {
-                "executor" => (true, false, false),
-                "providers" => (false, true, false),
-                "campaign" => (false, false, true),
-                "all" => (true, true, true),
+            let (executor, providers, campaign, webhooks) = match suite.as_str() {
+                "executor" => (true, false, false, false),
+                "providers" => (false, true, false, false),
+                "campaign" => (false, false, true, false),
+                "webhooks" => (false, false, false, true),
+                "all" => (true, true, true, true),
                 other => {
                     eprintln!(
-                        "--suite must be executor, providers, campaign or all, not {other:?}"
+                        "--suite must be executor, providers, campaign, webhooks or all, not {other:?}"
                     );
                     return ExitCode::from(2);
                 }
@@ -299,6 +309,28 @@ fn main() -> ExitCode {
                     };
                     match actix_rt::System::new()
                         .block_on(trackly_devkit::campaign_bench::run(opts))
+                    {
+                        Ok(r) => println!("{}", r.table()),
+                        Err(e) => {
+                            eprintln!("bench failed: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
+            if webhooks {
+                for s in &stores {
+                    let mongo = *s == StoreBackend::Mongodb;
+                    let opts = trackly_devkit::webhook_bench::WebhookBenchOptions {
+                        store: *s,
+                        entries: if mongo {
+                            mongo_webhook_entries
+                        } else {
+                            webhook_entries
+                        },
+                        mongodb_uri: mongodb_uri.clone(),
+                    };
+                    match actix_rt::System::new().block_on(trackly_devkit::webhook_bench::run(opts))
                     {
                         Ok(r) => println!("{}", r.table()),
                         Err(e) => {

@@ -15,6 +15,7 @@ pub fn account(balance: Money, price_per_segment: Money, now: Timestamp) -> Acco
         price_per_segment,
         delivery_webhook: None,
         discord_webhook_url: None,
+        filter_bots: false,
         created_at: now,
     }
 }

@@ -19,21 +19,86 @@
 //! What waits is bounded by `webhooks.max_pending_bytes`: past it a request
 //! is answered 503 at once and the provider sends it again later.
 //!
+//! Customer webhooks: after the reports are applied, every report whose
+//! record now holds its state (changed now, or already before: a resent
+//! report) gets an outbox entry keyed `(message, state)` for the account's
+//! delivery webhook, written before the request is answered. The key makes
+//! the write idempotent, so a crash between the two writes loses nothing:
+//! the provider resends the unanswered report and this writes the entry.
+//! The WebhookSender posts the entries.
+//!
 //! Restart: nothing is lost; an unanswered request fails its HTTP request
 //! (503), and the provider sends the report again.
 
 use super::coalesce::{Coalescer, CoalescingWriter, Requests, answer, flush};
-use crate::domain::{RunCounts, ScheduleRunId};
+use crate::domain::{Account, AccountId, RunCounts, ScheduleRunId};
 use crate::messages::{ApplyReports, CountRuns, IntakeResult};
 use crate::metrics::Metrics;
-use crate::store::{DeliveryApplied, DeliveryUpdate, SentStore, StoreError};
+use crate::store::{
+    AccountStore, DeliveryApplied, DeliveryUpdate, OutboxStore, SentStore, StoreError,
+};
 use actix::prelude::*;
 use futures::future::BoxFuture;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+/// The accounts that have a delivery webhook, by id.
+type HookedAccounts = Arc<HashMap<AccountId, Account>>;
+
+/// What the intake needs to write customer-webhook outbox entries.
+#[derive(Clone)]
+pub struct OutboxWriter {
+    outbox: Arc<dyn OutboxStore>,
+    accounts: Arc<dyn AccountStore>,
+    clock: crate::clock::SharedClock,
+    /// The accounts that have a delivery webhook, as last read, and when.
+    /// Read again when older than `refresh`, so that reports of accounts
+    /// without one (most) cost no read at all.
+    hooked: Arc<tokio::sync::Mutex<Option<(std::time::Instant, HookedAccounts)>>>,
+    refresh: std::time::Duration,
+}
+
+impl OutboxWriter {
+    pub fn new(
+        outbox: Arc<dyn OutboxStore>,
+        accounts: Arc<dyn AccountStore>,
+        clock: crate::clock::SharedClock,
+        refresh: std::time::Duration,
+    ) -> Self {
+        OutboxWriter {
+            outbox,
+            accounts,
+            clock,
+            hooked: Default::default(),
+            refresh,
+        }
+    }
+
+    async fn hooked_accounts(&self) -> Result<HookedAccounts, StoreError> {
+        let mut cached = self.hooked.lock().await;
+        if let Some((at, map)) = cached.as_ref()
+            && at.elapsed() < self.refresh
+        {
+            return Ok(map.clone());
+        }
+        let map: HashMap<AccountId, Account> = self
+            .accounts
+            .accounts()
+            .await?
+            .into_iter()
+            .filter(|a| a.delivery_webhook.is_some())
+            .map(|a| (a.id, a))
+            .collect();
+        let map = Arc::new(map);
+        *cached = Some((std::time::Instant::now(), map.clone()));
+        Ok(map)
+    }
+}
 
 pub struct DeliveryIntake {
     store: Arc<dyn SentStore>,
+    /// Customer webhooks (absent when `customer_webhooks.enabled` is off).
+    webhooks: Option<OutboxWriter>,
     /// Reports received, applied, unknown and resolved are counted here.
     metrics: Arc<Metrics>,
     /// Requests waiting for the write in flight, within a byte budget.
@@ -52,11 +117,90 @@ impl DeliveryIntake {
     ) -> Self {
         DeliveryIntake {
             store,
+            webhooks: None,
             metrics,
             writes: Coalescer::with_budget(max_batch, max_pending_bytes),
             count_runs,
         }
     }
+}
+
+impl DeliveryIntake {
+    /// Also write customer-webhook outbox entries for the reports applied.
+    pub fn with_webhooks(mut self, writer: OutboxWriter) -> Self {
+        self.webhooks = Some(writer);
+        self
+    }
+}
+
+/// Outbox entries for the reports whose record now holds the reported state
+/// (changed by this write or held already), for accounts with a delivery
+/// webhook; written idempotently. Returns how many entries were new.
+async fn write_outbox(
+    w: &OutboxWriter,
+    sent: &Arc<dyn SentStore>,
+    reported: &[(crate::domain::MessageId, crate::domain::DeliveryState)],
+    unknown: &HashSet<crate::domain::MessageId>,
+) -> Result<u64, StoreError> {
+    use crate::domain::{OutboxEntry, OutboxStatus, WebhookPayload};
+    let accounts = w.hooked_accounts().await?;
+    if accounts.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<_> = reported
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !unknown.contains(id))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let records: HashMap<_, _> = sent
+        .get_many(&ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.id, r))
+        .collect();
+    let now = w.clock.now();
+    let mut seen = HashSet::new();
+    let mut entries = Vec::new();
+    for (id, state) in reported {
+        let Some(r) = records.get(id) else { continue };
+        if r.delivery_state != Some(*state) {
+            continue;
+        }
+        let Some(acc) = accounts.get(&r.account) else {
+            continue;
+        };
+        let key = OutboxEntry::key(*id, *state);
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        entries.push(OutboxEntry {
+            id: key,
+            message: *id,
+            account: r.account,
+            state: *state,
+            rank: OutboxEntry::rank_of(*state),
+            body: WebhookPayload::of(r, acc).to_body(),
+            status: OutboxStatus::Pending,
+            attempts: 0,
+            created_at: now,
+            next_attempt_at: now,
+            claim: None,
+            lease_until: None,
+            last_error: None,
+            finished_at: None,
+        });
+    }
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let added = w.outbox.add_outbox(entries).await?;
+    crate::failpoint::hit("webhooks.enqueued");
+    Ok(added)
 }
 
 impl CoalescingWriter for DeliveryIntake {
@@ -71,6 +215,7 @@ impl CoalescingWriter for DeliveryIntake {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         let count_runs = self.count_runs.clone();
+        let webhooks = self.webhooks.clone();
         Box::pin(async move {
             let mut all = Vec::new();
             let mut answers = Vec::with_capacity(requests.len());
@@ -79,14 +224,31 @@ impl CoalescingWriter for DeliveryIntake {
                 all.extend(updates);
             }
             let total = all.len() as u64;
-            let res: Result<DeliveryApplied, StoreError> = store.apply_delivery(all).await;
+            let reported: Vec<_> = all.iter().map(|u| (u.id, u.state)).collect();
+            let mut res: Result<DeliveryApplied, StoreError> = store.apply_delivery(all).await;
             crate::failpoint::hit("intake.applied");
+            // Counted once applied: a resent report changes (and counts)
+            // nothing, even when the outbox write below fails.
+            if let Ok(r) = &res {
+                count_final_states(r, &metrics, &count_runs);
+            }
+            if let (Some(w), Ok(applied)) = (&webhooks, &res) {
+                let unknown: HashSet<_> = applied.unknown.iter().copied().collect();
+                match write_outbox(w, &store, &reported, &unknown).await {
+                    Ok(n) => metrics.webhook_enqueued.inc_by(n),
+                    Err(e) => {
+                        // Not answered 200: the provider resends, and the
+                        // entries are written then.
+                        tracing::error!(error = %e, reports = total, "customer webhook outbox not written");
+                        res = Err(e);
+                    }
+                }
+            }
             match &res {
                 Ok(r) => {
                     metrics.reports_applied.inc_by(r.applied);
                     metrics.reports_unknown.inc_by(r.unknown.len() as u64);
                     metrics.reports_resolved.inc_by(r.resolved.len() as u64);
-                    count_final_states(r, &metrics, &count_runs);
                     if !r.resolved.is_empty() {
                         tracing::info!(
                             count = r.resolved.len(),

@@ -4,7 +4,8 @@
 //! Coordinator ──┬── ListSupervisor (one per sending list) ── 6 × Worker
 //!               └── ...
 //! RateLimiter · Billing · DeadLetter · DeliveryIntake · ClickIntake ·
-//! Lease · Recovery · Resolver · Scheduler · RunStats    (one each per daemon)
+//! Lease · Recovery · Resolver · Scheduler · RunStats ·
+//! WebhookSender                                         (one each per daemon)
 //! ```
 //!
 //! Each file starts with the actor's contract: what it owns, what it handles,
@@ -14,6 +15,7 @@ pub mod billing;
 pub mod click_intake;
 pub mod coalesce;
 pub mod coordinator;
+pub mod customer_webhooks;
 pub mod dead_letter;
 pub mod delivery_intake;
 pub mod lease;

@@ -24,6 +24,7 @@ pub struct Config {
     pub billing: BillingConfig,
     pub dead_letter: DeadLetterConfig,
     pub webhooks: WebhooksConfig,
+    pub customer_webhooks: CustomerWebhooksConfig,
     pub providers: ProvidersConfig,
 }
 
@@ -468,6 +469,89 @@ impl Default for WebhooksConfig {
             max_batch: 5000,
             max_pending_bytes: 16 * 1024 * 1024,
         }
+    }
+}
+
+/// Signed delivery-status webhooks to customers (README, "Customer delivery
+/// webhooks"): the outbox sender's pace, its retry schedule and the SSRF
+/// rule's exceptions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CustomerWebhooksConfig {
+    /// Write outbox entries for delivery reports and post them. Off: no
+    /// entries are written and none posted (entries already written wait).
+    pub enabled: bool,
+    /// How often the sender looks for due entries (at once again after a
+    /// full batch).
+    pub poll_interval: Dur,
+    /// Most entries claimed (and posted) per round.
+    pub batch_size: usize,
+    /// Most requests in flight at once.
+    pub concurrency: usize,
+    /// One request's time limit (connect, send, answer).
+    pub request_timeout: Dur,
+    /// How long a claimed batch is this daemon's; must exceed the longest a
+    /// batch can take. A daemon that dies holding a batch delays it by this.
+    pub claim_lease: Dur,
+    /// Backoff after a failed try: `retry_base × 2^(tries − 1)`, capped at
+    /// `retry_max`, with equal jitter.
+    pub retry_base: Dur,
+    pub retry_max: Dur,
+    /// An entry still failing this long after it was written is given up.
+    pub give_up_after: Dur,
+    /// How long the report intake trusts its list of accounts that have a
+    /// delivery webhook (a webhook set on any daemon gets entries within
+    /// this; a cleared one is checked again before every POST).
+    pub settings_refresh: Dur,
+    /// Accept plain `http://` URLs (tests only; https otherwise).
+    pub allow_http: bool,
+    /// Accept URLs that resolve to loopback, private, link-local and other
+    /// internal addresses (tests only).
+    pub allow_private_targets: bool,
+    /// Address blocks accepted although the SSRF rule refuses them
+    /// (e.g. `["127.0.0.0/8"]` for a local receiver).
+    pub allowed_cidrs: Vec<String>,
+}
+
+impl Default for CustomerWebhooksConfig {
+    fn default() -> Self {
+        CustomerWebhooksConfig {
+            enabled: true,
+            poll_interval: Dur::secs(1),
+            batch_size: 100,
+            concurrency: 16,
+            request_timeout: Dur::secs(10),
+            claim_lease: Dur::secs(300),
+            retry_base: Dur::secs(10),
+            retry_max: Dur::secs(3600),
+            give_up_after: Dur::secs(24 * 3600),
+            settings_refresh: Dur::secs(5),
+            allow_http: false,
+            allow_private_targets: false,
+            allowed_cidrs: vec![],
+        }
+    }
+}
+
+impl CustomerWebhooksConfig {
+    /// The SSRF rule with this configuration's exceptions (CIDRs that do
+    /// not parse are left out; validation refuses them).
+    pub fn outbound_policy(&self) -> crate::net::outbound_url::OutboundPolicy {
+        crate::net::outbound_url::OutboundPolicy {
+            allow_http: self.allow_http,
+            allow_private_targets: self.allow_private_targets,
+            allowed: self
+                .allowed_cidrs
+                .iter()
+                .filter_map(|c| c.parse().ok())
+                .collect(),
+        }
+    }
+
+    /// The longest one claimed batch can take to post.
+    pub fn longest_batch(&self) -> std::time::Duration {
+        let rounds = self.batch_size.div_ceil(self.concurrency.max(1)).max(1) as u32;
+        self.request_timeout.0 * rounds
     }
 }
 

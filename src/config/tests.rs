@@ -180,3 +180,43 @@ fn shipped_config_is_complete_and_valid() {
     missing(&defaults, &shipped, "", &mut out);
     assert!(out.is_empty(), "config.toml lacks keys: {out:?}");
 }
+
+#[test]
+fn customer_webhook_settings_are_checked() {
+    let errs = Config::from_sources(
+        "[customer_webhooks]\nallowed_cidrs = [\"10.0.0.0/33\", \"x\"]\nclaim_lease = \"10s\"\nretry_base = \"2m\"\nretry_max = \"1m\"\nconcurrency = 0",
+        env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    for key in [
+        "customer_webhooks.allowed_cidrs",
+        "customer_webhooks.claim_lease",
+        "customer_webhooks.retry_max",
+        "customer_webhooks.concurrency",
+    ] {
+        assert!(errs.contains(key), "{key} missing from: {errs}");
+    }
+    assert!(
+        errs.contains("entry 0") && errs.contains("entry 1"),
+        "{errs}"
+    );
+    let ok = Config::from_sources(
+        "",
+        env(&[(
+            "TRACKLY_CUSTOMER_WEBHOOKS__ALLOWED_CIDRS",
+            "[\"127.0.0.0/8\"]",
+        )]),
+    )
+    .unwrap();
+    assert_eq!(
+        ok.customer_webhooks.allowed_cidrs,
+        vec!["127.0.0.0/8".to_string()]
+    );
+    assert!(
+        ok.customer_webhooks
+            .outbound_policy()
+            .check_ip("127.0.0.1".parse().unwrap())
+            .is_ok()
+    );
+}

@@ -290,6 +290,61 @@ impl Config {
                 ),
             );
         }
+        let cw = &self.customer_webhooks;
+        if cw.poll_interval.0 < Duration::from_millis(10) {
+            err(
+                "customer_webhooks.poll_interval",
+                "must be at least 10ms".into(),
+            );
+        }
+        if !(1..=10_000).contains(&cw.batch_size) {
+            err(
+                "customer_webhooks.batch_size",
+                format!("must be 1 to 10000, got {}", cw.batch_size),
+            );
+        }
+        if !(1..=1024).contains(&cw.concurrency) {
+            err(
+                "customer_webhooks.concurrency",
+                format!("must be 1 to 1024, got {}", cw.concurrency),
+            );
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(300)).contains(&cw.request_timeout.0)
+        {
+            err(
+                "customer_webhooks.request_timeout",
+                "must be 100ms to 5m".into(),
+            );
+        }
+        if cw.claim_lease.0 <= cw.longest_batch() {
+            err(
+                "customer_webhooks.claim_lease",
+                format!(
+                    "must exceed the longest a batch can take: request_timeout × ⌈batch_size / concurrency⌉ = {}",
+                    humantime::format_duration(cw.longest_batch())
+                ),
+            );
+        }
+        if cw.retry_base.0.is_zero() {
+            err("customer_webhooks.retry_base", "must be more than 0".into());
+        }
+        if cw.retry_max < cw.retry_base {
+            err(
+                "customer_webhooks.retry_max",
+                "must not be shorter than customer_webhooks.retry_base".into(),
+            );
+        }
+        if cw.give_up_after < cw.retry_base {
+            err(
+                "customer_webhooks.give_up_after",
+                "must not be shorter than customer_webhooks.retry_base".into(),
+            );
+        }
+        for (i, c) in cw.allowed_cidrs.iter().enumerate() {
+            if let Err(e) = c.parse::<crate::net::outbound_url::Cidr>() {
+                err("customer_webhooks.allowed_cidrs", format!("entry {i}: {e}"));
+            }
+        }
         if !(1024..=1 << 34).contains(&self.webhooks.max_pending_bytes) {
             err(
                 "webhooks.max_pending_bytes",

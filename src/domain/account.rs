@@ -25,6 +25,10 @@ pub struct Account {
     /// Discord webhook for this account's alerts (the URL is a credential).
     #[serde(default)]
     pub discord_webhook_url: Option<Secret>,
+    /// Whether this account's link statistics leave out preview fetchers and
+    /// crawlers; echoed as `filterBots` in its delivery-status webhooks.
+    #[serde(default)]
+    pub filter_bots: bool,
     #[serde(with = "super::dt")]
     pub created_at: Timestamp,
 }

@@ -20,6 +20,7 @@ pub mod queue;
 pub mod schedule;
 pub mod sent;
 pub mod sms;
+pub mod webhook;
 
 pub use account::{Account, CustomerWebhook};
 pub use audience::{Audience, AudienceFilter};
@@ -38,6 +39,7 @@ pub use schedule::{
     VariantCount, VariantSelection, VariantStats,
 };
 pub use sent::{DeliveryState, MessageSent};
+pub use webhook::{OutboxEntry, OutboxStatus, WebhookPayload};
 
 /// A point in time, UTC.
 pub type Timestamp = chrono::DateTime<chrono::Utc>;

@@ -12,7 +12,7 @@
 //! | `unknown_link` | 404 | no short link has this code (or it cannot be one) |
 //! | `not_found` | 404 | no such list, schedule, … |
 //! | `conflict` | 409 | the request does not fit the resource's state (resuming a cancelled schedule) |
-//! | `invalid_field` | 422 | a well-formed admin body with a value that is not allowed (the field is named) |
+//! | `invalid_field` | 422 | a well-formed admin body with a value that is not allowed (the field is named), e.g. a webhook URL the SSRF rule refuses |
 //! | `overloaded` | 503 | too many reports wait to be written; the provider retries |
 //! | `store_unavailable` | 503 | the store did not answer (a report write, a link lookup, an admin read); retry |
 //! | `unavailable` | 503 | the actor that does it is gone or disabled on this daemon (shutting down; no scheduler); retry elsewhere |

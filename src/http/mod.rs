@@ -46,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub instance: Arc<Instance>,
     pub unservable: UnservableLists,
+    /// The SSRF rule customer URLs are saved under.
+    pub outbound: Arc<crate::net::outbound_url::OutboundPolicy>,
 }
 
 pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {

@@ -11,6 +11,7 @@ pub mod rate_limit;
 pub mod resolve;
 pub mod schedule;
 pub mod stats;
+pub mod webhooks;
 
 pub use billing::*;
 pub use control::*;
@@ -22,3 +23,4 @@ pub use rate_limit::*;
 pub use resolve::*;
 pub use schedule::*;
 pub use stats::*;
+pub use webhooks::*;

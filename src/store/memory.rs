@@ -38,6 +38,10 @@ struct State {
     clicked_messages: HashSet<MessageId>,
     variant_clicks: HashMap<(CreativeId, String), u64>,
     leases: HashMap<String, DaemonLease>,
+    outbox: HashMap<String, OutboxEntry>,
+    /// Pending outbox entries by (next_attempt_at, id): the claim walks it
+    /// from the earliest due.
+    outbox_due: BTreeSet<(Timestamp, String)>,
 }
 
 pub struct MemoryStore {
@@ -965,6 +969,130 @@ impl AccountStore for MemoryStore {
 
     async fn accounts(&self) -> StoreResult<Vec<Account>> {
         Ok(self.lock().accounts.values().cloned().collect())
+    }
+
+    async fn set_delivery_webhook(
+        &self,
+        id: AccountId,
+        webhook: Option<CustomerWebhook>,
+    ) -> StoreResult<bool> {
+        let mut st = self.lock();
+        match st.accounts.get_mut(&id) {
+            Some(a) => {
+                a.delivery_webhook = webhook;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl OutboxStore for MemoryStore {
+    async fn add_outbox(&self, entries: Vec<OutboxEntry>) -> StoreResult<u64> {
+        let mut st = self.lock();
+        let mut added = 0;
+        for e in entries {
+            if st.outbox.contains_key(&e.id) {
+                continue;
+            }
+            if e.status == OutboxStatus::Pending {
+                st.outbox_due.insert((e.next_attempt_at, e.id.clone()));
+            }
+            st.outbox.insert(e.id.clone(), e);
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    async fn claim_outbox(
+        &self,
+        max: usize,
+        token: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Vec<OutboxEntry>> {
+        let mut st = self.lock();
+        let mut picked = Vec::new();
+        for (due, id) in st.outbox_due.iter() {
+            if picked.len() >= max || *due > now {
+                break;
+            }
+            let Some(e) = st.outbox.get(id) else { continue };
+            if e.lease_until.is_some_and(|l| l > now) {
+                continue;
+            }
+            let blocked = e.earlier_key().is_some_and(|k| {
+                st.outbox
+                    .get(&k)
+                    .is_some_and(|o| o.status == OutboxStatus::Pending)
+            });
+            if !blocked {
+                picked.push(id.clone());
+            }
+        }
+        let mut out = Vec::with_capacity(picked.len());
+        for id in picked {
+            if let Some(e) = st.outbox.get_mut(&id) {
+                e.claim = Some(token.to_string());
+                e.lease_until = Some(lease_until);
+                out.push(e.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn finish_outbox(&self, token: &str, results: Vec<OutboxResult>) -> StoreResult<u64> {
+        let mut st = self.lock();
+        let mut applied = 0;
+        for r in results {
+            let Some(e) = st.outbox.get_mut(&r.id) else {
+                continue;
+            };
+            if e.claim.as_deref() != Some(token) || e.status != OutboxStatus::Pending {
+                continue;
+            }
+            let old_due = e.next_attempt_at;
+            e.status = r.status;
+            e.attempts = r.attempts;
+            e.last_error = r.last_error;
+            e.claim = None;
+            e.lease_until = None;
+            if r.status == OutboxStatus::Pending {
+                e.next_attempt_at = r.next_attempt_at;
+            } else {
+                e.finished_at = Some(r.at);
+            }
+            let (status, due) = (e.status, e.next_attempt_at);
+            st.outbox_due.remove(&(old_due, r.id.clone()));
+            if status == OutboxStatus::Pending {
+                st.outbox_due.insert((due, r.id));
+            }
+            applied += 1;
+        }
+        Ok(applied)
+    }
+
+    async fn outbox_entry(&self, id: &str) -> StoreResult<Option<OutboxEntry>> {
+        Ok(self.lock().outbox.get(id).cloned())
+    }
+
+    async fn outbox_counts(
+        &self,
+        account: Option<AccountId>,
+    ) -> StoreResult<Vec<(OutboxStatus, u64)>> {
+        let st = self.lock();
+        Ok(OutboxStatus::ALL
+            .iter()
+            .map(|s| {
+                let n = st
+                    .outbox
+                    .values()
+                    .filter(|e| e.status == *s && account.is_none_or(|a| e.account == a))
+                    .count() as u64;
+                (*s, n)
+            })
+            .collect())
     }
 }
 

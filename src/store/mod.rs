@@ -611,6 +611,58 @@ pub trait AccountStore: Send + Sync {
     /// Returns the new balance.
     async fn top_up(&self, id: AccountId, amount: Money) -> StoreResult<Money>;
     async fn accounts(&self) -> StoreResult<Vec<Account>>;
+    /// Set (or with `None` clear) the account's delivery-status webhook.
+    /// `Ok(false)`: no such account, nothing changed.
+    async fn set_delivery_webhook(
+        &self,
+        id: AccountId,
+        webhook: Option<CustomerWebhook>,
+    ) -> StoreResult<bool>;
+}
+
+/// What one try of a claimed outbox entry came to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxResult {
+    pub id: String,
+    /// `Pending`: try again at `next_attempt_at` (the claim is released);
+    /// any other status is final.
+    pub status: OutboxStatus,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub at: Timestamp,
+}
+
+/// The customer-webhook outbox (`webhook_outbox`). DeliveryIntake adds
+/// entries before it answers the provider; the WebhookSender claims due
+/// entries in batches, posts them and records each try's result.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Insert the entries whose id does not exist yet; an existing entry is
+    /// left as it is (a resent report adds nothing). Returns how many were
+    /// new.
+    async fn add_outbox(&self, entries: Vec<OutboxEntry>) -> StoreResult<u64>;
+    /// Claim up to `max` due entries for `token` until `lease_until`:
+    /// pending, `next_attempt_at <= now`, not claimed or their claim's lease
+    /// ran out, earliest due first, leaving out any entry of a message that
+    /// still has a pending entry of a lower rank (per-message order).
+    /// Concurrent claimers never get the same entry.
+    async fn claim_outbox(
+        &self,
+        max: usize,
+        token: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+    ) -> StoreResult<Vec<OutboxEntry>>;
+    /// Record the results of entries claimed by `token` (only those still
+    /// claimed by it). Returns how many applied.
+    async fn finish_outbox(&self, token: &str, results: Vec<OutboxResult>) -> StoreResult<u64>;
+    async fn outbox_entry(&self, id: &str) -> StoreResult<Option<OutboxEntry>>;
+    /// Entries by status, for one account or all.
+    async fn outbox_counts(
+        &self,
+        account: Option<AccountId>,
+    ) -> StoreResult<Vec<(OutboxStatus, u64)>>;
 }
 
 /// Sending lists.
@@ -799,6 +851,8 @@ pub struct Stores {
     pub links: Arc<dyn LinkStore>,
     pub schedules: Arc<dyn ScheduleStore>,
     pub leases: Arc<dyn LeaseStore>,
+    /// The customer-webhook outbox.
+    pub outbox: Arc<dyn OutboxStore>,
     pub health: Arc<dyn StoreHealth>,
     /// "memory" or "mongodb", for logs and `/readyz`.
     pub backend: &'static str,
@@ -817,6 +871,7 @@ impl Stores {
             + LinkStore
             + ScheduleStore
             + LeaseStore
+            + OutboxStore
             + StoreHealth
             + 'static,
     {
@@ -830,6 +885,7 @@ impl Stores {
             links: backend.clone(),
             schedules: backend.clone(),
             leases: backend.clone(),
+            outbox: backend.clone(),
             health: backend,
             backend: name,
         }

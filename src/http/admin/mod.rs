@@ -10,7 +10,8 @@
 //!
 //! Ids in responses are plain hex strings, times RFC 3339 (UTC).
 //!
-//! - `accounts.rs`: create, read (secrets never shown), top up.
+//! - `accounts.rs`: create, read (secrets never shown), top up; the
+//!   delivery webhook (set under the SSRF rule, cleared, outbox status).
 //! - `lists.rs`: create; a list and its queue depth; pause, resume, rate
 //!   (stored, then broadcast to every daemon); the queue depth of every
 //!   list.

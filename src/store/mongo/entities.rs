@@ -275,6 +275,14 @@ impl AccountStore for MongoStore {
             .await
             .map_err(map_err)
     }
+
+    async fn set_delivery_webhook(
+        &self,
+        id: AccountId,
+        webhook: Option<CustomerWebhook>,
+    ) -> StoreResult<bool> {
+        self.set_delivery_webhook_impl(id, webhook).await
+    }
 }
 
 #[async_trait]

@@ -14,6 +14,7 @@
 mod campaigns;
 mod entities;
 mod ledger;
+mod outbox;
 mod queue;
 mod records;
 
@@ -46,6 +47,7 @@ pub mod names {
     pub const COOLDOWNS: &str = "contact_cooldowns";
     pub const VARIANT_CLICKS: &str = "variant_clicks";
     pub const CLICKED_MESSAGES: &str = "clicked_messages";
+    pub const OUTBOX: &str = "webhook_outbox";
 }
 
 /// Largest number of statements put in one `update`/`delete` command.
@@ -215,6 +217,26 @@ impl MongoStore {
                             IndexOptions::builder()
                                 .name("expire".to_string())
                                 .expire_after(Duration::from_secs(24 * 3600))
+                                .build(),
+                        )
+                        .build(),
+                ],
+            ),
+            (
+                names::OUTBOX,
+                vec![
+                    // the sender's claim: due pending entries, earliest first.
+                    idx(doc! {"status": 1, "next_attempt_at": 1}, "due"),
+                    // status per account (admin API).
+                    idx(doc! {"account": 1, "status": 1}, "by_account"),
+                    // finished entries are dropped by the server after a
+                    // week; pending ones have no `finished_at`.
+                    IndexModel::builder()
+                        .keys(doc! {"finished_at": 1})
+                        .options(
+                            IndexOptions::builder()
+                                .name("expire".to_string())
+                                .expire_after(Duration::from_secs(7 * 24 * 3600))
                                 .build(),
                         )
                         .build(),
