@@ -23,6 +23,8 @@ pub const ALL: &[&str] = &[
     "recovery.removed",
     "recovery.released",
     "intake.applied",
+    "resolver.taken",
+    "resolver.not_taken",
     "webhooks.enqueued",
     "webhooks.claimed",
     "webhooks.recorded",

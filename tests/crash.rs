@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use trackly::clock::{Clock, SystemClock};
 use trackly::domain::*;
-use trackly::store::Stores;
+use trackly::store::{FailedFilter, Stores};
 use trackly_devkit::mock::{MockConfig, MockServer};
 use trackly_devkit::seed;
 
@@ -55,6 +55,15 @@ struct Run {
 
 impl Run {
     fn spawn(&self, name: &'static str, failpoint: Option<&str>) -> Guard {
+        self.spawn_with(name, failpoint, &[])
+    }
+
+    fn spawn_with(
+        &self,
+        name: &'static str,
+        failpoint: Option<&str>,
+        extra_env: &[(&str, &str)],
+    ) -> Guard {
         let log = std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_trackly"));
         cmd.arg("serve")
@@ -90,6 +99,9 @@ impl Run {
             .stderr(Stdio::from(log));
         if let Some(fp) = failpoint {
             cmd.env("TRACKLY_FAILPOINT", fp);
+        }
+        for (k, v) in extra_env {
+            cmd.env(k, v);
         }
         Guard(cmd.spawn().expect("spawn trackly serve"))
     }
@@ -180,6 +192,9 @@ async fn crash_at(failpoint: &'static str) {
     }
     if failpoint.starts_with("webhooks.") {
         return crash_in_webhooks(failpoint).await;
+    }
+    if failpoint.starts_with("resolver.") {
+        return crash_in_resolver(failpoint).await;
     }
     let name = format!("crash_{}", failpoint.replace('.', "_"));
     let began = std::time::Instant::now();
@@ -847,6 +862,130 @@ async fn crash_in_webhooks(failpoint: &'static str) {
     let _ = m.drop_database().await;
 }
 
+/// The Resolver killed right after settling in-doubt messages by the
+/// provider's records (Twilio's Messages list at the mock; no delivery
+/// reports, so lookups are the only evidence): a share of requests is taken
+/// and answered 5xx, a share answered 5xx without being taken. After the
+/// crash a second daemon takes over (the first one's lease lapses, it
+/// becomes the recovery leader and its Resolver asks again): every contact
+/// ends with exactly one message at the mock, nothing is left in doubt, and
+/// the audit is clean.
+async fn crash_in_resolver(failpoint: &'static str) {
+    const N: u64 = 24;
+    let name = format!("crash_{}", failpoint.replace('.', "_"));
+    let Some(svc) = services(&name) else { return };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let c = seed::campaign(
+        &stores,
+        N,
+        trackly_devkit::harness::settings_for(ProviderKind::Twilio),
+        1_000_000,
+        Money::from_micros(1_000_000_000),
+        SystemClock.now(),
+    )
+    .await
+    .unwrap();
+    let mock = trackly_devkit::mock::start(
+        MockConfig {
+            twilio_account_sid: Some(SID.into()),
+            twilio_auth_token: Some(TOKEN.into()),
+            reports: false,
+            error_numbers: numbers(&[0, 1, 2, 3, 4, 5]),
+            error_rate: 0.3,
+            accept_on_error: false,
+            latency: Duration::from_millis(5),
+            seed: 5,
+            ..Default::default()
+        },
+        "127.0.0.1:0",
+    )
+    .unwrap();
+    let ports: HashMap<&'static str, u16> = ["victim", "survivor"]
+        .into_iter()
+        .map(|n| (n, free_port()))
+        .collect();
+    let balancer =
+        Balancer::start(ports.values().map(|p| format!("127.0.0.1:{p}")).collect()).await;
+    let dir = std::env::temp_dir().join(unique_name(&name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = Run {
+        prefix: unique_name(&name),
+        svc,
+        dir,
+        mock,
+        balancer,
+        ports,
+    };
+    let resolver_env = [
+        ("TRACKLY_RESOLVER__SETTLE_DELAY", "0s"),
+        ("TRACKLY_RESOLVER__INTERVAL", "300ms"),
+        ("TRACKLY_RESOLVER__RETRY_BASE", "200ms"),
+        ("TRACKLY_RESOLVER__RETRY_MAX", "1s"),
+    ];
+    let mut victim = run.spawn_with("victim", Some(failpoint), &resolver_env);
+    assert!(
+        killed_at_failpoint(&mut victim, Duration::from_secs(90)).await,
+        "the daemon never reached {failpoint}\n{}",
+        run.logs()
+    );
+    // The provider answers plainly from now on: resends go through.
+    run.mock.state.set_config(|m| {
+        m.error_rate = 0.0;
+        m.error_numbers.clear();
+    });
+    let survivor = run.spawn_with("survivor", None, &resolver_env);
+    let open = FailedFilter {
+        reason: Some(FailureReason::NoResponse),
+        open_only: true,
+        ..Default::default()
+    };
+    let phones: HashSet<String> = c
+        .contacts
+        .iter()
+        .map(|ct| ct.phone.as_str().to_string())
+        .collect();
+    let st = stores.clone();
+    let mock_state = run.mock.state.clone();
+    let settled = wait_until(Duration::from_secs(120), || {
+        let st = st.clone();
+        let mock_state = mock_state.clone();
+        let open = open.clone();
+        async move {
+            st.dead_letters.count_failed(&open).await.unwrap_or(1) == 0
+                && st.queue.depth().await.unwrap_or(1) == 0
+                && mock_state.accepted_by_number().len() as u64 == N
+        }
+    })
+    .await;
+    sigterm(&survivor);
+    let mut survivor = survivor;
+    let _ = survivor.0.wait();
+    assert!(
+        settled,
+        "not settled after a crash at {failpoint}: {} in doubt, {} queued, {} numbers reached\n{}",
+        stores.dead_letters.count_failed(&open).await.unwrap_or(0),
+        stores.queue.depth().await.unwrap_or(0),
+        run.mock.state.accepted_by_number().len(),
+        run.logs()
+    );
+    let by_number = run.mock.state.accepted_by_number();
+    for p in &phones {
+        assert_eq!(
+            by_number.get(p),
+            Some(&1),
+            "{p} got {:?} messages after a crash at {failpoint}",
+            by_number.get(p)
+        );
+    }
+    let report = trackly::audit::audit(&stores, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{}", report.text());
+    let _ = std::fs::remove_dir_all(&run.dir);
+    let _ = m.drop_database().await;
+}
+
 macro_rules! crash_tests {
     ($($test:ident => $fp:literal),* $(,)?) => {
         $(
@@ -881,6 +1020,8 @@ crash_tests!(
     after_recovery_removed_from_the_queue => "recovery.removed",
     after_recovery_released_claims => "recovery.released",
     after_delivery_reports_were_written => "intake.applied",
+    after_lookups_recorded_messages_sent => "resolver.taken",
+    after_a_lookup_requeued_a_message_not_taken => "resolver.not_taken",
     after_webhook_outbox_entries_were_written => "webhooks.enqueued",
     after_webhook_entries_were_claimed => "webhooks.claimed",
     after_webhook_results_were_recorded => "webhooks.recorded",

@@ -356,6 +356,7 @@ async fn resolve_chunk(
                     .await
                     .map_err(ChunkError::Store)?
                 {
+                    crate::failpoint::hit("resolver.not_taken");
                     if fresh {
                         report.resent += 1;
                         deps.metrics.resolved_by_lookup("resent", 1);
@@ -375,6 +376,7 @@ async fn resolve_chunk(
             .resolve_taken(taken, now)
             .await
             .map_err(ChunkError::Store)?;
+        crate::failpoint::hit("resolver.taken");
         report.taken += done.len() as u64;
         deps.metrics.resolved_by_lookup("taken", done.len() as u64);
     }
