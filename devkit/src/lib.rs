@@ -24,6 +24,7 @@ pub mod campaign_bench;
 pub mod demo;
 pub mod harness;
 pub mod mock;
+pub mod resolver_bench;
 pub mod seed;
 pub mod webhook_bench;
 pub mod webhook_receiver;

@@ -50,9 +50,13 @@ enum Command {
         /// the mock over HTTP, report ingestion and link redirects), campaign (audience
         /// evaluation and queuing; on MongoDB also a campaign end to end),
         /// webhooks (customer delivery webhooks posted per second to a local
-        /// receiver), or all.
+        /// receiver), resolver (in-doubt messages resolved by provider
+        /// lookups), or all.
         #[arg(long, default_value = "executor")]
         suite: String,
+        /// In-doubt messages per provider in the resolver suite.
+        #[arg(long, default_value_t = 500)]
+        resolver_messages: u64,
         /// Outbox entries posted by the webhooks suite (in memory).
         #[arg(long, default_value_t = 20_000)]
         webhook_entries: u64,
@@ -225,6 +229,7 @@ fn main() -> ExitCode {
         }
         Command::Bench {
             suite,
+            resolver_messages,
             webhook_entries,
             mongo_webhook_entries,
             contacts,
@@ -245,15 +250,16 @@ fn main() -> ExitCode {
         } => {
             trackly::telemetry::init("warn", false);
             use trackly::config::StoreBackend;
-            let (executor, providers, campaign, webhooks) = match suite.as_str() {
-                "executor" => (true, false, false, false),
-                "providers" => (false, true, false, false),
-                "campaign" => (false, false, true, false),
-                "webhooks" => (false, false, false, true),
-                "all" => (true, true, true, true),
+            let (executor, providers, campaign, webhooks, resolver) = match suite.as_str() {
+                "executor" => (true, false, false, false, false),
+                "providers" => (false, true, false, false, false),
+                "campaign" => (false, false, true, false, false),
+                "webhooks" => (false, false, false, true, false),
+                "resolver" => (false, false, false, false, true),
+                "all" => (true, true, true, true, true),
                 other => {
                     eprintln!(
-                        "--suite must be executor, providers, campaign, webhooks or all, not {other:?}"
+                        "--suite must be executor, providers, campaign, webhooks, resolver or all, not {other:?}"
                     );
                     return ExitCode::from(2);
                 }
@@ -331,6 +337,24 @@ fn main() -> ExitCode {
                         mongodb_uri: mongodb_uri.clone(),
                     };
                     match actix_rt::System::new().block_on(trackly_devkit::webhook_bench::run(opts))
+                    {
+                        Ok(r) => println!("{}", r.table()),
+                        Err(e) => {
+                            eprintln!("bench failed: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                }
+            }
+            if resolver {
+                for s in &stores {
+                    let opts = trackly_devkit::resolver_bench::ResolverBenchOptions {
+                        store: *s,
+                        messages: resolver_messages,
+                        mongodb_uri: mongodb_uri.clone(),
+                    };
+                    match actix_rt::System::new()
+                        .block_on(trackly_devkit::resolver_bench::run(opts))
                     {
                         Ok(r) => println!("{}", r.table()),
                         Err(e) => {
