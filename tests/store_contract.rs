@@ -1477,18 +1477,37 @@ async fn run_pages_commit_all_or_nothing_and_only_for_their_owner(s: &Stores) {
         (stats[0].variant.as_str(), stats[0].sends, stats[0].clicked),
         ("A", 6, 1)
     );
-    // The run counts the message clicked once (its first human click).
+    // The run counts the message clicked once (its first human click), and
+    // once among messages clicked at all.
     assert_eq!(link.run, Some(run.id));
-    assert_eq!(
-        s.schedules
-            .get_run(run.id)
+    let st = s.schedules.get_run(run.id).await.unwrap().unwrap().stats;
+    assert_eq!((st.clicked, st.clicked_any), (1, 1));
+    // A message clicked only by a bot counts for `clicked_any` alone.
+    let other = s
+        .links
+        .find_link(&format!(
+            "c{}",
+            s.queue.scan().await.unwrap()[1].id.to_hex()
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..2 {
+        s.links
+            .record_click(LinkClick {
+                id: ClickId::new(),
+                link: other.id,
+                message: other.message,
+                clicked_at: t,
+                user_agent: None,
+                ip_hash: None,
+                is_bot: true,
+            })
             .await
-            .unwrap()
-            .unwrap()
-            .stats
-            .clicked,
-        1
-    );
+            .unwrap();
+    }
+    let st = s.schedules.get_run(run.id).await.unwrap().unwrap().stats;
+    assert_eq!((st.clicked, st.clicked_any), (1, 2));
 
     // Run counters add up: sums, the earliest first and latest last send.
     let mut a = RunCounts::default();

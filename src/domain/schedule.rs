@@ -150,6 +150,11 @@ pub struct RunCounts {
     /// Messages with at least one human (not bot or preview) click.
     #[serde(default)]
     pub clicked: u64,
+    /// Messages with at least one click of any kind (bots and link
+    /// previews included): the click rate of accounts that do not filter
+    /// bots.
+    #[serde(default)]
+    pub clicked_any: u64,
     /// When the first and the last counted message was taken (send rate).
     /// Absent rather than null until set: MongoDB's `$min` keeps a null.
     #[serde(
@@ -200,6 +205,7 @@ impl RunCounts {
         self.delivered += other.delivered;
         self.undelivered += other.undelivered;
         self.clicked += other.clicked;
+        self.clicked_any += other.clicked_any;
         self.first_sent_at = match (self.first_sent_at, other.first_sent_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -210,8 +216,9 @@ impl RunCounts {
         };
     }
 
-    /// The documentation's four campaign metrics.
-    pub fn rates(&self) -> RunRates {
+    /// The documentation's four campaign metrics; the click rate leaves bot
+    /// and preview clicks out when the account filters bots.
+    pub fn rates(&self, filter_bots: bool) -> RunRates {
         let pct = |n: u64, d: u64| (d > 0).then(|| 100.0 * n as f64 / d as f64);
         let span = match (self.first_sent_at, self.last_sent_at) {
             (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
@@ -223,7 +230,14 @@ impl RunCounts {
             send_rate: (self.sent > 0).then(|| self.sent as f64 / span.max(1.0)),
             delivery_rate: pct(self.delivered, self.sent),
             failure_rate: pct(self.failed_total(), self.sent + self.failed_total()),
-            click_rate: pct(self.clicked, self.sent),
+            click_rate: pct(
+                if filter_bots {
+                    self.clicked
+                } else {
+                    self.clicked_any
+                },
+                self.sent,
+            ),
         }
     }
 }

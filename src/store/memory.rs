@@ -36,6 +36,8 @@ struct State {
     cooldowns: HashMap<(SendingListId, ContactId), (Timestamp, Timestamp, ScheduleRunId)>,
     /// Messages with a human click, and clicked messages per (creative, variant).
     clicked_messages: HashSet<MessageId>,
+    /// Messages clicked at all (bots included).
+    clicked_any_messages: HashSet<MessageId>,
     variant_clicks: HashMap<(CreativeId, String), u64>,
     leases: HashMap<String, DaemonLease>,
     outbox: HashMap<String, OutboxEntry>,
@@ -1176,6 +1178,16 @@ impl LinkStore for MemoryStore {
 
     async fn record_click(&self, click: LinkClick) -> StoreResult<()> {
         let mut st = self.lock();
+        // The first click of any kind counts for the run's `clicked_any`.
+        let first_any = click
+            .message
+            .is_some_and(|m| st.clicked_any_messages.insert(m));
+        if first_any
+            && let Some(run) = st.links.get(&click.link).and_then(|l| l.run)
+            && let Some(r) = st.runs.get_mut(&run)
+        {
+            r.stats.clicked_any += 1;
+        }
         // The first human click of a message counts for its variant and run.
         let first = !click.is_bot && click.message.is_some_and(|m| st.clicked_messages.insert(m));
         if first && let Some(link) = st.links.get(&click.link).cloned() {

@@ -28,7 +28,7 @@
 use super::doc::{BadRequest, Conflict, NotFound, Operator, Reader};
 use super::{Role, authorize, parse_id, store_error, to_json};
 use crate::bus::Event;
-use crate::domain::{Schedule, ScheduleId, ScheduleRun, ScheduleRunId, ScheduleStatus};
+use crate::domain::{AccountId, Schedule, ScheduleId, ScheduleRun, ScheduleRunId, ScheduleStatus};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::messages::{ExplainError, ExplainSchedule, LookNow};
@@ -50,11 +50,23 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(get_run);
 }
 
-/// A run as the API shows it: the stored run and its four rates.
-fn run_json(run: &ScheduleRun) -> Result<serde_json::Value, ApiError> {
+/// A run as the API shows it: the stored run and its four rates (the click
+/// rate without bot and preview clicks when the account filters bots).
+fn run_json(run: &ScheduleRun, filter_bots: bool) -> Result<serde_json::Value, ApiError> {
     let mut v = to_json(run)?;
-    v["rates"] = to_json(&run.stats.rates())?;
+    v["rates"] = to_json(&run.stats.rates(filter_bots))?;
     Ok(v)
+}
+
+/// Whether `account` leaves bot clicks out of its click rate.
+async fn filters_bots(state: &AppState, account: AccountId) -> Result<bool, ApiError> {
+    Ok(state
+        .stores
+        .accounts
+        .get_account(account)
+        .await
+        .map_err(store_error)?
+        .is_some_and(|a| a.filter_bots))
 }
 
 /// One campaign run: what its evaluation counted and what became of its
@@ -84,7 +96,8 @@ async fn get_run(
         .await
         .map_err(store_error)?
         .ok_or_else(|| ApiError::NotFound(format!("no such run: {id}")))?;
-    Ok(HttpResponse::Ok().json(run_json(&run)?))
+    let filter_bots = filters_bots(&state, run.account).await?;
+    Ok(HttpResponse::Ok().json(run_json(&run, filter_bots)?))
 }
 
 /// A schedule's status after a change.
@@ -133,7 +146,12 @@ async fn get_schedule(
         .await
         .map_err(store_error)?;
     let mut body = to_json(&s)?;
-    body["runs"] = serde_json::Value::Array(runs.iter().map(run_json).collect::<Result<_, _>>()?);
+    let filter_bots = filters_bots(&state, s.account).await?;
+    body["runs"] = serde_json::Value::Array(
+        runs.iter()
+            .map(|r| run_json(r, filter_bots))
+            .collect::<Result<_, _>>()?,
+    );
     Ok(HttpResponse::Ok().json(body))
 }
 

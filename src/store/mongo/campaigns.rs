@@ -370,16 +370,38 @@ impl MongoStore {
     }
 
     pub(crate) async fn count_variant_click(&self, click: &LinkClick) -> StoreResult<()> {
-        let Some(message) = click.message.filter(|_| !click.is_bot) else {
+        let Some(message) = click.message else {
             return Ok(());
         };
+        // The first click of any kind: the run's `clicked_any` (keyed apart
+        // from the human-click marker below).
+        let first_any = match self
+            .coll::<Document>(names::CLICKED_MESSAGES)
+            .insert_one(doc! {"_id": format!("any:{}", message.to_hex())})
+            .await
+        {
+            Ok(_) => true,
+            Err(e) if is_duplicate_key(&e) => false,
+            Err(e) => return Err(map_err(e)),
+        };
+        if click.is_bot {
+            if first_any {
+                self.count_run_click(click, "stats.clicked_any").await?;
+            }
+            return Ok(());
+        }
         match self
             .coll::<Document>(names::CLICKED_MESSAGES)
             .insert_one(doc! {"_id": message})
             .await
         {
             Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => return Ok(()),
+            Err(e) if is_duplicate_key(&e) => {
+                if first_any {
+                    self.count_run_click(click, "stats.clicked_any").await?;
+                }
+                return Ok(());
+            }
             Err(e) => return Err(map_err(e)),
         }
         let Some(link) = self
@@ -391,8 +413,12 @@ impl MongoStore {
             return Ok(());
         };
         if let Some(run) = link.run {
+            let mut inc = doc! {"stats.clicked": 1};
+            if first_any {
+                inc.insert("stats.clicked_any", 1);
+            }
             self.coll::<Document>(names::RUNS)
-                .update_one(doc! {"_id": run}, doc! {"$inc": {"stats.clicked": 1}})
+                .update_one(doc! {"_id": run}, doc! {"$inc": inc})
                 .await
                 .map_err(map_err)?;
         }
@@ -405,6 +431,26 @@ impl MongoStore {
                 doc! {"$set": {"creative": creative, "variant": &variant}, "$inc": {"clicked": 1}},
             )
             .upsert(true)
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+}
+
+impl MongoStore {
+    /// Adds one to `field` of the run the click's link came from.
+    async fn count_run_click(&self, click: &LinkClick, field: &str) -> StoreResult<()> {
+        let Some(run) = self
+            .coll::<MessageShortLink>(names::LINKS)
+            .find_one(doc! {"_id": click.link})
+            .await
+            .map_err(map_err)?
+            .and_then(|l| l.run)
+        else {
+            return Ok(());
+        };
+        self.coll::<Document>(names::RUNS)
+            .update_one(doc! {"_id": run}, doc! {"$inc": {field: 1}})
             .await
             .map(|_| ())
             .map_err(map_err)
