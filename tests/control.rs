@@ -2,7 +2,8 @@
 //! serve` processes send one list through the mock provider (Twilio over
 //! HTTP); a rate change made through one daemon's `PUT
 //! /api/v1/lists/{id}/rate` is stored, broadcast, and the mock then sees
-//! both daemons sending at the new rate. On MongoDB and Redis.
+//! both daemons sending at the new rate; a drain through the other daemon
+//! stops both, and a resume starts them again. On MongoDB and Redis.
 
 mod common;
 
@@ -190,6 +191,38 @@ async fn a_rate_change_through_the_api_is_seen_at_the_mock_from_both_daemons() {
         (50..=140).contains(&fast),
         "{fast} taken in 5 s at 20 a second"
     );
+    // Drained through daemon b: paused everywhere, answered once no daemon
+    // holds a claim on the list; the mock then sees nothing more.
+    let v: serde_json::Value = http
+        .post(format!(
+            "http://127.0.0.1:{pb}/api/v1/lists/{}/drain?wait=20",
+            c.list.id.to_hex()
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["drained"].as_bool(), v["claimed"].as_u64()),
+        (Some(true), Some(0)),
+        "{v}"
+    );
+    assert!(v["queued"].as_u64().unwrap_or(0) > 0, "{v}");
+    let quiet = taken_during(&mock, Duration::from_secs(2)).await;
+    assert_eq!(quiet, 0, "{quiet} taken after the drain answered");
+    let res = http
+        .post(format!(
+            "http://127.0.0.1:{pa}/api/v1/lists/{}/resume",
+            c.list.id.to_hex()
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
     // The rest goes out within 40 s (at the old rate it would take more
     // than two and a half minutes).
     let changed = Instant::now();

@@ -305,6 +305,15 @@ impl QueueStore for MemoryStore {
         Ok(st.queue.values().filter(|m| m.sending_list == list).count() as u64)
     }
 
+    async fn list_claimed(&self, list: SendingListId) -> StoreResult<u64> {
+        let st = self.lock();
+        Ok(st
+            .queue
+            .values()
+            .filter(|m| m.sending_list == list && m.claimed_by.is_some())
+            .count() as u64)
+    }
+
     async fn scan(&self) -> StoreResult<Vec<QueueEntry>> {
         let st = self.lock();
         Ok(st

@@ -177,6 +177,8 @@ pub trait QueueStore: Send + Sync {
     async fn depth_by_list(&self) -> StoreResult<BTreeMap<SendingListId, u64>>;
     /// Messages of one list in the queue (claimed or not).
     async fn list_depth(&self, list: SendingListId) -> StoreResult<u64>;
+    /// Messages of `list` claimed by any daemon now (drain waits for 0).
+    async fn list_claimed(&self, list: SendingListId) -> StoreResult<u64>;
     /// Every queued message as `(id, list, claim owner)` (audit).
     async fn scan(&self) -> StoreResult<Vec<QueueEntry>>;
 }

@@ -15,6 +15,7 @@
 //! | POST | `/api/v1/lists/{id}/pause` | operator |
 //! | POST | `/api/v1/lists/{id}/resume` | operator |
 //! | PUT | `/api/v1/lists/{id}/rate` `{"per_minute": n}` | operator |
+//! | POST | `/api/v1/lists/{id}/drain?wait=30` | operator |
 //! | GET | `/api/v1/queue` | read-only |
 
 use super::doc::{BadRequest, Invalid, NotFound, Operator, Reader};
@@ -45,6 +46,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(pause)
         .service(resume)
         .service(set_rate)
+        .service(drain)
         .service(queue);
 }
 
@@ -103,6 +105,92 @@ async fn pause(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     control(&state, &req, &id, ListCommand::Pause).await
+}
+
+/// How long a drain waits at most, and by default (seconds).
+const MAX_DRAIN_WAIT: u64 = 120;
+const DEFAULT_DRAIN_WAIT: u64 = 30;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct DrainQuery {
+    /// Seconds to wait for the daemons' batches to finish (30; at most 120).
+    #[serde(default)]
+    wait: Option<u64>,
+}
+
+/// What a drain found.
+#[derive(Serialize, ToSchema)]
+struct Drained {
+    list: String,
+    /// No daemon holds a claim on the list any more.
+    drained: bool,
+    /// Messages still claimed by some daemon (0 when drained).
+    claimed: u64,
+    /// Messages waiting in the queue (they stay there until a resume).
+    queued: u64,
+}
+
+/// Drain the list on every daemon: it is paused (stored, then broadcast, so
+/// no daemon claims more of it); chunks already permitted finish and the
+/// rest of each batch goes back to the queue. Answers once no daemon holds a
+/// claim on the list, or when `wait` runs out (`drained: false`). Resume
+/// sends again.
+#[utoipa::path(
+    tag = "lists",
+    operation_id = "drain_list",
+    params(("id" = String, Path, description = "the list's hex id"), DrainQuery),
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "paused everywhere; whether every daemon let go of it", body = Drained),
+        Operator, BadRequest, NotFound, Invalid,
+    )
+)]
+#[post("/lists/{id}/drain")]
+async fn drain(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Operator)?;
+    let q: DrainQuery = web::Query::<DrainQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?
+        .into_inner();
+    let wait = q.wait.unwrap_or(DEFAULT_DRAIN_WAIT);
+    if wait > MAX_DRAIN_WAIT {
+        return Err(ApiError::InvalidField {
+            field: "wait",
+            message: format!("at most {MAX_DRAIN_WAIT} seconds"),
+        });
+    }
+    control(&state, &req, &id, ListCommand::Pause).await?;
+    let list: SendingListId = parse_id("list id", &id)?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    let claimed = loop {
+        let claimed = state
+            .stores
+            .queue
+            .list_claimed(list)
+            .await
+            .map_err(store_error)?;
+        if claimed == 0 || std::time::Instant::now() >= deadline {
+            break claimed;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let queued = state
+        .stores
+        .queue
+        .list_depth(list)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(list = %list, claimed, queued, "list drained by an operator");
+    Ok(HttpResponse::Ok().json(Drained {
+        list: list.to_hex(),
+        drained: claimed == 0,
+        claimed,
+        queued,
+    }))
 }
 
 /// Resume the list: stored, then broadcast.

@@ -401,6 +401,13 @@ impl QueueStore for MongoStore {
             .map_err(map_err)
     }
 
+    async fn list_claimed(&self, list: SendingListId) -> StoreResult<u64> {
+        self.coll::<Document>(names::QUEUE)
+            .count_documents(doc! {"sending_list": list, "claimed_by": {"$ne": Bson::Null}})
+            .await
+            .map_err(map_err)
+    }
+
     async fn scan(&self) -> StoreResult<Vec<QueueEntry>> {
         let mut cursor = self
             .coll::<Document>(names::QUEUE)
