@@ -35,6 +35,9 @@ enum CtlCommand {
     Pause { list: String },
     /// Resume a sending list on every daemon.
     Resume { list: String },
+    /// Drain a sending list on every daemon: paused, answered once no daemon
+    /// holds a claim on it.
+    Drain { list: String },
     /// Set a sending list's rate (messages per minute) on every daemon.
     Rate { list: String, per_minute: u32 },
     /// Queue depth per list.
@@ -82,6 +85,7 @@ fn request(c: &CtlCommand) -> Result<(reqwest::Method, String, Body), String> {
         CtlCommand::List { id } => (Method::GET, format!("/api/v1/lists/{id}"), None),
         CtlCommand::Pause { list } => (Method::POST, format!("/api/v1/lists/{list}/pause"), None),
         CtlCommand::Resume { list } => (Method::POST, format!("/api/v1/lists/{list}/resume"), None),
+        CtlCommand::Drain { list } => (Method::POST, format!("/api/v1/lists/{list}/drain"), None),
         CtlCommand::Rate { list, per_minute } => (
             Method::PUT,
             format!("/api/v1/lists/{list}/rate"),

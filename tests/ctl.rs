@@ -103,6 +103,22 @@ async fn ctl_pauses_rates_and_reads_through_the_api() {
         2400
     );
 
+    // Drain: nothing is claimed here, so it answers drained at once.
+    let (code, out, err) = ctl(
+        url.clone(),
+        "ctl-op-token",
+        vec!["drain".into(), id.clone()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["drained"].as_bool(), v["claimed"].as_u64()),
+        (Some(true), Some(0)),
+        "{v}"
+    );
+
     let (code, out, _) = ctl(url.clone(), "ctl-ro-token", vec!["list".into(), id.clone()])
         .await
         .unwrap();
