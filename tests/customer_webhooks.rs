@@ -470,6 +470,54 @@ async fn internal_urls_are_refused_by_the_admin_api(stores: Stores) {
             .unwrap();
         assert!(a.delivery_webhook.is_none(), "{url}: nothing changed");
     }
+    // The same rule for the account's Discord webhook (alerts).
+    let discord = format!("/api/v1/accounts/{}/discord-webhook", w.account.id);
+    for url in [
+        "https://127.0.0.1/api/webhooks/1/x",
+        "https://10.0.0.1/api/webhooks/1/x",
+        "https://169.254.169.254/api/webhooks/1/x",
+        "https://localhost/api/webhooks/1/x",
+    ] {
+        let req = atest::TestRequest::put()
+            .uri(&discord)
+            .insert_header(("authorization", format!("Bearer {OPERATOR}")))
+            .insert_header(("content-type", "application/json"))
+            .set_payload(json!({ "url": url }).to_string())
+            .to_request();
+        let resp = atest::call_service(&app, req).await;
+        assert_eq!(resp.status(), 422, "Discord {url} must be refused");
+        let a = stores
+            .accounts
+            .get_account(w.account.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(a.discord_webhook_url.is_none(), "{url}: nothing changed");
+    }
+    let req = atest::TestRequest::put()
+        .uri(&discord)
+        .insert_header(("authorization", format!("Bearer {OPERATOR}")))
+        .insert_header(("content-type", "application/json"))
+        .set_payload(json!({"url": "https://93.184.216.34/api/webhooks/1/x"}).to_string())
+        .to_request();
+    let resp = atest::call_service(&app, req).await;
+    assert_eq!(resp.status(), 200);
+    let b: Value = atest::read_body_json(resp).await;
+    assert_eq!(b["discord_webhook_set"], true);
+    assert!(
+        !b.to_string().contains("93.184.216.34"),
+        "the Discord URL is a credential: never shown"
+    );
+    assert!(
+        stores
+            .accounts
+            .get_account(w.account.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .discord_webhook_url
+            .is_some()
+    );
     // A bad secret, a read-only token, an unknown account, an unknown field.
     let resp = atest::call_service(
         &app,

@@ -996,6 +996,21 @@ impl AccountStore for MemoryStore {
             None => Ok(false),
         }
     }
+
+    async fn set_discord_webhook(
+        &self,
+        id: AccountId,
+        url: Option<crate::telemetry::Secret>,
+    ) -> StoreResult<bool> {
+        let mut st = self.lock();
+        match st.accounts.get_mut(&id) {
+            Some(a) => {
+                a.discord_webhook_url = url;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 #[async_trait]

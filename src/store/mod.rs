@@ -620,6 +620,13 @@ pub trait AccountStore: Send + Sync {
         id: AccountId,
         webhook: Option<CustomerWebhook>,
     ) -> StoreResult<bool>;
+    /// Set or clear the account's Discord webhook URL (already checked by
+    /// the outbound URL rule). False when there is no such account.
+    async fn set_discord_webhook(
+        &self,
+        id: AccountId,
+        url: Option<crate::telemetry::Secret>,
+    ) -> StoreResult<bool>;
 }
 
 /// What one try of a claimed outbox entry came to.

@@ -8,8 +8,10 @@
 //! | PUT | `/api/v1/accounts/{id}/delivery-webhook` `{"url", "secret"}` | operator |
 //! | DELETE | `/api/v1/accounts/{id}/delivery-webhook` | operator |
 //! | GET | `/api/v1/accounts/{id}/delivery-webhook` (URL and outbox counts) | read-only |
+//! | PUT | `/api/v1/accounts/{id}/discord-webhook` `{"url"}` | operator |
+//! | DELETE | `/api/v1/accounts/{id}/discord-webhook` | operator |
 //!
-//! A delivery webhook URL is saved only if it passes the SSRF rule
+//! A delivery or Discord webhook URL is saved only if it passes the SSRF rule
 //! (`net::outbound_url`: https, every resolved address public); otherwise
 //! 422 naming `url`, and nothing changes. The rule is applied again before
 //! every request.
@@ -37,7 +39,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(top_up)
         .service(set_webhook)
         .service(clear_webhook)
-        .service(get_webhook);
+        .service(get_webhook)
+        .service(set_discord)
+        .service(clear_discord);
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -424,5 +428,95 @@ async fn get_webhook(
                 .map(|(s, n)| (s.as_str().to_string(), n))
                 .collect(),
         ),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DiscordBody {
+    /// The account's Discord webhook (https; its host must resolve to public
+    /// addresses only). A credential: never shown again.
+    url: String,
+}
+
+/// Whether the account has a Discord webhook (the URL is never shown).
+#[derive(Serialize, ToSchema)]
+struct DiscordView {
+    account: String,
+    discord_webhook_set: bool,
+}
+
+/// Set the account's Discord webhook for its alerts (the outbound URL rule
+/// when saved and before each alert).
+#[utoipa::path(
+    tag = "accounts",
+    operation_id = "set_discord_webhook",
+    params(("id" = String, Path, description = "the account's hex id")),
+    request_body = DiscordBody,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "stored", body = DiscordView),
+        Operator, BadRequest, NotFound, Invalid,
+    )
+)]
+#[put("/accounts/{id}/discord-webhook")]
+async fn set_discord(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Operator)?;
+    let id: AccountId = parse_id("account id", &id)?;
+    let b: DiscordBody = parse_body(&body)?;
+    let url = vetted_url(&state, "url", &b.url).await?;
+    let found = state
+        .stores
+        .accounts
+        .set_discord_webhook(id, Some(Secret::new(url)))
+        .await
+        .map_err(store_error)?;
+    if !found {
+        return Err(ApiError::NotFound(format!("no such account: {id}")));
+    }
+    tracing::info!(account = %id, "Discord webhook set by an operator");
+    Ok(HttpResponse::Ok().json(DiscordView {
+        account: id.to_hex(),
+        discord_webhook_set: true,
+    }))
+}
+
+/// Remove the account's Discord webhook.
+#[utoipa::path(
+    tag = "accounts",
+    operation_id = "clear_discord_webhook",
+    params(("id" = String, Path, description = "the account's hex id")),
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "removed", body = DiscordView),
+        Operator, BadRequest, NotFound,
+    )
+)]
+#[delete("/accounts/{id}/discord-webhook")]
+async fn clear_discord(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Operator)?;
+    let id: AccountId = parse_id("account id", &id)?;
+    let found = state
+        .stores
+        .accounts
+        .set_discord_webhook(id, None)
+        .await
+        .map_err(store_error)?;
+    if !found {
+        return Err(ApiError::NotFound(format!("no such account: {id}")));
+    }
+    tracing::info!(account = %id, "Discord webhook cleared by an operator");
+    Ok(HttpResponse::Ok().json(DiscordView {
+        account: id.to_hex(),
+        discord_webhook_set: false,
     }))
 }

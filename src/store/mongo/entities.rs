@@ -283,6 +283,26 @@ impl AccountStore for MongoStore {
     ) -> StoreResult<bool> {
         self.set_delivery_webhook_impl(id, webhook).await
     }
+
+    async fn set_discord_webhook(
+        &self,
+        id: AccountId,
+        url: Option<crate::telemetry::Secret>,
+    ) -> StoreResult<bool> {
+        let value = match url {
+            Some(u) => bson::to_bson(&u).map_err(|e| StoreError::Corrupt(Cause::new(e)))?,
+            None => bson::Bson::Null,
+        };
+        let r = self
+            .coll::<Document>(names::ACCOUNTS)
+            .update_one(
+                doc! {"_id": id},
+                doc! {"$set": {"discord_webhook_url": value}},
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(r.matched_count > 0)
+    }
 }
 
 #[async_trait]
