@@ -24,6 +24,11 @@ pub struct FakeSettings {
     pub batch_size: usize,
     pub record_file: Option<std::path::PathBuf>,
     pub seed: u64,
+    /// Answer in-doubt lookups from what this instance took. Off for a
+    /// daemon configured with the fake (`providers.fake`): another process's
+    /// fake would have no record of what this one took, and "not taken" would
+    /// send it twice. In-process tests turn it on.
+    pub lookups: bool,
 }
 
 impl Default for FakeSettings {
@@ -37,6 +42,7 @@ impl Default for FakeSettings {
             batch_size: 500,
             record_file: None,
             seed: 7,
+            lookups: true,
         }
     }
 }
@@ -52,6 +58,7 @@ impl From<&FakeProviderConfig> for FakeSettings {
             batch_size: c.batch_size,
             record_file: (!c.record_file.is_empty()).then(|| c.record_file.clone().into()),
             seed: std::process::id() as u64,
+            lookups: false,
         }
     }
 }
@@ -297,7 +304,7 @@ impl SmsProvider for FakeProvider {
     }
 
     fn can_look_up(&self) -> bool {
-        true
+        self.settings.lookups
     }
 
     /// Taken for every message the fake recorded as received (accepted, or
