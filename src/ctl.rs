@@ -59,6 +59,30 @@ enum CtlCommand {
     CancelSchedule { schedule: String },
     /// Import contacts from a CSV file (header row: phone, time_zone?,
     /// first_name?, last_name?, tags? (`;`-separated), custom fields).
+    /// Failed messages (in-doubt ones apart), newest first.
+    Failed {
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        list: Option<String>,
+    },
+    /// "Resend to failed only": requeue dead letters by id, or all of a
+    /// reason (optionally of one list or schedule); in-doubt (NO_RESPONSE)
+    /// ones only with --include-in-doubt, since they may have been delivered.
+    Requeue {
+        /// Dead letter ids (or give --reason).
+        ids: Vec<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        list: Option<String>,
+        #[arg(long)]
+        schedule: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        include_in_doubt: bool,
+    },
     Import {
         file: std::path::PathBuf,
         #[arg(long)]
@@ -94,6 +118,45 @@ fn request(c: &CtlCommand) -> Result<(reqwest::Method, String, Body), String> {
         CtlCommand::Queue => (Method::GET, "/api/v1/queue".into(), None),
         CtlCommand::Schedule { id } => (Method::GET, format!("/api/v1/schedules/{id}"), None),
         CtlCommand::Stats { run } => (Method::GET, format!("/api/v1/runs/{run}"), None),
+        CtlCommand::Failed { reason, list } => {
+            let mut q = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(r) = reason {
+                q.append_pair("reason", r);
+            }
+            if let Some(l) = list {
+                q.append_pair("list", l);
+            }
+            (Method::GET, format!("/api/v1/failed?{}", q.finish()), None)
+        }
+        CtlCommand::Requeue {
+            ids,
+            reason,
+            list,
+            schedule,
+            limit,
+            include_in_doubt,
+        } => {
+            let mut body = serde_json::Map::new();
+            if !ids.is_empty() {
+                body.insert("ids".into(), json!(ids));
+            }
+            for (k, v) in [("reason", reason), ("list", list), ("schedule", schedule)] {
+                if let Some(v) = v {
+                    body.insert(k.into(), json!(v));
+                }
+            }
+            if let Some(l) = limit {
+                body.insert("limit".into(), json!(l));
+            }
+            if *include_in_doubt {
+                body.insert("include_in_doubt".into(), json!(true));
+            }
+            (
+                Method::POST,
+                "/api/v1/failed/requeue".into(),
+                Some(Value::Object(body)),
+            )
+        }
         CtlCommand::Explain { schedule } => (
             Method::POST,
             format!("/api/v1/schedules/{schedule}/explain"),

@@ -203,6 +203,55 @@ async fn ctl_pauses_rates_and_reads_through_the_api() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot read"), "{err}");
 
+    // Failed messages: listed, then requeued by reason ("resend to failed
+    // only"), each once.
+    let contact = seed::contact(account.id, list.id, 7, now);
+    stores
+        .contacts
+        .insert_contacts(vec![contact.clone()])
+        .await
+        .unwrap();
+    let m = seed::queued(&list, &contact, "Spring sale", now);
+    stores
+        .dead_letters
+        .record(vec![trackly::actors::outcome::failure(
+            &m,
+            FailureReason::Stale,
+            "too old".into(),
+            None,
+            now,
+        )])
+        .await
+        .unwrap();
+    let (code, out, err) = ctl(
+        url.clone(),
+        "ctl-ro-token",
+        vec!["failed".into(), "--reason".into(), "STALE".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["failed"][0]["id"], m.id.to_hex(), "{v}");
+    let depth = stores.queue.depth().await.unwrap();
+    for expected in [1, 0] {
+        let (code, out, err) = ctl(
+            url.clone(),
+            "ctl-op-token",
+            vec!["requeue".into(), "--reason".into(), "STALE".into()],
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["requeued"].as_array().map(|a| a.len()),
+            Some(expected),
+            "{v}"
+        );
+    }
+    assert_eq!(stores.queue.depth().await.unwrap(), depth + 1);
+
     h.stop().await;
     let port = free_port();
     let (code, _, err) = ctl(
