@@ -654,6 +654,16 @@ async fn failed_messages_are_listed_and_requeued_once(stores: Stores) {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["failed"].as_array().unwrap().len(), 3);
     assert_eq!(v["in_doubt"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        (
+            v["in_doubt_summary"]["open"].as_u64(),
+            v["in_doubt_summary"]["resolved_as_sent"].as_u64(),
+            v["in_doubt_summary"]["requeued"].as_u64(),
+            v["in_doubt_summary"]["open_by_provider"]["fake"].as_u64(),
+        ),
+        (Some(1), Some(0), Some(0), Some(1)),
+        "{v}"
+    );
     assert!(
         !v.to_string().contains("Spring sale"),
         "bodies are not shown"
@@ -731,6 +741,15 @@ async fn failed_messages_are_listed_and_requeued_once(stores: Stores) {
         OPERATOR
     );
     assert_eq!(v["requeued"].as_array().unwrap().len(), 1, "{v}");
+    let (_, v) = call!(atest::TestRequest::get().uri("/api/v1/failed"), READER);
+    assert_eq!(
+        (
+            v["in_doubt_summary"]["open"].as_u64(),
+            v["in_doubt_summary"]["requeued"].as_u64()
+        ),
+        (Some(0), Some(1)),
+        "{v}"
+    );
     // Neither ids nor reason: 422; both bad: nothing changed.
     let (s, _) = call!(
         atest::TestRequest::post()

@@ -151,6 +151,10 @@ struct InDoubtSummary {
     /// Queued again: by the Resolver (the provider had no record) or by an
     /// operator (`include_in_doubt`).
     requeued: u64,
+    /// The open ones by their list's provider: Infobip's and Twilio's wait
+    /// for the Resolver; CM has no lookup, so its wait for a delivery report
+    /// or an operator (counted over the newest 10,000).
+    open_by_provider: std::collections::BTreeMap<String, u64>,
 }
 
 /// Failed messages, newest first (at most 500), in-doubt ones apart.
@@ -205,7 +209,39 @@ async fn list_failed(
         let store = state.stores.dead_letters.clone();
         async move { store.count_failed(&f).await }
     };
+    let open_letters = state
+        .stores
+        .dead_letters
+        .list_failed(
+            &FailedFilter {
+                reason: Some(FailureReason::NoResponse),
+                open_only: true,
+                ..filter.clone()
+            },
+            10_000,
+        )
+        .await
+        .map_err(store_error)?;
+    let mut per_list: std::collections::BTreeMap<SendingListId, u64> = Default::default();
+    for f in &open_letters {
+        *per_list.entry(f.sending_list).or_insert(0) += 1;
+    }
+    let mut open_by_provider: std::collections::BTreeMap<String, u64> = Default::default();
+    for (list, n) in per_list {
+        let kind = match state
+            .stores
+            .lists
+            .get_list(list)
+            .await
+            .map_err(store_error)?
+        {
+            Some(l) => l.provider.kind().as_str().to_string(),
+            None => "deleted list".to_string(),
+        };
+        *open_by_provider.entry(kind).or_insert(0) += n;
+    }
     let in_doubt_summary = InDoubtSummary {
+        open_by_provider,
         open: count(true, None).await.map_err(store_error)?,
         resolved_as_sent: count(false, Some(true)).await.map_err(store_error)?,
         requeued: count(false, Some(false)).await.map_err(store_error)?,
