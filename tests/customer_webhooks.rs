@@ -219,6 +219,18 @@ async fn a_report_becomes_one_signed_post_of_the_documented_payload(stores: Stor
             .unwrap()
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
+    // The result is written once the answer is in (right after the POST).
+    let st = stores.clone();
+    let mid = m.id;
+    wait_until(Duration::from_secs(10), || {
+        let st = st.clone();
+        async move {
+            entry(&st, mid, DeliveryState::Delivered)
+                .await
+                .is_some_and(|e| e.status == OutboxStatus::Delivered)
+        }
+    })
+    .await;
     let e = entry(&stores, m.id, DeliveryState::Delivered)
         .await
         .unwrap();

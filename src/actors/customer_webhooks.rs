@@ -4,8 +4,9 @@
 //! customer-webhook outbox (`webhook_outbox`) to each account's delivery
 //! webhook, signed, retried, in order per message.
 //!
-//! Every `customer_webhooks.poll_interval` (and at once after a full batch,
-//! or on [`PollWebhooks`]) it claims up to `batch_size` due entries with a
+//! Every `customer_webhooks.poll_interval` while entries keep coming (and
+//! at once after a full batch, or on [`PollWebhooks`], which this daemon's
+//! report intake sends when it writes entries) it claims up to `batch_size` due entries with a
 //! fresh token and a lease (`claim_lease`), so that of several daemons
 //! sharing the store exactly one posts each entry; the claim leaves out an
 //! entry whose message still has an earlier entry pending, so a later state
@@ -20,6 +21,11 @@
 //! `give_up_after` from the entry's creation, then given up; a URL refused
 //! by the rule → refused (never posted); an account without a webhook →
 //! given up.
+//!
+//! Rounds that find nothing double the wait up to `max_poll_interval`:
+//! an idle outbox costs a round trip every half minute, not every second.
+//! Entries written by another daemon are posted by that daemon's sender
+//! (woken by its own intake); this one finds them on its next round.
 //!
 //! Runs as a future spawned on its own context, one round at a time: it
 //! never blocks a handler and never touches the send path.
@@ -63,6 +69,9 @@ pub struct WebhookSender {
     stopping: bool,
     seq: u64,
     last_count: Option<Instant>,
+    /// Wait between timed rounds (grows while rounds find nothing).
+    gap: Duration,
+    last_round: Option<Instant>,
 }
 
 impl WebhookSender {
@@ -76,6 +85,15 @@ impl WebhookSender {
             stopping: false,
             seq: 0,
             last_count: None,
+            gap: Duration::ZERO,
+            last_round: None,
+        }
+    }
+
+    /// A timed round: skipped while the idle backoff says so.
+    fn timed_round(&mut self, ctx: &mut Context<Self>) {
+        if self.last_round.is_none_or(|t| t.elapsed() >= self.gap) {
+            self.round(ctx);
         }
     }
 
@@ -89,6 +107,7 @@ impl WebhookSender {
         }
         self.running = true;
         self.again = false;
+        self.last_round = Some(Instant::now());
         self.seq += 1;
         let token = format!("{}:wh:{}", self.deps.instance, self.seq);
         let count = self
@@ -98,11 +117,19 @@ impl WebhookSender {
             self.last_count = Some(Instant::now());
         }
         let fut = run_round(self.deps.clone(), self.policy.clone(), token, count);
-        ctx.spawn(fut.into_actor(self).map(|full, a, ctx| {
+        ctx.spawn(fut.into_actor(self).map(|claimed, a, ctx| {
             a.running = false;
+            let (base, max) = (
+                a.deps.config.poll_interval.get(),
+                a.deps.config.max_poll_interval.get(),
+            );
+            a.gap = match claimed {
+                Some(_) => base,
+                None => (a.gap * 2).clamp(base, max),
+            };
             if a.stopping {
                 ctx.stop();
-            } else if full || a.again {
+            } else if claimed == Some(true) || a.again {
                 a.round(ctx);
             }
         }));
@@ -114,7 +141,9 @@ impl Actor for WebhookSender {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.round(ctx);
-        ctx.run_interval(self.deps.config.poll_interval.get(), |a, ctx| a.round(ctx));
+        ctx.run_interval(self.deps.config.poll_interval.get(), |a, ctx| {
+            a.timed_round(ctx)
+        });
     }
 }
 
@@ -143,13 +172,14 @@ enum Try {
     NoWebhook,
 }
 
-/// One round: claim, post, record. Returns whether the batch was full.
+/// One round: claim, post, record. Returns `None` when nothing was claimed,
+/// else whether the batch was full.
 async fn run_round(
     deps: Arc<SenderDeps>,
     policy: Arc<OutboundPolicy>,
     token: String,
     count: bool,
-) -> bool {
+) -> Option<bool> {
     let cfg = &deps.config;
     if count {
         match deps.outbox.outbox_counts(None).await {
@@ -173,11 +203,11 @@ async fn run_round(
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "customer webhook outbox not claimed; trying again later");
-            return false;
+            return None;
         }
     };
     if entries.is_empty() {
-        return false;
+        return None;
     }
     crate::failpoint::hit("webhooks.claimed");
     let full = entries.len() >= cfg.batch_size;
@@ -321,5 +351,5 @@ async fn run_round(
             tracing::warn!(error = %e, "customer webhook results not recorded; the batch is tried again after its claim lease")
         }
     }
-    full
+    Some(full)
 }

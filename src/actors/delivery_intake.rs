@@ -56,6 +56,9 @@ pub struct OutboxWriter {
     /// without one (most) cost no read at all.
     hooked: Arc<tokio::sync::Mutex<Option<(std::time::Instant, HookedAccounts)>>>,
     refresh: std::time::Duration,
+    /// This daemon's WebhookSender, woken when entries are written (it
+    /// backs off while the outbox is idle).
+    wake: Option<actix::Recipient<crate::messages::PollWebhooks>>,
 }
 
 impl OutboxWriter {
@@ -71,7 +74,14 @@ impl OutboxWriter {
             clock,
             hooked: Default::default(),
             refresh,
+            wake: None,
         }
+    }
+
+    /// Wake `sender` whenever entries are written.
+    pub fn waking(mut self, sender: actix::Recipient<crate::messages::PollWebhooks>) -> Self {
+        self.wake = Some(sender);
+        self
     }
 
     async fn hooked_accounts(&self) -> Result<HookedAccounts, StoreError> {
@@ -200,6 +210,13 @@ async fn write_outbox(
     }
     let added = w.outbox.add_outbox(entries).await?;
     crate::failpoint::hit("webhooks.enqueued");
+    if added > 0
+        && let Some(wake) = &w.wake
+    {
+        // A full mailbox already holds a wake-up; a closed one is a sender
+        // shutting down (its next start polls anyway).
+        let _ = wake.try_send(crate::messages::PollWebhooks);
+    }
     Ok(added)
 }
 

@@ -164,18 +164,34 @@ impl OutboxStore for MongoStore {
         &self,
         account: Option<AccountId>,
     ) -> StoreResult<Vec<(OutboxStatus, u64)>> {
-        let mut out = Vec::with_capacity(OutboxStatus::ALL.len());
-        for s in OutboxStatus::ALL {
-            let mut filter = doc! {"status": status(s)};
-            if let Some(a) = account {
-                filter.insert("account", a);
+        // One round trip: counts by status (a status with none is 0).
+        let mut pipeline = Vec::with_capacity(2);
+        if let Some(a) = account {
+            pipeline.push(doc! {"$match": {"account": a}});
+        }
+        pipeline.push(doc! {"$group": {"_id": "$status", "n": {"$sum": 1}}});
+        let rows: Vec<Document> = self
+            .coll::<Document>(names::OUTBOX)
+            .aggregate(pipeline)
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)?;
+        let mut out: Vec<(OutboxStatus, u64)> = OutboxStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        for r in rows {
+            let n = match r.get("n") {
+                Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(Bson::Double(n)) if *n >= 0.0 => *n as u64,
+                _ => 0,
+            };
+            if let Some(slot) = out
+                .iter_mut()
+                .find(|(s, _)| Some(s.as_str()) == r.get_str("_id").ok())
+            {
+                slot.1 = n;
             }
-            let n = self
-                .coll::<Document>(names::OUTBOX)
-                .count_documents(filter)
-                .await
-                .map_err(map_err)?;
-            out.push((s, n));
         }
         Ok(out)
     }
