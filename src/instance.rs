@@ -45,6 +45,16 @@ pub struct Instance {
     /// This instance is the recovery leader (as its last sweep found: the
     /// live instance with the smallest id). The Resolver runs only here.
     leader: AtomicBool,
+    /// The database's clock as the last lease renewal returned it, and the
+    /// moment its answer arrived: the database's time now, without asking
+    /// it (see [`Instance::server_now`]).
+    server_clock: Mutex<Option<(Timestamp, Instant)>>,
+    /// Unix milliseconds at which a message this daemon knows of falls due
+    /// (i64::MAX: none): the Coordinator polls then, however far it has
+    /// backed off.
+    wake_ms: AtomicI64,
+    /// A batch was given up since the last whole recovery sweep.
+    gave_up: AtomicBool,
 }
 
 impl Instance {
@@ -60,7 +70,54 @@ impl Instance {
             lists: Mutex::new(Vec::new()),
             shutting_down: AtomicBool::new(false),
             leader: AtomicBool::new(false),
+            server_clock: Mutex::new(None),
+            wake_ms: AtomicI64::new(i64::MAX),
+            gave_up: AtomicBool::new(false),
         }
+    }
+
+    /// A batch was given up: the next recovery sweep judges its attempts.
+    pub fn note_given_up(&self) {
+        self.gave_up.store(true, Ordering::Relaxed);
+    }
+
+    /// Was a batch given up since the last call?
+    pub fn take_given_up(&self) -> bool {
+        self.gave_up.swap(false, Ordering::Relaxed)
+    }
+
+    /// A queued message falls due at `at` (a retry, a deferral, the next
+    /// message in the queue): the Coordinator polls no later than that.
+    pub fn wake_at(&self, at: Timestamp) {
+        self.wake_ms
+            .fetch_min(at.timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// Has a wake-up time come (`now` on the daemon's clock)? Clears it.
+    pub fn take_wake(&self, now: Timestamp) -> bool {
+        let at = self.wake_ms.load(Ordering::Relaxed);
+        at <= now.timestamp_millis()
+            && self
+                .wake_ms
+                .compare_exchange(at, i64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// A renewal answered at `received` with the database's time `db_time`.
+    pub fn set_server_clock(&self, db_time: Timestamp, received: Instant) {
+        *self.server_clock.lock().unwrap_or_else(|e| e.into_inner()) = Some((db_time, received));
+    }
+
+    /// The database's clock now, estimated from the last renewal's answer
+    /// (its time plus the monotonic time since it arrived), when that
+    /// answer is younger than `fresh`. The estimate is never ahead of the
+    /// database: the server stamped the lease before its answer arrived, so
+    /// it runs behind by at most one round trip, and a lease is judged
+    /// lapsed that much later, never earlier.
+    pub fn server_now(&self, fresh: Duration) -> Option<Timestamp> {
+        let (at, received) = (*self.server_clock.lock().unwrap_or_else(|e| e.into_inner()))?;
+        let age = received.elapsed();
+        (age < fresh).then(|| at + crate::clock::chrono_dur(age))
     }
 
     /// A new claim token, registered as running.
@@ -160,5 +217,47 @@ mod tests {
         let j = Instance::new("d");
         j.renewed(Instant::now(), Duration::ZERO);
         assert!(!j.lease_valid());
+    }
+
+    #[test]
+    fn the_earliest_wake_up_wins_and_is_taken_once() {
+        let i = Instance::new("d");
+        let t0 = chrono::Utc::now();
+        assert!(!i.take_wake(t0), "nothing to wake for");
+        i.wake_at(t0 + chrono::Duration::seconds(10));
+        i.wake_at(t0 + chrono::Duration::seconds(2));
+        i.wake_at(t0 + chrono::Duration::seconds(5));
+        assert!(!i.take_wake(t0 + chrono::Duration::seconds(1)), "not yet");
+        assert!(i.take_wake(t0 + chrono::Duration::seconds(2)));
+        assert!(
+            !i.take_wake(t0 + chrono::Duration::seconds(20)),
+            "taken: the later ones are the queue's next due time's job"
+        );
+    }
+
+    #[test]
+    fn the_database_clock_is_estimated_from_a_fresh_renewal_only() {
+        let i = Instance::new("d");
+        assert_eq!(i.server_now(Duration::from_secs(10)), None, "never renewed");
+        let db = chrono::Utc::now() - chrono::Duration::hours(1);
+        i.set_server_clock(db, Instant::now() - Duration::from_secs(3));
+        let est = i
+            .server_now(Duration::from_secs(10))
+            .expect("a 3 s old renewal is fresh");
+        let ahead = est - db;
+        assert!(
+            ahead >= chrono::Duration::seconds(3) && ahead < chrono::Duration::seconds(4),
+            "the database's time plus the time since its answer: {ahead}"
+        );
+        assert_eq!(i.server_now(Duration::from_secs(2)), None, "too old");
+    }
+
+    #[test]
+    fn a_given_up_batch_is_noted_once() {
+        let i = Instance::new("d");
+        assert!(!i.take_given_up());
+        i.note_given_up();
+        assert!(i.take_given_up());
+        assert!(!i.take_given_up());
     }
 }

@@ -110,6 +110,7 @@ impl Lease {
                 Ok(db_time) => {
                     crate::failpoint::hit("lease.renewed");
                     act.instance.renewed(sent, act.window);
+                    act.instance.set_server_clock(db_time, Instant::now());
                     // The server stamped between our send and its answer.
                     let midpoint = local_sent + (local_back - local_sent) / 2;
                     act.instance.set_db_offset(db_time - midpoint);

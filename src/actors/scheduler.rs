@@ -223,7 +223,7 @@ impl Actor for Scheduler {
 
 impl StreamHandler<Event> for Scheduler {
     fn handle(&mut self, event: Event, ctx: &mut Self::Context) {
-        if event == Event::SchedulesChanged {
+        if matches!(event, Event::SchedulesChanged | Event::Resync) {
             self.look(ctx, None);
         }
     }
@@ -272,8 +272,10 @@ impl Handler<ExplainSchedule> for Scheduler {
 pub async fn live_capabilities(
     stores: &Stores,
     own: &[String],
+    instance: &Instance,
+    fresh: std::time::Duration,
 ) -> Result<(Capabilities, HashSet<String>), StoreError> {
-    let server_now = stores.leases.server_time().await?;
+    let server_now = stores.database_now(instance, fresh).await?;
     let leases = stores.leases.leases().await?;
     let mut caps = Capabilities::default();
     caps.providers.extend(own.iter().cloned());
@@ -286,7 +288,14 @@ pub async fn live_capabilities(
 }
 
 async fn capabilities(deps: &SchedulerDeps) -> Result<Capabilities, StoreError> {
-    Ok(live_capabilities(&deps.stores, &deps.providers).await?.0)
+    Ok(live_capabilities(
+        &deps.stores,
+        &deps.providers,
+        &deps.instance,
+        deps.config.daemon.heartbeat_interval.get() * 2,
+    )
+    .await?
+    .0)
 }
 
 /// One look: `(report, runs to execute, when to look next)`.
@@ -428,7 +437,13 @@ async fn look_inner(
     if stalled.is_empty() {
         return Ok(());
     }
-    let (live_caps, live) = live_capabilities(&deps.stores, &deps.providers).await?;
+    let (live_caps, live) = live_capabilities(
+        &deps.stores,
+        &deps.providers,
+        &deps.instance,
+        deps.config.daemon.heartbeat_interval.get() * 2,
+    )
+    .await?;
     let me = deps.instance.id.as_str();
     for r in stalled {
         if slots == 0 {

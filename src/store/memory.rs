@@ -166,6 +166,17 @@ impl QueueStore for MemoryStore {
         Ok(lists)
     }
 
+    async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {
+        let st = self.lock();
+        Ok(st
+            .ready
+            .values()
+            .flat_map(|ids| ids.iter())
+            .filter_map(|id| st.queue.get(id).map(|m| m.not_before))
+            .filter(|t| *t > now)
+            .min())
+    }
+
     async fn claim(
         &self,
         list: SendingListId,
@@ -468,11 +479,11 @@ impl SentStore for MemoryStore {
         Ok(v)
     }
 
-    async fn resolve_reported(&self, limit: usize) -> StoreResult<Vec<MessageId>> {
+    async fn resolve_reported(&self, limit: usize, at: Timestamp) -> StoreResult<Vec<MessageId>> {
         let mut st = self.lock();
         let st = &mut *st;
         let mut out = Vec::new();
-        let now = self.clock.now();
+        let now = at;
         for r in st.sent.values_mut() {
             if out.len() >= limit {
                 break;

@@ -144,6 +144,9 @@ pub trait QueueStore: Send + Sync {
     async fn enqueue(&self, msgs: Vec<QueuedTextMessage>) -> StoreResult<u64>;
     /// Lists that have at least one ready message (unclaimed, due at `now`).
     async fn due_lists(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<SendingListId>>;
+    /// The earliest `not_before` later than `now` among unclaimed messages:
+    /// when the next message falls due (`None`: none waits).
+    async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>>;
     /// Atomically claim up to `max` ready messages of `list`, oldest first,
     /// stamping them with the claimant's token and owner and counting the
     /// claim (`claim_count`). Concurrent claimers never receive the same
@@ -337,8 +340,8 @@ pub trait SentStore: Send + Sync {
     /// In-doubt (NO_RESPONSE) messages that already have a delivery report,
     /// resolved as sent (record and dead letter together), up to `limit`.
     /// `apply_delivery` does this for the reports it applies; this catches
-    /// any it could not finish.
-    async fn resolve_reported(&self, limit: usize) -> StoreResult<Vec<MessageId>>;
+    /// any it could not finish. `at` (the database's time) stamps them.
+    async fn resolve_reported(&self, limit: usize, at: Timestamp) -> StoreResult<Vec<MessageId>>;
     /// In-doubt messages their provider's records show it took: `submitted =
     /// true`, `resolved_by = provider_lookup`, the provider's id, and the
     /// delivery state it knows (only on a record that has none); their dead
@@ -868,6 +871,22 @@ pub struct Stores {
 }
 
 impl Stores {
+    /// The database's clock now. On MongoDB, estimated from `instance`'s
+    /// last lease renewal when it is younger than `fresh` (no round trip;
+    /// see [`crate::instance::Instance::server_now`]); otherwise asked.
+    pub async fn database_now(
+        &self,
+        instance: &crate::instance::Instance,
+        fresh: std::time::Duration,
+    ) -> StoreResult<Timestamp> {
+        if self.backend == "mongodb"
+            && let Some(t) = instance.server_now(fresh)
+        {
+            return Ok(t);
+        }
+        self.leases.server_time().await
+    }
+
     /// Every capability served by one object.
     pub fn from_backend<T>(backend: Arc<T>, name: &'static str) -> Self
     where

@@ -78,6 +78,13 @@ impl MongoStore {
             opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
                 if let CommandEvent::Started(started) = ev {
                     m.mongo_command(&started.command_name);
+                    // Which collection each round trip went to, for
+                    // RUST_LOG=trackly::mongo_commands=trace (benchmarks).
+                    tracing::trace!(
+                        target: "trackly::mongo_commands",
+                        command = %started.command_name,
+                        collection = ?started.command.get(&started.command_name),
+                    );
                 }
             }));
         }

@@ -4,8 +4,7 @@ use super::{MongoStore, map_err, names};
 use crate::domain::*;
 use crate::store::{
     AttemptsBegun, DeadLetterStore, DeliveryApplied, DeliveryCounts, DeliveryUpdate, FailedFilter,
-    LeaseStore, SentEntry, SentStore, Settled, Settlement, StoreError, StoreResult,
-    UnansweredQuery,
+    SentEntry, SentStore, Settled, Settlement, StoreError, StoreResult, UnansweredQuery,
 };
 use async_trait::async_trait;
 use bson::{Bson, Document, doc};
@@ -60,8 +59,7 @@ impl SentStore for MongoStore {
             .map_err(map_err)
     }
 
-    async fn resolve_reported(&self, limit: usize) -> StoreResult<Vec<MessageId>> {
-        let at = self.server_time().await?;
+    async fn resolve_reported(&self, limit: usize, at: Timestamp) -> StoreResult<Vec<MessageId>> {
         self.resolve_by_report(None, limit, at).await
     }
 
