@@ -114,22 +114,6 @@ impl Daemon {
             cfg.scheduler.stats_flush_interval.get(),
         )
         .start();
-        let mut intake = DeliveryIntake::new(
-            parts.stores.sent.clone(),
-            metrics.clone(),
-            cfg.webhooks.max_batch,
-            cfg.webhooks.max_pending_bytes,
-            run_stats.clone().recipient(),
-        );
-        if cfg.customer_webhooks.enabled {
-            intake = intake.with_webhooks(OutboxWriter::new(
-                parts.stores.outbox.clone(),
-                parts.stores.accounts.clone(),
-                parts.clock.clone(),
-                cfg.customer_webhooks.settings_refresh.get(),
-            ));
-        }
-        let intake = intake.start();
         let webhooks = cfg.customer_webhooks.enabled.then(|| {
             WebhookSender::new(SenderDeps {
                 outbox: parts.stores.outbox.clone(),
@@ -141,6 +125,25 @@ impl Daemon {
             })
             .start()
         });
+        let mut intake = DeliveryIntake::new(
+            parts.stores.sent.clone(),
+            metrics.clone(),
+            cfg.webhooks.max_batch,
+            cfg.webhooks.max_pending_bytes,
+            run_stats.clone().recipient(),
+        );
+        if let Some(sender) = &webhooks {
+            intake = intake.with_webhooks(
+                OutboxWriter::new(
+                    parts.stores.outbox.clone(),
+                    parts.stores.accounts.clone(),
+                    parts.clock.clone(),
+                    cfg.customer_webhooks.settings_refresh.get(),
+                )
+                .waking(sender.clone().recipient()),
+            );
+        }
+        let intake = intake.start();
         let clicks = crate::actors::click_intake::ClickIntake::new(
             parts.stores.links.clone(),
             parts.stores.sent.clone(),
@@ -197,6 +200,7 @@ impl Daemon {
             .start();
         let providers = parts.providers.clone();
         let check = rate_limiter.clone().recipient();
+        let supervisor_bus = parts.bus.clone();
         let coordinator = Coordinator::start_with(
             CoordinatorDeps {
                 stores: parts.stores.clone(),
@@ -211,6 +215,7 @@ impl Daemon {
                 request_work: addr.clone().recipient(),
                 stopped: addr.recipient(),
                 check_rate_limiter: check,
+                bus: supervisor_bus,
             },
         );
         Daemon {

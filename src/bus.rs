@@ -7,6 +7,15 @@
 //!   Coordinator polls now.
 //! - [`Event::SchedulesChanged`]: a schedule was created, resumed or asked to
 //!   run now; each daemon's Scheduler looks for due schedules at once.
+//! - [`Event::Resync`]: never published; each daemon's own bus hands it to
+//!   its subscribers when events may have been missed (the Redis
+//!   subscription was lost and is back, or a subscriber lagged): look at
+//!   everything again now.
+//!
+//! While the bus is live ([`EventBus::is_live`]) timers back off much
+//! further (coordinator polls up to `coordinator.bus_poll_interval`, list
+//! re-reads every `supervisor.bus_list_refresh`): the events carry the
+//! news, the timers only bound what a lost event can cost.
 //!
 //! The store stays the truth: an event carries no setting, only "look
 //! again", and a lost event costs only latency (supervisors re-read their
@@ -27,6 +36,7 @@ pub enum Event {
     ListChanged { list: SendingListId },
     Queued { lists: Vec<SendingListId> },
     SchedulesChanged,
+    Resync,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +49,9 @@ pub trait EventBus: Send + Sync {
     async fn publish(&self, event: Event) -> Result<(), BusError>;
     /// Events from now on.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// Events published anywhere reach this daemon now, so timers may back
+    /// off far (Redis, while subscribed).
+    fn is_live(&self) -> bool;
 }
 
 pub type SharedBus = Arc<dyn EventBus>;
@@ -73,6 +86,12 @@ impl EventBus for LocalBus {
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
+
+    /// The embedded mode keeps its short timers: its store is also written
+    /// directly (tests, tools), with no event.
+    fn is_live(&self) -> bool {
+        false
+    }
 }
 
 /// Redis pub/sub on `<prefix>:events`. A background task holds a dedicated
@@ -84,6 +103,8 @@ pub struct RedisBus {
     tx: broadcast::Sender<Event>,
     timeout: Duration,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Subscribed now.
+    live: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl RedisBus {
@@ -98,14 +119,16 @@ impl RedisBus {
         let client = deadpool_redis::redis::Client::open(url)?;
         let channel = format!("{prefix}:events");
         let tx = broadcast::channel(1024).0;
+        let live = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let bus = Arc::new(RedisBus {
             pool,
             channel: channel.clone(),
             tx: tx.clone(),
             timeout,
             metrics,
+            live: live.clone(),
         });
-        tokio::spawn(subscriber(client, channel, tx));
+        tokio::spawn(subscriber(client, channel, tx, live));
         Ok(bus)
     }
 }
@@ -114,8 +137,11 @@ async fn subscriber(
     client: deadpool_redis::redis::Client,
     channel: String,
     tx: broadcast::Sender<Event>,
+    live: Arc<std::sync::atomic::AtomicBool>,
 ) {
     use futures::StreamExt;
+    use std::sync::atomic::Ordering;
+    let mut subscribed_before = false;
     let mut delay = Duration::from_millis(200);
     let mut failures = 0u32;
     loop {
@@ -132,6 +158,12 @@ async fn subscriber(
                 }
                 failures = 0;
                 delay = Duration::from_millis(200);
+                live.store(true, Ordering::Relaxed);
+                if subscribed_before {
+                    // Events published while we were away are lost.
+                    let _ = tx.send(Event::Resync);
+                }
+                subscribed_before = true;
                 let mut stream = ps.into_on_message();
                 while let Some(msg) = stream.next().await {
                     let Ok(payload) = msg.get_payload::<String>() else {
@@ -144,6 +176,7 @@ async fn subscriber(
                         Err(e) => tracing::warn!(error = %e, "ignored an unreadable bus event"),
                     }
                 }
+                live.store(false, Ordering::Relaxed);
                 tracing::warn!("event bus connection lost; resubscribing");
             }
             Err(e) => {
@@ -184,18 +217,43 @@ impl EventBus for RedisBus {
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
+
+    fn is_live(&self) -> bool {
+        self.live.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
-/// A subscription as a stream (for `ctx.add_stream`); lagging receivers
-/// skip what they missed (events are hints).
+/// A subscription as a stream (for `ctx.add_stream`); a lagging receiver
+/// skips what it missed and gets one [`Event::Resync`] instead.
 pub fn stream(rx: broadcast::Receiver<Event>) -> impl futures::Stream<Item = Event> {
     futures::stream::unfold(rx, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) => return Some((e, rx)),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+        match rx.recv().await {
+            Ok(e) => Some((e, rx)),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some((Event::Resync, rx)),
+            Err(broadcast::error::RecvError::Closed) => None,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn a_lagging_subscriber_is_told_to_look_again() {
+        let (tx, rx) = broadcast::channel(2);
+        for _ in 0..5 {
+            let _ = tx.send(Event::SchedulesChanged);
+        }
+        drop(tx);
+        let got: Vec<Event> = stream(rx).collect().await;
+        assert_eq!(got.first(), Some(&Event::Resync), "{got:?}");
+        assert_eq!(got.len(), 3, "Resync, then the two it kept: {got:?}");
+    }
+
+    #[test]
+    fn the_in_process_bus_keeps_short_timers() {
+        assert!(!LocalBus::new().is_live());
+    }
 }

@@ -29,6 +29,8 @@ struct ThreadDaemon {
     thread: Option<std::thread::JoinHandle<()>>,
     /// Its Coordinator (on the daemon's own actix system).
     coordinator: actix::Addr<trackly::actors::coordinator::Coordinator>,
+    /// Its counters (MongoDB commands among them).
+    metrics: Arc<trackly::metrics::Metrics>,
 }
 
 impl ThreadDaemon {
@@ -71,9 +73,9 @@ impl ThreadDaemon {
                     clock: Arc::new(SystemClock),
                     bus,
                     secrets: Arc::new(Secrets::default()),
-                    metrics,
+                    metrics: metrics.clone(),
                 });
-                let _ = ready_tx.send(daemon.coordinator.clone());
+                let _ = ready_tx.send((daemon.coordinator.clone(), metrics.clone()));
                 let _ = rx.await;
                 let _ = daemon
                     .coordinator
@@ -83,13 +85,14 @@ impl ThreadDaemon {
                     .await;
             });
         });
-        let coordinator = ready_rx
+        let (coordinator, metrics) = ready_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("daemon started");
         ThreadDaemon {
             stop: Some(tx),
             thread: Some(thread),
             coordinator,
+            metrics,
         }
     }
 }
@@ -910,4 +913,100 @@ async fn a_campaign_on_mongodb_is_triggered_once_queued_once_and_sent_once() {
         .unwrap();
     assert_eq!(Money(account.balance.0 - after.balance.0), run.cost);
     m.drop_database().await.unwrap();
+}
+
+/// While the Redis bus is live, an idle daemon's queue polls back off far
+/// (`coordinator.bus_poll_interval`), yet messages queued elsewhere and
+/// announced on the bus are sent at once, and a retry that falls due later
+/// wakes the poll when it is due (not a bus poll interval later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_bus_live_polls_back_off_yet_queued_work_and_retries_go_at_once() {
+    let Some(svc) = services("bus_backoff") else {
+        return;
+    };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let provider = Arc::new(FakeProvider::new(FakeSettings {
+        latency: Duration::from_millis(5),
+        ..Default::default()
+    }));
+    let prefix = unique_name("bus_backoff");
+    let mut cfg = fast_config();
+    cfg.coordinator.bus_poll_interval = Dur::secs(60);
+    cfg.worker.retry_base = Dur::secs(1);
+    cfg.worker.retry_max = Dur::secs(1);
+    let a = ThreadDaemon::start(&svc, &prefix, cfg, provider.clone(), "daemon-a");
+
+    // Idle: the polls (one `distinct` each) back off past 200 ms.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let polls = || {
+        a.metrics
+            .mongo_by_command()
+            .get("distinct")
+            .copied()
+            .unwrap_or(0)
+    };
+    let before = polls();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let idle_polls = polls() - before;
+    assert!(
+        idle_polls <= 3,
+        "{idle_polls} polls in 4 idle seconds with the bus live (20 at the 200 ms bound)"
+    );
+
+    // Queued by someone else (here: written directly, then announced the
+    // way the scheduler announces it); the first contact's answer is a
+    // transient error, so its message is retried a second later.
+    let c = seed::campaign(
+        &stores,
+        20,
+        ProviderSettings::Fake,
+        1_000_000,
+        Money::from_micros(1_000_000_000),
+        SystemClock.now(),
+    )
+    .await
+    .unwrap();
+    let flaky = c.messages[0].to.as_str().to_string();
+    provider.script(&flaky, Scripted::Transient { throttled: false });
+    let p = pool(&svc.redis_url, 2, Duration::from_secs(2)).expect("pool");
+    let bus = RedisBus::start(
+        &svc.redis_url,
+        p,
+        &prefix,
+        Duration::from_secs(2),
+        Arc::new(trackly::metrics::Metrics::new()),
+    )
+    .expect("bus");
+    use trackly::bus::EventBus;
+    bus.publish(trackly::bus::Event::Queued {
+        lists: vec![c.list.id],
+    })
+    .await
+    .expect("published");
+    let pv = provider.clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let pv = pv.clone();
+            async move { pv.accepted_count() >= 19 }
+        })
+        .await,
+        "the announced messages were not sent before the next timed poll ({} sent)",
+        provider.accepted_count()
+    );
+    // The retry falls due a second after the transient answer; the poll
+    // had backed off for up to a minute, but the requeue woke it.
+    provider.unscript(&flaky);
+    let pv = provider.clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let pv = pv.clone();
+            async move { pv.accepted_count() >= 20 }
+        })
+        .await,
+        "the retried message waited for the next timed poll"
+    );
+    drop(a);
+    assert!(provider.duplicates().is_empty());
+    let _ = m.drop_database().await;
 }

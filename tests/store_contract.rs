@@ -218,6 +218,35 @@ async fn due_lists_names_lists_with_ready_due_messages(s: &Stores) {
     );
 }
 
+async fn next_due_is_the_earliest_unclaimed_later_message(s: &Stores) {
+    let w = world(s, 3).await;
+    let t = now();
+    assert_eq!(s.queue.next_due(t).await.unwrap(), None, "empty queue");
+    let mut queued = msgs(&w, t);
+    for (i, m) in queued.iter_mut().enumerate() {
+        m.not_before = t + CDur::minutes(3 - i as i64);
+    }
+    let ids: Vec<MessageId> = queued.iter().map(|m| m.id).collect();
+    s.queue.enqueue(queued).await.unwrap();
+    // Due at t+3, t+2 and t+1 minutes.
+    assert_eq!(
+        s.queue.next_due(t).await.unwrap(),
+        Some(t + CDur::minutes(1))
+    );
+    assert_eq!(
+        s.queue.next_due(t + CDur::minutes(1)).await.unwrap(),
+        Some(t + CDur::minutes(2)),
+        "only later than `now`: a due message is the poll's business"
+    );
+    // Claimed messages wait for nobody.
+    claim(s, w.list.id, 10, "tok", t + CDur::minutes(3)).await;
+    assert_eq!(
+        s.queue.next_due(t).await.unwrap(),
+        None,
+        "all claimed: {ids:?}"
+    );
+}
+
 async fn claims_of_dead_owners_are_released_and_live_ones_kept(s: &Stores) {
     let w = world(s, 4).await;
     let t = now();
@@ -1640,6 +1669,7 @@ both!(
     concurrent_claimers_never_share_a_message,
     messages_not_due_or_in_backoff_are_never_claimed,
     due_lists_names_lists_with_ready_due_messages,
+    next_due_is_the_earliest_unclaimed_later_message,
     claims_of_dead_owners_are_released_and_live_ones_kept,
     requeue_release_and_complete_act_only_on_the_token,
     a_charge_and_its_attempt_records_are_written_together,

@@ -112,11 +112,32 @@ impl Coordinator {
         self.deps.instance.set_lists(lists);
     }
 
-    /// A timed poll: skipped while the backoff says so.
+    /// A timed poll: skipped while the backoff says so, unless a message
+    /// this daemon knows of falls due now.
     fn timed_poll(&mut self, ctx: &mut Context<Self>) {
-        if self.last_poll.elapsed() >= self.poll_gap {
+        let due = self.deps.instance.take_wake(self.deps.clock.now());
+        if due {
+            self.poll_gap = Duration::ZERO;
+        }
+        if due || self.last_poll.elapsed() >= self.poll_gap {
             self.poll(ctx);
         }
+    }
+
+    /// Before a long wait: when does the next queued message fall due?
+    /// (One round trip; the poll then comes no later than that.)
+    fn look_for_next_due(&mut self, ctx: &mut Context<Self>) {
+        let queue = self.deps.stores.queue.clone();
+        let now = self.deps.clock.now();
+        let fut = async move { queue.next_due(now).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| match res {
+            Ok(Some(at)) => act.deps.instance.wake_at(at),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "next due time not read; polling sooner");
+                act.poll_gap = act.deps.config.coordinator.max_poll_interval.get();
+            }
+        }));
     }
 
     fn poll(&mut self, ctx: &mut Context<Self>) {
@@ -142,20 +163,43 @@ impl Coordinator {
                     }
                     act.poll_failures = 0;
                     let c = &act.deps.config.coordinator;
-                    let (base, max) = (c.poll_interval.get(), c.max_poll_interval.get());
+                    // While the bus is live, queuing anywhere polls at once
+                    // (`Queued`), so a poll that finds nothing new can wait
+                    // much longer; messages that fall due later (retries,
+                    // deferrals) wake it through `Instance::wake_at`.
+                    let live = act.deps.bus.is_live();
+                    let (base, max) = (
+                        c.poll_interval.get(),
+                        if live {
+                            c.bus_poll_interval.get().max(c.max_poll_interval.get())
+                        } else {
+                            c.max_poll_interval.get()
+                        },
+                    );
                     // A poll only helps with lists nobody is serving yet.
                     // While polls find none (nothing due, or every due list
                     // is being claimed from continuously), back off; the
                     // first poll that finds one, or a nudge, resets the gap.
-                    let nothing_new = lists
-                        .iter()
-                        .all(|l| act.full.contains(l) || act.claiming.contains_key(l));
+                    //
+                    // While the bus is live, a due list that already has a
+                    // supervisor counts as served too: this poll wakes it,
+                    // and it claims again on its own while claims come back
+                    // full; what falls due later arrives as an event or a
+                    // wake-up time.
+                    let nothing_new = lists.iter().all(|l| {
+                        act.full.contains(l)
+                            || act.claiming.contains_key(l)
+                            || (live && act.supervisors.get(l).is_some_and(|a| a.connected()))
+                    });
                     act.poll_gap = if nothing_new {
                         (act.poll_gap * 2).clamp(base, max)
                     } else {
                         Duration::ZERO
                     };
                     tracing::trace!(lists = lists.len(), next_gap = ?act.poll_gap, "polled");
+                    if act.poll_gap > c.max_poll_interval.get() {
+                        act.look_for_next_due(ctx);
+                    }
                     for list in lists {
                         if let Some(sup) = act.supervisor(list) {
                             sup.do_send(WorkAvailable);
@@ -198,6 +242,14 @@ impl StreamHandler<Event> for Coordinator {
                 }
             }
             Event::Queued { .. } => {
+                self.poll_gap = Duration::ZERO;
+                self.poll(ctx);
+            }
+            Event::Resync => {
+                // Events may have been missed: look at everything now.
+                for sup in self.supervisors.values().filter(|a| a.connected()) {
+                    sup.do_send(ReloadList::default());
+                }
                 self.poll_gap = Duration::ZERO;
                 self.poll(ctx);
             }

@@ -40,7 +40,7 @@ use crate::instance::Instance;
 use crate::messages::{Settle, SweepNow, SweepReport};
 use crate::store::{Settlement, StoreError, Stores, UnansweredQuery};
 use actix::prelude::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use tokio::time::Instant;
 
@@ -75,6 +75,16 @@ pub struct Recovery {
     /// A sweep is running: timed sweeps do not stack.
     sweeping: bool,
     last_unservable_check: Option<Instant>,
+    /// What the last whole sweep saw (timed sweeps skip the rest while
+    /// nothing changed).
+    seen: Arc<std::sync::Mutex<SweepMemo>>,
+}
+
+/// The leases as the last whole sweep found them, and when it ran.
+#[derive(Default)]
+pub struct SweepMemo {
+    leases: Option<BTreeSet<(String, bool)>>,
+    at: Option<Instant>,
 }
 
 impl Recovery {
@@ -83,6 +93,7 @@ impl Recovery {
             deps: Arc::new(deps),
             sweeping: false,
             last_unservable_check: None,
+            seen: Arc::default(),
         }
     }
 
@@ -98,8 +109,9 @@ impl Recovery {
             self.last_unservable_check = Some(Instant::now());
         }
         let deps = self.deps.clone();
+        let seen = self.seen.clone();
         let fut = async move {
-            let report = sweep(&deps).await;
+            let report = sweep_with(&deps, Some(&seen)).await;
             if check_unservable {
                 if let Err(e) = check_unservable_lists(&deps).await {
                     tracing::warn!(error = %e, "could not check which lists can be served");
@@ -148,8 +160,17 @@ impl Handler<SweepNow> for Recovery {
 
 /// One sweep; a store error ends it early (reported, retried next time).
 pub async fn sweep(deps: &RecoveryDeps) -> SweepReport {
+    sweep_with(deps, None).await
+}
+
+/// A sweep; with `memo` (timed sweeps), only the leases are read when they
+/// are as the last whole sweep found them and it is recent.
+async fn sweep_with(
+    deps: &RecoveryDeps,
+    memo: Option<&std::sync::Mutex<SweepMemo>>,
+) -> SweepReport {
     let mut report = SweepReport::default();
-    if let Err(e) = sweep_steps(deps, &mut report).await {
+    if let Err(e) = sweep_steps(deps, &mut report, memo).await {
         report.error = Some(e.to_string());
     }
     if report.released_claims > 0 || report.no_response > 0 || report.resolved_sent > 0 {
@@ -164,23 +185,65 @@ pub async fn sweep(deps: &RecoveryDeps) -> SweepReport {
     report
 }
 
-async fn sweep_steps(deps: &RecoveryDeps, report: &mut SweepReport) -> Result<(), StoreError> {
+async fn sweep_steps(
+    deps: &RecoveryDeps,
+    report: &mut SweepReport,
+    memo: Option<&std::sync::Mutex<SweepMemo>>,
+) -> Result<(), StoreError> {
     let stores = &deps.stores;
-    let server_now = stores.leases.server_time().await?;
-    let live: HashSet<String> = stores
-        .leases
-        .leases()
-        .await?
-        .into_iter()
-        .filter(|l| l.live_at(server_now))
-        .map(|l| l.instance)
+    let fresh = deps.config.daemon.heartbeat_interval.get() * 2;
+    let server_now = stores.database_now(&deps.instance, fresh).await?;
+    let leases = stores.leases.leases().await?;
+    let seen: BTreeSet<(String, bool)> = leases
+        .iter()
+        .map(|l| (l.instance.clone(), l.live_at(server_now)))
+        .collect();
+    let live: HashSet<String> = seen
+        .iter()
+        .filter(|(_, live)| *live)
+        .map(|(i, _)| i.clone())
         .collect();
     // One daemon recovers the others' work, so that two sweeps never fight
     // over the same records (their transactions would conflict): the live
     // instance with the smallest id. Every daemon recovers its own orphans.
     let leader = live.iter().min() == Some(&deps.instance.id);
     deps.instance.set_leader(leader);
+    // A timed sweep that finds every lease as the last whole sweep did (no
+    // daemon lapsed, stopped or appeared, so no claim or attempt changed
+    // hands) and no batch given up here has nothing new to recover, except
+    // what only time changes (the hard horizon, reports that could not
+    // finish): those wait for the next whole sweep, at least every
+    // `recovery.full_sweep_interval`.
+    if let Some(memo) = memo {
+        let gave_up = deps.instance.take_given_up();
+        let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
+        let recent =
+            m.at.is_some_and(|t| t.elapsed() < deps.config.recovery.full_sweep_interval.get());
+        if !gave_up && recent && m.leases.as_ref() == Some(&seen) {
+            return Ok(());
+        }
+        // Remembered only once the whole sweep succeeded.
+        m.leases = None;
+        m.at = None;
+    }
+    recover(deps, report, server_now, &live, leader).await?;
+    if let Some(memo) = memo {
+        let mut m = memo.lock().unwrap_or_else(|e| e.into_inner());
+        m.leases = Some(seen);
+        m.at = Some(Instant::now());
+    }
+    Ok(())
+}
 
+/// The whole sweep after the leases were read.
+async fn recover(
+    deps: &RecoveryDeps,
+    report: &mut SweepReport,
+    server_now: Timestamp,
+    live: &HashSet<String>,
+    leader: bool,
+) -> Result<(), StoreError> {
+    let stores = &deps.stores;
     // 2. Attempts that will never be answered.
     let horizon = chrono_dur(deps.config.recovery.in_doubt_horizon.get());
     let q = UnansweredQuery {
@@ -262,7 +325,11 @@ async fn sweep_steps(deps: &RecoveryDeps, report: &mut SweepReport) -> Result<()
     }
     // In-doubt messages whose report arrived but whose resolution could not
     // finish with it.
-    report.resolved_sent += stores.sent.resolve_reported(SWEEP_LIMIT).await?.len() as u64;
+    report.resolved_sent += stores
+        .sent
+        .resolve_reported(SWEEP_LIMIT, server_now)
+        .await?
+        .len() as u64;
 
     // 3. Claims of instances that are not live.
     let dead: Vec<String> = stores

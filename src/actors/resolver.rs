@@ -6,7 +6,9 @@
 //! (NO_RESPONSE) messages by asking their provider, where the provider can
 //! answer (Infobip's message logs, Twilio's Messages list; CM cannot).
 //!
-//! Every `resolver.interval` (or on [`ResolveNow`]): the open in-doubt dead
+//! Every `resolver.interval` (or on [`ResolveNow`]; looks that find nothing
+//! to ask about double the wait up to `resolver.settle_delay`, which a new
+//! in-doubt message waits anyway): the open in-doubt dead
 //! letters older than `resolver.settle_delay` (so the provider's records
 //! have caught up), grouped by their list's provider, are looked up in
 //! batches within `resolver.lookups_per_minute`. Then, per message:
@@ -72,6 +74,9 @@ pub struct Resolver {
     pace: Arc<Mutex<Pace>>,
     /// A look is running: timed looks do not stack.
     looking: bool,
+    /// Wait between timed looks (grows while looks find nothing).
+    gap: Duration,
+    last_look: Option<Instant>,
 }
 
 impl Resolver {
@@ -80,6 +85,8 @@ impl Resolver {
             deps: Arc::new(deps),
             pace: Arc::default(),
             looking: false,
+            gap: Duration::ZERO,
+            last_look: None,
         }
     }
 }
@@ -95,16 +102,26 @@ impl Actor for Resolver {
             if act.looking
                 || !act.deps.instance.is_leader()
                 || act.deps.instance.is_shutting_down()
+                || act.last_look.is_some_and(|t| t.elapsed() < act.gap)
             {
                 return;
             }
             act.looking = true;
+            act.last_look = Some(Instant::now());
             let (deps, pace) = (act.deps.clone(), act.pace.clone());
             ctx.spawn(
                 async move { look(&deps, &pace).await }
                     .into_actor(act)
                     .map(|report, act, _| {
                         act.looking = false;
+                        let cfg = &act.deps.config.resolver;
+                        let base = cfg.interval.get();
+                        let idle = report.error.is_none() && report.looked_up == 0;
+                        act.gap = if idle {
+                            (act.gap * 2).clamp(base, base.max(cfg.settle_delay.get()))
+                        } else {
+                            base
+                        };
                         if let Some(e) = &report.error {
                             tracing::warn!(error = %e, left = report.left,
                                 "in-doubt lookup failed; the messages stay in doubt and are asked about again later");

@@ -46,6 +46,8 @@ pub struct SupervisorDeps {
     pub request_work: Recipient<RequestWork>,
     pub stopped: Recipient<SupervisorStopped>,
     pub check_rate_limiter: Recipient<CheckRateLimiter>,
+    /// Whether list changes arrive as events (then re-reads are rarer).
+    pub bus: crate::bus::SharedBus,
 }
 
 struct Slot {
@@ -81,6 +83,8 @@ pub struct ListSupervisor {
     /// When the list was first found missing (it is treated as deleted only
     /// when still missing a refresh later).
     missing_since: Option<Instant>,
+    /// When the list was last read.
+    last_load: Option<Instant>,
     /// Sent and failed since the last progress line (reset by each line).
     progress_sent: u64,
     progress_failed: u64,
@@ -105,6 +109,7 @@ impl ListSupervisor {
             drain_waiters: Vec::new(),
             provider_error_logged: false,
             missing_since: None,
+            last_load: None,
             progress_sent: 0,
             progress_failed: 0,
             progress_active: false,
@@ -163,7 +168,22 @@ impl ListSupervisor {
     }
 
     /// Load (or reload) the list's settings.
+    /// A timed re-read of the list: every `list_refresh`, or every
+    /// `bus_list_refresh` while the event bus is live.
+    fn timed_load(&mut self, ctx: &mut Context<Self>) {
+        let c = &self.config().supervisor;
+        let every = if self.deps.bus.is_live() {
+            c.bus_list_refresh.get().max(c.list_refresh.get())
+        } else {
+            c.list_refresh.get()
+        };
+        if self.last_load.is_none_or(|t| t.elapsed() >= every) {
+            self.load(ctx);
+        }
+    }
+
     fn load(&mut self, ctx: &mut Context<Self>) {
+        self.last_load = Some(Instant::now());
         let lists = self.deps.worker.stores.lists.clone();
         let id = self.list_id;
         let fut = async move { lists.get_list(id).await };
@@ -421,7 +441,7 @@ impl Actor for ListSupervisor {
             .collect();
         self.load(ctx);
         ctx.run_interval(self.config().supervisor.list_refresh.get(), |act, ctx| {
-            act.load(ctx)
+            act.timed_load(ctx)
         });
         ctx.run_interval(self.config().log.progress_interval.get(), |act, ctx| {
             act.log_progress(ctx)

@@ -177,6 +177,10 @@ pub struct CoordinatorConfig {
     /// While polls find nothing that is not already being served, the gap
     /// between polls doubles up to this (a nudge polls at once).
     pub max_poll_interval: Dur,
+    /// The same bound while the event bus is live (queuing anywhere polls
+    /// every daemon at once; retries and deferrals this daemon makes, and
+    /// the queue's next due time, wake it when they fall due).
+    pub bus_poll_interval: Dur,
     /// Claim at most what a list can send in this much time at its rate.
     pub claim_lookahead: Dur,
     /// Largest batch one claim takes (one worker's batch).
@@ -192,6 +196,7 @@ impl Default for CoordinatorConfig {
         CoordinatorConfig {
             poll_interval: Dur::millis(500),
             max_poll_interval: Dur::secs(4),
+            bus_poll_interval: Dur::secs(30),
             claim_lookahead: Dur::secs(2),
             max_batch: 1000,
             idle_supervisor_after: Dur::secs(60),
@@ -211,6 +216,10 @@ pub struct RecoveryConfig {
     pub in_doubt_horizon: Dur,
     /// How often lists that no live daemon can serve are looked for.
     pub unservable_check: Dur,
+    /// A timed sweep that finds the leases as the last one did (no daemon
+    /// lapsed, stopped or appeared, no batch of this daemon given up) reads
+    /// only the leases; the whole sweep runs at least this often.
+    pub full_sweep_interval: Dur,
 }
 
 impl Default for RecoveryConfig {
@@ -219,6 +228,7 @@ impl Default for RecoveryConfig {
             sweep_interval: Dur::secs(10),
             in_doubt_horizon: Dur::secs(3600),
             unservable_check: Dur::secs(60),
+            full_sweep_interval: Dur::secs(60),
         }
     }
 }
@@ -339,6 +349,9 @@ pub struct SupervisorConfig {
     pub workers: usize,
     /// How often a supervisor re-reads its list (status, rate, blocked words).
     pub list_refresh: Dur,
+    /// The same while the event bus is live (a change made through any
+    /// daemon reaches every supervisor as `ListChanged` at once).
+    pub bus_list_refresh: Dur,
 }
 
 impl Default for SupervisorConfig {
@@ -346,6 +359,7 @@ impl Default for SupervisorConfig {
         SupervisorConfig {
             workers: 6,
             list_refresh: Dur::secs(10),
+            bus_list_refresh: Dur::secs(60),
         }
     }
 }
@@ -481,9 +495,11 @@ pub struct CustomerWebhooksConfig {
     /// Write outbox entries for delivery reports and post them. Off: no
     /// entries are written and none posted (entries already written wait).
     pub enabled: bool,
-    /// How often the sender looks for due entries (at once again after a
-    /// full batch).
+    /// How often the sender looks for due entries while there are some (at
+    /// once again after a full batch, and when this daemon writes entries).
     pub poll_interval: Dur,
+    /// Looks that find nothing double the wait up to this.
+    pub max_poll_interval: Dur,
     /// Most entries claimed (and posted) per round.
     pub batch_size: usize,
     /// Most requests in flight at once.
@@ -518,6 +534,7 @@ impl Default for CustomerWebhooksConfig {
         CustomerWebhooksConfig {
             enabled: true,
             poll_interval: Dur::secs(1),
+            max_poll_interval: Dur::secs(30),
             batch_size: 100,
             concurrency: 16,
             request_timeout: Dur::secs(10),

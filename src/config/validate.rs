@@ -297,6 +297,12 @@ impl Config {
                 "must be at least 10ms".into(),
             );
         }
+        if cw.max_poll_interval < cw.poll_interval {
+            err(
+                "customer_webhooks.max_poll_interval",
+                "must not be shorter than customer_webhooks.poll_interval".into(),
+            );
+        }
         if !(1..=10_000).contains(&cw.batch_size) {
             err(
                 "customer_webhooks.batch_size",

@@ -52,6 +52,10 @@ impl BatchRun {
             })
             .await?;
             self.d.metrics.requeued.inc_by(self.report.requeued);
+            if let Some(at) = requeues.iter().map(|r| r.not_before).min() {
+                // The Coordinator may have backed off past it.
+                self.d.instance.wake_at(at);
+            }
             crate::failpoint::hit("worker.requeued");
         }
         let queue = self.d.stores.queue.clone();

@@ -176,6 +176,7 @@ impl BatchRun {
             tracing::error!(list = %list_id, token = %self.token, error = %abort,
                 "batch given up; its claim is released and its messages re-claimed");
             self.report.aborted = Some(abort.to_string());
+            self.d.instance.note_given_up();
         }
         // From here on, Recovery may judge this batch's unanswered attempts.
         self.d.instance.finish_token(&self.token);

@@ -237,6 +237,21 @@ impl QueueStore for MongoStore {
         Ok(lists)
     }
 
+    async fn next_due(&self, now: Timestamp) -> StoreResult<Option<Timestamp>> {
+        // On the `due` index: unclaimed, in `not_before` order.
+        let next = self
+            .coll::<Document>(names::QUEUE)
+            .find_one(doc! {"claimed_by": Bson::Null, "not_before": {"$gt": ts(now)}})
+            .sort(doc! {"not_before": 1})
+            .projection(doc! {"not_before": 1, "_id": 0})
+            .await
+            .map_err(map_err)?;
+        Ok(next
+            .as_ref()
+            .and_then(|d| d.get_datetime("not_before").ok())
+            .map(|d| d.to_chrono()))
+    }
+
     async fn claim(
         &self,
         list: SendingListId,
