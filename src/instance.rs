@@ -40,8 +40,9 @@ pub struct Instance {
     db_offset_ms: AtomicI64,
     /// The lists this daemon serves now (reported in its lease).
     lists: Mutex<Vec<SendingListId>>,
-    /// Messages this instance sent per list since it started (its lease
-    /// reports the rate between two renewals).
+    /// Messages this instance sent per list since it started, counted by
+    /// the workers as each chunk's outcomes are recorded (its lease reports
+    /// the rate between two renewals).
     sent_by_list: Mutex<std::collections::HashMap<SendingListId, u64>>,
     /// Set when the process is stopping.
     pub shutting_down: AtomicBool,

@@ -315,7 +315,6 @@ impl ListSupervisor {
                 Ok(report) => {
                     act.progress_active = true;
                     act.progress_sent += report.sent;
-                    act.deps.worker.instance.count_sent(act.list_id, report.sent);
                     act.progress_failed += report.failed_total();
                     if report.rate_limiter_unavailable && !act.rate_limiter_down {
                         act.rate_limiter_down = true;
