@@ -377,13 +377,18 @@ impl Served {
 
 /// Secrets of a dashboard demo: the mock's credentials and the two admin
 /// tokens (from `TRACKLY_ADMIN_TOKEN` / `TRACKLY_READONLY_TOKEN` when set,
-/// otherwise made up now).
+/// otherwise random).
 fn dashboard_secrets() -> (trackly::config::Secrets, String, String) {
     let token = |var: &str| {
         std::env::var(var)
             .ok()
             .filter(|t| !t.trim().is_empty())
-            .unwrap_or_else(|| MessageId::new().to_hex())
+            .unwrap_or_else(|| {
+                // 128 bits from the thread's CSPRNG (ids would be guessable).
+                use rand::Rng as _;
+                let mut rng = rand::rng();
+                format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+            })
     };
     let (op, ro) = (
         token("TRACKLY_ADMIN_TOKEN"),
@@ -720,5 +725,42 @@ mod tests {
         assert_eq!(s.duplicates_at_provider, 0);
         assert!(s.failed.is_empty(), "{:?}", s.failed);
         assert_eq!(s.charged, s.explain.cost);
+    }
+
+    /// `--dashboard`: after the campaign the daemon still serves the
+    /// dashboard, and the printed tokens have their roles.
+    #[actix_rt::test]
+    async fn the_dashboard_demo_keeps_serving_after_the_campaign() {
+        let o = DemoOptions {
+            contacts: 200,
+            latency: Duration::from_millis(1),
+            quiet: true,
+            dashboard: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let (s, served) = run_serving(o).await.expect("demo runs");
+        let served = served.expect("still serving");
+        assert_eq!(s.run.status, RunStatus::Queued);
+        assert!(served.banner().contains(&served.url));
+        assert_ne!(served.operator_token, served.readonly_token);
+        let http = reqwest::Client::new();
+        let page = http.get(&served.url).send().await.expect("dashboard");
+        assert_eq!(page.status().as_u16(), 200);
+        for (token, role) in [
+            (&served.operator_token, "operator"),
+            (&served.readonly_token, "read-only"),
+        ] {
+            let v: serde_json::Value = http
+                .get(format!("{}/api/v1/whoami", served.daemon.public_url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("whoami")
+                .json()
+                .await
+                .expect("JSON");
+            assert_eq!(v["role"], role, "{v}");
+        }
+        served.daemon.stop().await;
     }
 }
