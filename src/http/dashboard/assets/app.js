@@ -7,7 +7,9 @@
   const TOKEN_KEY = "trackly.token";
   // Polling: the campaign's run once a second (never faster), the rest less often.
   const RUN_EVERY_MS = 1000;
-  const SLOW_EVERY_MS = 5000;
+  const VIEW_EVERY_MS = 3000;
+  // The queue view costs a few store reads per list.
+  const QUEUE_EVERY_MS = 5000;
   const MAX_SAMPLES = 900;
 
   let role = null;
@@ -204,7 +206,7 @@
     const body = h("div", { id: "schedules-body" });
     view.append(h("h1", { text: "Schedules" }),
       h("p", { class: "muted", text: "Click a campaign to see its live stats." }), body);
-    every(2000, async () => {
+    every(VIEW_EVERY_MS, async () => {
       const data = await api("GET", "/schedules");
       const rows = data.schedules.map(s => {
         const p = s.progress;
@@ -490,7 +492,7 @@
     const body = h("div", { id: "queue-body" });
     view.append(h("h1", { text: "Queue" }),
       h("p", { class: "muted", text: "Per sending list. Current rate: what the live daemons sent per minute before their last heartbeat." }), body);
-    every(2000, async () => {
+    every(QUEUE_EVERY_MS, async () => {
       const data = await api("GET", "/lists");
       const rows = data.lists.map(l => {
         const d = l.in_doubt;
@@ -526,7 +528,7 @@
     document.title = "Daemons · Trackly";
     const body = h("div", { id: "daemons-body" });
     view.append(h("h1", { text: "Daemons" }), body);
-    every(2000, async () => {
+    every(VIEW_EVERY_MS, async () => {
       const data = await api("GET", "/daemons");
       const rows = data.daemons.map(d => [
         h("span", {}, h("strong", { text: d.daemon_id }), d.this ? " (this one)" : "", h("br"), h("code", { class: "muted id", text: d.instance })),
