@@ -42,6 +42,16 @@ enum CtlCommand {
     Rate { list: String, per_minute: u32 },
     /// Queue depth per list.
     Queue,
+    /// The queue view per list: depth, rate limit, current rate, paused or
+    /// not, serving daemons, in-doubt messages (what the dashboard shows).
+    Lists,
+    /// Every schedule: status, next run, audience size, latest run's
+    /// progress (the dashboard's schedules view).
+    Schedules,
+    /// Every daemon: id, version, lease age, lists served, readiness.
+    Daemons,
+    /// The token's role.
+    Whoami,
     /// A schedule and its latest runs (counters, skipped by reason).
     Schedule { id: String },
     /// A campaign run's stats: queued, sent, delivered, failed and clicked,
@@ -116,6 +126,10 @@ fn request(c: &CtlCommand) -> Result<(reqwest::Method, String, Body), String> {
             Some(json!({ "per_minute": per_minute })),
         ),
         CtlCommand::Queue => (Method::GET, "/api/v1/queue".into(), None),
+        CtlCommand::Lists => (Method::GET, "/api/v1/lists".into(), None),
+        CtlCommand::Schedules => (Method::GET, "/api/v1/schedules".into(), None),
+        CtlCommand::Daemons => (Method::GET, "/api/v1/daemons".into(), None),
+        CtlCommand::Whoami => (Method::GET, "/api/v1/whoami".into(), None),
         CtlCommand::Schedule { id } => (Method::GET, format!("/api/v1/schedules/{id}"), None),
         CtlCommand::Stats { run } => (Method::GET, format!("/api/v1/runs/{run}"), None),
         CtlCommand::Failed { reason, list } => {

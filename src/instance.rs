@@ -40,6 +40,10 @@ pub struct Instance {
     db_offset_ms: AtomicI64,
     /// The lists this daemon serves now (reported in its lease).
     lists: Mutex<Vec<SendingListId>>,
+    /// Messages this instance sent per list since it started, counted by
+    /// the workers as each chunk's outcomes are recorded (its lease reports
+    /// the rate between two renewals).
+    sent_by_list: Mutex<std::collections::HashMap<SendingListId, u64>>,
     /// Set when the process is stopping.
     pub shutting_down: AtomicBool,
     /// This instance is the recovery leader (as its last sweep found: the
@@ -68,6 +72,7 @@ impl Instance {
             valid_until_ms: AtomicU64::new(0),
             db_offset_ms: AtomicI64::new(0),
             lists: Mutex::new(Vec::new()),
+            sent_by_list: Mutex::new(std::collections::HashMap::new()),
             shutting_down: AtomicBool::new(false),
             leader: AtomicBool::new(false),
             server_clock: Mutex::new(None),
@@ -171,6 +176,27 @@ impl Instance {
 
     pub fn set_lists(&self, lists: Vec<SendingListId>) {
         *self.lists.lock().unwrap_or_else(|e| e.into_inner()) = lists;
+    }
+
+    /// `n` messages of `list` taken by the provider (the current rate the
+    /// lease reports).
+    pub fn count_sent(&self, list: SendingListId, n: u64) {
+        if n > 0 {
+            *self
+                .sent_by_list
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(list)
+                .or_insert(0) += n;
+        }
+    }
+
+    /// Messages sent per list since this instance started.
+    pub fn sent_counts(&self) -> std::collections::HashMap<SendingListId, u64> {
+        self.sent_by_list
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn lists(&self) -> Vec<SendingListId> {

@@ -271,6 +271,88 @@ async fn admin_api(stores: Stores) {
         .await,
         "the triggered run did not queue"
     );
+    // The dashboard's views. Schedules: status, next run, audience size,
+    // the latest run's progress.
+    let (s, v) = call!(get, "/api/v1/schedules", Some(READER));
+    assert_eq!(s, 200, "{v}");
+    let mine = v["schedules"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == json!(schedule.id.to_hex())))
+        .cloned()
+        .unwrap_or_else(|| panic!("schedule not listed: {v}"));
+    assert_eq!(
+        (
+            mine["kind"].as_str(),
+            mine["audience"].as_u64(),
+            mine["progress"]["queued"].as_u64(),
+            mine["latest_run"]["status"].as_str(),
+            mine["sending_list"].as_str(),
+        ),
+        (
+            Some("once"),
+            Some(20),
+            Some(20),
+            Some("queued"),
+            Some(list.id.to_hex().as_str())
+        ),
+        "{mine}"
+    );
+    // The queue view: the list, its stored rate, not paused, who can serve it.
+    let (s, v) = call!(get, "/api/v1/lists", Some(READER));
+    assert_eq!(s, 200, "{v}");
+    let lv = v["lists"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == json!(list.id.to_hex())))
+        .cloned()
+        .unwrap_or_else(|| panic!("list not in the queue view: {v}"));
+    assert_eq!(
+        (
+            lv["rate_limit_per_minute"].as_u64(),
+            lv["paused"].as_bool(),
+            lv["provider"].as_str(),
+            lv["in_doubt"]["waiting"].as_u64(),
+        ),
+        (Some(1234), Some(false), Some("fake"), Some(0)),
+        "{lv}"
+    );
+    // The daemons view: this daemon's lease, ready.
+    let instance = t.daemon.instance.id.clone();
+    let mut found = Value::Null;
+    for _ in 0..100 {
+        let (s, v) = call!(get, "/api/v1/daemons", Some(READER));
+        assert_eq!(s, 200, "{v}");
+        if let Some(d) = v["daemons"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["instance"] == json!(instance)))
+        {
+            found = d.clone();
+            break;
+        }
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        (
+            found["status"].as_str(),
+            found["ready"].as_bool(),
+            found["this"].as_bool(),
+            found["version"].as_str(),
+        ),
+        (
+            Some("ready"),
+            Some(true),
+            Some(true),
+            Some(env!("CARGO_PKG_VERSION"))
+        ),
+        "{found}"
+    );
+    assert!(found["lease_age_ms"].as_i64().is_some(), "{found}");
+    // Who am I: the role the dashboard shows buttons for.
+    let (s, v) = call!(get, "/api/v1/whoami", Some(READER));
+    assert_eq!((s, v["role"].as_str()), (200, Some("read-only")), "{v}");
+    let (s, v) = call!(get, "/api/v1/whoami", Some(OPERATOR));
+    assert_eq!((s, v["role"].as_str()), (200, Some("operator")), "{v}");
+    let (s, _) = call!(get, "/api/v1/whoami", None::<&str>);
+    assert_eq!(s, 401);
     let (s, v) = call!(get, "/api/v1/queue", Some(READER));
     assert_eq!(s, 200);
     assert!(v["lists"].is_object(), "{v}");

@@ -252,6 +252,31 @@ async fn ctl_pauses_rates_and_reads_through_the_api() {
     }
     assert_eq!(stores.queue.depth().await.unwrap(), depth + 1);
 
+    // The dashboard's views, as JSON (a read-only token suffices).
+    for (cmd, key) in [
+        ("lists", "lists"),
+        ("schedules", "schedules"),
+        ("daemons", "daemons"),
+        ("whoami", "role"),
+    ] {
+        let (code, out, err) = ctl(url.clone(), "ctl-ro-token", vec![cmd.into()])
+            .await
+            .unwrap();
+        assert_eq!(code, 0, "{cmd}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect(cmd);
+        assert!(!v[key].is_null(), "{cmd}: {v}");
+        if cmd == "lists" {
+            assert!(
+                v["lists"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|l| l["id"] == serde_json::json!(id))),
+                "{v}"
+            );
+        }
+        if cmd == "whoami" {
+            assert_eq!(v["role"], "read-only", "{v}");
+        }
+    }
     h.stop().await;
     let port = free_port();
     let (code, _, err) = ctl(

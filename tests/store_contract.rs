@@ -921,6 +921,7 @@ async fn leases_are_stamped_and_judged_on_the_stores_clock(s: &Stores) {
         ttl_ms: 60_000,
         providers: vec!["fake".into()],
         lists: vec![SendingListId::new()],
+        sent_per_minute: [("0123456789abcdef01234567".to_string(), 120)].into(),
     };
     let before = s.leases.server_time().await.unwrap();
     let at = s.leases.renew_lease(&renewal("d:1")).await.unwrap();
@@ -935,6 +936,10 @@ async fn leases_are_stamped_and_judged_on_the_stores_clock(s: &Stores) {
     assert!(!l1.live_at(now_s + CDur::seconds(61)));
     assert!(!l2.live_at(now_s), "a stopped lease is expired at once");
     assert_eq!(l1.providers, vec!["fake".to_string()]);
+    assert_eq!(
+        l1.sent_per_minute.get("0123456789abcdef01234567"),
+        Some(&120)
+    );
     // Renewing again moves heartbeat_at, and revives nothing stopped.
     let again = s.leases.renew_lease(&renewal("d:1")).await.unwrap();
     assert!(again >= at);

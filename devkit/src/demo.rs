@@ -44,6 +44,9 @@ pub struct DemoOptions {
     /// over HTTP (reports come back to the daemon's webhooks), instead of
     /// the in-process fake.
     pub via_mock: Option<ProviderKind>,
+    /// Serve HTTP (the admin API and the dashboard) on this address, with
+    /// an operator and a read-only token, and print the dashboard's URL.
+    pub dashboard: Option<String>,
 }
 
 impl Default for DemoOptions {
@@ -56,6 +59,7 @@ impl Default for DemoOptions {
             transient_rate: 0.01,
             quiet: false,
             via_mock: None,
+            dashboard: None,
         }
     }
 }
@@ -214,7 +218,7 @@ pub fn demo_config(o: &DemoOptions) -> Config {
 
 /// Seed the campaign: account, list, contacts, two audiences, a creative
 /// and a paused one-off schedule due now (activated after the explain).
-async fn seed_demo(
+pub async fn seed_demo(
     stores: &Stores,
     o: &DemoOptions,
     provider: ProviderSettings,
@@ -344,6 +348,61 @@ async fn seed_demo(
 
 /// Run the demo on the current actix system.
 pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
+    let (summary, served) = run_serving(o).await?;
+    if let Some(d) = served {
+        d.daemon.stop().await;
+    }
+    Ok(summary)
+}
+
+/// The daemon a `--dashboard` demo leaves serving, and how to sign in.
+pub struct Served {
+    pub daemon: crate::harness::HttpDaemon,
+    pub url: String,
+    pub operator_token: String,
+    pub readonly_token: String,
+}
+
+impl Served {
+    pub fn banner(&self) -> String {
+        format!(
+            "Dashboard: {url}\n  operator token:  {op}\n  read-only token: {ro}\n  (trackly ctl --url {base} --token {op} schedules shows the same)",
+            url = self.url,
+            op = self.operator_token,
+            ro = self.readonly_token,
+            base = self.daemon.public_url,
+        )
+    }
+}
+
+/// Secrets of a dashboard demo: the mock's credentials and the two admin
+/// tokens (from `TRACKLY_ADMIN_TOKEN` / `TRACKLY_READONLY_TOKEN` when set,
+/// otherwise random).
+fn dashboard_secrets() -> (trackly::config::Secrets, String, String) {
+    let token = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| {
+                // 128 bits from the thread's CSPRNG (ids would be guessable).
+                use rand::Rng as _;
+                let mut rng = rand::rng();
+                format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64())
+            })
+    };
+    let (op, ro) = (
+        token("TRACKLY_ADMIN_TOKEN"),
+        token("TRACKLY_READONLY_TOKEN"),
+    );
+    let mut s = crate::harness::mock_secrets();
+    s.admin_token = Some(trackly::telemetry::Secret::new(op.clone()));
+    s.readonly_token = Some(trackly::telemetry::Secret::new(ro.clone()));
+    (s, op, ro)
+}
+
+/// Run the demo; with `dashboard`, the daemon and its HTTP server are
+/// returned still serving.
+pub async fn run_serving(o: DemoOptions) -> Result<(DemoSummary, Option<Served>), String> {
     let cfg = demo_config(&o);
     let stores = Stores::memory();
     let clock = Arc::new(SystemClock);
@@ -355,8 +414,29 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
     let account = schedule.account;
     let balance_before = balance(&stores, account).await?;
     // Either the in-process fake, or the real adapter to a mock over HTTP.
-    let (daemon, fake, http) = match o.via_mock {
-        None => {
+    let mut tokens = None;
+    let (daemon, fake, http) = match (o.via_mock, &o.dashboard) {
+        (None, Some(bind)) => {
+            // The in-process fake, behind an HTTP server for the dashboard.
+            let fake = Arc::new(FakeProvider::new(FakeSettings::from(&cfg.providers.fake)));
+            let (secrets, op, ro) = dashboard_secrets();
+            tokens = Some((op, ro));
+            let h = crate::harness::HttpDaemon::start_on(
+                bind,
+                cfg,
+                stores.clone(),
+                Arc::new(LocalPermits::new()),
+                clock,
+                Some(secrets),
+                None,
+                Some(fake.clone()),
+            )
+            .map_err(|e| {
+                format!("cannot serve the dashboard on {bind}: {e} (try --bind 127.0.0.1:0)")
+            })?;
+            (h.daemon.clone(), Some(fake), Some(h))
+        }
+        (None, None) => {
             let fake = Arc::new(FakeProvider::new(FakeSettings::from(&cfg.providers.fake)));
             let daemon = Daemon::start(DaemonParts {
                 config: Arc::new(cfg),
@@ -371,7 +451,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
             });
             (daemon, Some(fake), None)
         }
-        Some(_) => {
+        (Some(_), _) => {
             let mock = crate::mock::MockConfig {
                 latency: o.latency,
                 reject_rate: o.reject_rate,
@@ -383,18 +463,36 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
                 failed_ratio: 0.04,
                 ..Default::default()
             };
-            let h = crate::harness::HttpDaemon::start(
+            let secrets = match &o.dashboard {
+                Some(_) => {
+                    let (secrets, op, ro) = dashboard_secrets();
+                    tokens = Some((op, ro));
+                    secrets
+                }
+                None => crate::harness::mock_secrets(),
+            };
+            let h = crate::harness::HttpDaemon::start_on(
+                o.dashboard.as_deref().unwrap_or("127.0.0.1:0"),
                 cfg,
                 stores.clone(),
                 Arc::new(LocalPermits::new()),
                 clock,
-                None,
+                Some(secrets),
                 Some(mock),
+                None,
             )
             .map_err(|e| format!("cannot start the daemon and the mock provider: {e}"))?;
             (h.daemon.clone(), None, Some(h))
         }
     };
+    if let (Some(h), Some((op, ro))) = (&http, &tokens)
+        && !o.quiet
+    {
+        println!(
+            "\nDashboard: {}/dashboard/ (operator token {op}, read-only token {ro}); watch the campaign there.",
+            h.public_url
+        );
+    }
     let scheduler = daemon
         .scheduler
         .clone()
@@ -472,7 +570,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
         }
         if let (Some(sent), Some(r)) = (sent_done, &run) {
             // Through the mock, wait for the delivery reports too.
-            let settled = match &http {
+            let settled = match o.via_mock {
                 None => true,
                 Some(_) => {
                     let c = stores
@@ -503,7 +601,7 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
         .into_iter()
         .collect();
     let balance_after = balance(&stores, account).await?;
-    let delivery = match &http {
+    let delivery = match o.via_mock {
         Some(_) => Some(
             stores
                 .sent
@@ -518,10 +616,20 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
         (None, Some(h)) => h.mock.as_ref().map_or(0, |m| m.state.duplicates().len()),
         _ => 0,
     };
-    if let Some(h) = http {
-        h.stop().await;
-    }
-    Ok(DemoSummary {
+    let served = match (http, tokens) {
+        (Some(h), Some((operator_token, readonly_token))) => Some(Served {
+            url: format!("{}/dashboard/", h.public_url),
+            daemon: h,
+            operator_token,
+            readonly_token,
+        }),
+        (Some(h), None) => {
+            h.stop().await;
+            None
+        }
+        (None, _) => None,
+    };
+    let summary = DemoSummary {
         explain,
         run,
         sent: daemon.metrics.sent(),
@@ -531,7 +639,8 @@ pub async fn run(o: DemoOptions) -> Result<DemoSummary, String> {
         charged: Money(balance_before.0 - balance_after.0),
         via: o.via_mock,
         delivery,
-    })
+    };
+    Ok((summary, served))
 }
 
 async fn runs(stores: &Stores, schedule: ScheduleId) -> Result<Vec<ScheduleRun>, String> {
@@ -616,5 +725,42 @@ mod tests {
         assert_eq!(s.duplicates_at_provider, 0);
         assert!(s.failed.is_empty(), "{:?}", s.failed);
         assert_eq!(s.charged, s.explain.cost);
+    }
+
+    /// `--dashboard`: after the campaign the daemon still serves the
+    /// dashboard, and the printed tokens have their roles.
+    #[actix_rt::test]
+    async fn the_dashboard_demo_keeps_serving_after_the_campaign() {
+        let o = DemoOptions {
+            contacts: 200,
+            latency: Duration::from_millis(1),
+            quiet: true,
+            dashboard: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        };
+        let (s, served) = run_serving(o).await.expect("demo runs");
+        let served = served.expect("still serving");
+        assert_eq!(s.run.status, RunStatus::Queued);
+        assert!(served.banner().contains(&served.url));
+        assert_ne!(served.operator_token, served.readonly_token);
+        let http = reqwest::Client::new();
+        let page = http.get(&served.url).send().await.expect("dashboard");
+        assert_eq!(page.status().as_u16(), 200);
+        for (token, role) in [
+            (&served.operator_token, "operator"),
+            (&served.readonly_token, "read-only"),
+        ] {
+            let v: serde_json::Value = http
+                .get(format!("{}/api/v1/whoami", served.daemon.public_url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("whoami")
+                .json()
+                .await
+                .expect("JSON");
+            assert_eq!(v["role"], role, "{v}");
+        }
+        served.daemon.stop().await;
     }
 }

@@ -100,14 +100,39 @@ impl HttpDaemon {
     /// Start on the current actix system. With `mock`, a mock provider is
     /// started too, wired both ways (sends to it, reports back to us).
     pub fn start(
-        mut cfg: Config,
+        cfg: Config,
         stores: Stores,
         permits: Arc<dyn PermitBackend>,
         clock: SharedClock,
         secrets: Option<Secrets>,
         mock: Option<MockConfig>,
     ) -> std::io::Result<HttpDaemon> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(
+            "127.0.0.1:0",
+            cfg,
+            stores,
+            permits,
+            clock,
+            secrets,
+            mock,
+            None,
+        )
+    }
+
+    /// [`HttpDaemon::start`] listening on `bind`, with `fake` as its fake
+    /// provider (instead of one made from the configuration) when given.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_on(
+        bind: &str,
+        mut cfg: Config,
+        stores: Stores,
+        permits: Arc<dyn PermitBackend>,
+        clock: SharedClock,
+        secrets: Option<Secrets>,
+        mock: Option<MockConfig>,
+        fake: Option<trackly::providers::SharedProvider>,
+    ) -> std::io::Result<HttpDaemon> {
+        let listener = TcpListener::bind(bind)?;
         let addr = listener.local_addr()?;
         let public_url = format!("http://{addr}");
         cfg.http.public_url = public_url.clone();
@@ -121,8 +146,11 @@ impl HttpDaemon {
             }
             None => None,
         };
-        let providers =
+        let mut providers =
             ProviderRegistry::from_config(&cfg, &secrets).map_err(std::io::Error::other)?;
+        if let Some(fake) = fake {
+            providers = providers.with_fake(fake);
+        }
         let cfg = Arc::new(cfg);
         let daemon = Daemon::start(DaemonParts {
             config: cfg.clone(),

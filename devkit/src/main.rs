@@ -25,9 +25,10 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         contacts: u64,
         /// The list's rate limit, messages per minute (the documentation's
-        /// default is 17000; the demo uses its ~500k/min target).
-        #[arg(long, default_value_t = 500_000)]
-        rate_per_minute: u32,
+        /// default is 17000; the demo uses its ~500k/min target, or 3000
+        /// with --dashboard, so the campaign can be watched).
+        #[arg(long)]
+        rate_per_minute: Option<u32>,
         /// Fake provider latency per call.
         #[arg(long, default_value = "20ms", value_parser = humantime::parse_duration)]
         latency: std::time::Duration,
@@ -42,6 +43,15 @@ enum Command {
         /// to the daemon's webhooks.
         #[arg(long, value_parser = parse_provider)]
         via_mock: Option<trackly::domain::ProviderKind>,
+        /// Serve the admin API and the dashboard (/dashboard) while the
+        /// campaign runs and after it ends, until Ctrl-C; prints the URL and
+        /// an operator and a read-only token (TRACKLY_ADMIN_TOKEN and
+        /// TRACKLY_READONLY_TOKEN when set).
+        #[arg(long)]
+        dashboard: bool,
+        /// Where --dashboard listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
     },
     /// Measure end-to-end throughput, latency and round trips with the fake
     /// provider (build with --release). Not a test.
@@ -205,22 +215,33 @@ fn main() -> ExitCode {
             reject_rate,
             transient_rate,
             via_mock,
+            dashboard,
+            bind,
         } => {
             trackly::telemetry::init("warn", false);
             let opts = trackly_devkit::demo::DemoOptions {
                 contacts,
-                rate_per_minute,
+                rate_per_minute: rate_per_minute.unwrap_or(if dashboard { 3_000 } else { 500_000 }),
                 latency,
                 reject_rate,
                 transient_rate,
                 quiet: false,
                 via_mock,
+                dashboard: dashboard.then_some(bind),
             };
-            match actix_rt::System::new().block_on(trackly_devkit::demo::run(opts)) {
-                Ok(summary) => {
-                    println!("{}", summary.table());
-                    ExitCode::SUCCESS
+            let run = async move {
+                let (summary, served) = trackly_devkit::demo::run_serving(opts).await?;
+                println!("{}", summary.table());
+                if let Some(s) = served {
+                    println!("{}", s.banner());
+                    println!("The campaign is over; the daemon keeps serving. Ctrl-C stops it.");
+                    let _ = tokio::signal::ctrl_c().await;
+                    s.daemon.stop().await;
                 }
+                Ok::<_, String>(())
+            };
+            match actix_rt::System::new().block_on(run) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("demo failed: {e}");
                     ExitCode::FAILURE

@@ -20,11 +20,12 @@
 //! the lease document.
 
 use crate::clock::SharedClock;
-use crate::domain::LeaseRenewal;
+use crate::domain::{LeaseRenewal, SendingListId};
 use crate::instance::Instance;
 use crate::messages::StopLease;
 use crate::store::LeaseStore;
 use actix::prelude::*;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ pub struct Lease {
     failures: u32,
     /// The window was open at the last check (to log losing and regaining it).
     was_valid: bool,
+    /// The instance's sent counts at the previous renewal, and when (the
+    /// per-list rate the lease reports).
+    last_counts: (Instant, HashMap<SendingListId, u64>),
 }
 
 impl Lease {
@@ -74,7 +78,24 @@ impl Lease {
             renewing: false,
             failures: 0,
             was_valid: false,
+            last_counts: (Instant::now(), HashMap::new()),
         }
+    }
+
+    /// Messages sent per list per minute since the previous renewal (lists
+    /// that sent nothing are left out).
+    fn rates(&mut self) -> BTreeMap<String, u64> {
+        let now = Instant::now();
+        let counts = self.instance.sent_counts();
+        let (then, before) = std::mem::replace(&mut self.last_counts, (now, counts.clone()));
+        let secs = now.duration_since(then).as_secs_f64().max(0.001);
+        counts
+            .into_iter()
+            .filter_map(|(list, n)| {
+                let d = n.saturating_sub(before.get(&list).copied().unwrap_or(0));
+                (d > 0).then(|| (list.to_hex(), (d as f64 * 60.0 / secs).round() as u64))
+            })
+            .collect()
     }
 
     fn renew(&mut self, ctx: &mut Context<Self>) {
@@ -95,6 +116,7 @@ impl Lease {
             ttl_ms: self.ttl.as_millis() as i64,
             providers: self.providers.clone(),
             lists: self.instance.lists(),
+            sent_per_minute: self.rates(),
         };
         let store = self.store.clone();
         let clock = self.clock.clone();

@@ -10,6 +10,7 @@
 
 use super::{SendingListId, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One daemon instance (`<daemon id>:<random per start>`) and its lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +40,11 @@ pub struct DaemonLease {
     /// Lists it is serving now.
     #[serde(default)]
     pub lists: Vec<SendingListId>,
+    /// Messages this daemon sent per list (hex id) per minute, measured
+    /// over the interval before its last renewal (the dashboard's current
+    /// rate: the live daemons' figures summed).
+    #[serde(default)]
+    pub sent_per_minute: BTreeMap<String, u64>,
 }
 
 impl DaemonLease {
@@ -64,6 +70,8 @@ pub struct LeaseRenewal {
     pub ttl_ms: i64,
     pub providers: Vec<String>,
     pub lists: Vec<SendingListId>,
+    /// See [`DaemonLease::sent_per_minute`].
+    pub sent_per_minute: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]
@@ -84,6 +92,7 @@ mod tests {
             stopped: false,
             providers: vec![],
             lists: vec![],
+            sent_per_minute: BTreeMap::new(),
         };
         assert!(l.live_at(t + Duration::seconds(30)));
         assert!(!l.live_at(t + Duration::milliseconds(30_001)));

@@ -2,6 +2,7 @@
 //! demo and the tests build their `App` from it.
 
 pub mod admin;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod inbound;
@@ -55,6 +56,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(state))
             .configure(health::configure)
             .configure(admin::configure)
+            .configure(dashboard::configure)
             .configure(inbound::configure)
             .configure(webhooks::configure)
             .configure(links::configure);

@@ -1148,6 +1148,13 @@ impl ListStore for MemoryStore {
         Ok(self.lock().lists.get(&id).cloned())
     }
 
+    async fn lists(&self, limit: usize) -> StoreResult<Vec<SendingList>> {
+        let mut v: Vec<SendingList> = self.lock().lists.values().cloned().collect();
+        v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        v.truncate(limit);
+        Ok(v)
+    }
+
     async fn lists_sending_from(&self, number: &str) -> StoreResult<Vec<SendingList>> {
         Ok(self
             .lock()
@@ -1273,6 +1280,13 @@ impl ScheduleStore for MemoryStore {
 
     async fn get_schedule(&self, id: ScheduleId) -> StoreResult<Option<Schedule>> {
         Ok(self.lock().schedules.get(&id).cloned())
+    }
+
+    async fn schedules(&self, limit: usize) -> StoreResult<Vec<Schedule>> {
+        let mut v: Vec<Schedule> = self.lock().schedules.values().cloned().collect();
+        v.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        v.truncate(limit);
+        Ok(v)
     }
 
     async fn due_schedules(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Schedule>> {
@@ -1507,6 +1521,7 @@ impl LeaseStore for MemoryStore {
                 stopped: false,
                 providers: r.providers.clone(),
                 lists: r.lists.clone(),
+                sent_per_minute: r.sent_per_minute.clone(),
             },
         );
         Ok(now)

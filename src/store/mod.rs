@@ -686,6 +686,9 @@ pub trait ListStore: Send + Sync {
     /// 0 means paused.
     async fn set_rate_limit(&self, id: SendingListId, per_minute: u32) -> StoreResult<()>;
     async fn delete_list(&self, id: SendingListId) -> StoreResult<()>;
+    /// Every list, newest first, at most `limit` (the dashboard's queue
+    /// view).
+    async fn lists(&self, limit: usize) -> StoreResult<Vec<SendingList>>;
     /// Lists that send from `number` (one of their `from_numbers`): where
     /// an inbound message to that number belongs.
     async fn lists_sending_from(&self, number: &str) -> StoreResult<Vec<SendingList>>;
@@ -724,6 +727,8 @@ pub trait ScheduleStore: Send + Sync {
     async fn get_creative(&self, id: CreativeId) -> StoreResult<Option<MessageCreative>>;
     async fn insert_schedule(&self, schedule: Schedule) -> StoreResult<()>;
     async fn get_schedule(&self, id: ScheduleId) -> StoreResult<Option<Schedule>>;
+    /// Every schedule, newest first, at most `limit`.
+    async fn schedules(&self, limit: usize) -> StoreResult<Vec<Schedule>>;
     /// Active schedules whose `next_run_at` is at or before `now`.
     async fn due_schedules(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Schedule>>;
     /// Record the start of a run. Exactly one caller per

@@ -57,6 +57,9 @@ impl BatchRun {
                 })
                 .await?;
             self.report.sent += settled.sent;
+            // The current rate this daemon's lease reports (per chunk, not
+            // per batch: a batch can take minutes at a low rate).
+            self.d.instance.count_sent(self.list.id(), settled.sent);
             for id in &settled.failed {
                 if let Some(r) = reasons.get(id) {
                     *self.report.failed.entry(*r).or_insert(0) += 1;

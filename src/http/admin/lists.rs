@@ -17,6 +17,12 @@
 //! | PUT | `/api/v1/lists/{id}/rate` `{"per_minute": n}` | operator |
 //! | POST | `/api/v1/lists/{id}/drain?wait=30` | operator |
 //! | GET | `/api/v1/queue` | read-only |
+//! | GET | `/api/v1/lists` | read-only |
+//!
+//! `GET /api/v1/lists` is the queue view (the dashboard's, `trackly ctl
+//! lists`): per list its queue depth, messages claimed, rate limit, current
+//! rate (the live daemons' leases summed), paused or not, which daemons
+//! serve it, and its in-doubt messages by what became of them.
 
 use super::doc::{BadRequest, Invalid, NotFound, Operator, Reader};
 use super::{Role, authorize, parse_body, parse_id, store_error, to_json};
@@ -47,7 +53,147 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(resume)
         .service(set_rate)
         .service(drain)
-        .service(queue);
+        .service(queue)
+        .service(overview);
+}
+
+/// Lists shown by the queue view, newest first.
+const LISTS_SHOWN: usize = 200;
+
+/// In-doubt (NO_RESPONSE) messages of one list by what became of them.
+#[derive(Serialize, ToSchema)]
+struct InDoubt {
+    /// Waiting: for a delivery report, the provider's records (the
+    /// Resolver) or an operator.
+    waiting: u64,
+    /// Taken by the provider (a report or the provider's records said so).
+    taken: u64,
+    /// Queued again (the provider had no record, or an operator resent it).
+    resent: u64,
+}
+
+/// One sending list in the queue view.
+#[derive(Serialize, ToSchema)]
+struct ListView {
+    id: String,
+    account: String,
+    name: String,
+    /// `infobip`, `twilio`, `cm` or `fake`.
+    provider: &'static str,
+    /// Paused by an operator (or a rate of 0): nothing is sent.
+    paused: bool,
+    rate_limit_per_minute: u32,
+    /// Messages sent per minute by every live daemon together, as their
+    /// leases last reported (each over the interval before its heartbeat).
+    current_rate_per_minute: u64,
+    /// Messages waiting in the queue, and of those claimed by a daemon now.
+    queue_depth: u64,
+    claimed: u64,
+    /// Live daemons serving it now (daemon ids; a daemon serves a list
+    /// while it has work for it).
+    served_by: Vec<String>,
+    /// Live daemons that have its provider's credentials (could serve it).
+    able: Vec<String>,
+    in_doubt: InDoubt,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ListOverview {
+    /// Newest first, at most 200.
+    lists: Vec<ListView>,
+}
+
+/// Every sending list with its queue: depth, rate limit, current rate, paused or not, serving daemons, in-doubt messages.
+#[utoipa::path(
+    tag = "lists",
+    operation_id = "list_lists",
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "the queue view, per list", body = ListOverview),
+        Reader,
+    )
+)]
+#[get("/lists")]
+async fn overview(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::ReadOnly)?;
+    let lists = state
+        .stores
+        .lists
+        .lists(LISTS_SHOWN)
+        .await
+        .map_err(store_error)?;
+    let (now, leases) = super::daemons::leases(&state).await?;
+    let live: Vec<_> = leases.into_iter().filter(|l| l.live_at(now)).collect();
+    let depth = state
+        .stores
+        .queue
+        .depth_by_list()
+        .await
+        .map_err(store_error)?;
+    let mut out = Vec::with_capacity(lists.len());
+    for l in lists {
+        let hex = l.id.to_hex();
+        let count = |open_only: bool, settled_as_sent: Option<bool>| {
+            let f = crate::store::FailedFilter {
+                reason: Some(crate::domain::FailureReason::NoResponse),
+                list: Some(l.id),
+                open_only,
+                settled_as_sent,
+                ..Default::default()
+            };
+            let store = state.stores.dead_letters.clone();
+            async move { store.count_failed(&f).await.map_err(store_error) }
+        };
+        let in_doubt = InDoubt {
+            waiting: count(true, None).await?,
+            taken: count(false, Some(true)).await?,
+            resent: count(false, Some(false)).await?,
+        };
+        let queue_depth = depth.get(&l.id).copied().unwrap_or(0);
+        let claimed = if queue_depth > 0 {
+            state
+                .stores
+                .queue
+                .list_claimed(l.id)
+                .await
+                .map_err(store_error)?
+        } else {
+            0
+        };
+        let mut served_by: Vec<String> = live
+            .iter()
+            .filter(|d| d.lists.contains(&l.id))
+            .map(|d| d.daemon_id.clone())
+            .collect();
+        served_by.sort();
+        served_by.dedup();
+        let key = l.provider.key();
+        let mut able: Vec<String> = live
+            .iter()
+            .filter(|d| d.providers.contains(&key))
+            .map(|d| d.daemon_id.clone())
+            .collect();
+        able.sort();
+        able.dedup();
+        out.push(ListView {
+            current_rate_per_minute: live
+                .iter()
+                .filter_map(|d| d.sent_per_minute.get(&hex))
+                .sum(),
+            id: hex,
+            account: l.account.to_hex(),
+            name: l.name,
+            provider: l.provider.kind().as_str(),
+            paused: l.status == ListStatus::Paused || l.rate_limit_per_minute == 0,
+            rate_limit_per_minute: l.rate_limit_per_minute,
+            queue_depth,
+            claimed,
+            served_by,
+            able,
+            in_doubt,
+        });
+    }
+    Ok(HttpResponse::Ok().json(ListOverview { lists: out }))
 }
 
 /// The list and its queue depth.

@@ -20,6 +20,11 @@
 //! - `failed.rs`: failed messages listed (in-doubt apart) and requeued.
 //! - `schedules.rs`: a schedule and its runs; explain (the dry run); pause,
 //!   resume, cancel; trigger now.
+//! - `daemons.rs`: every daemon's lease (id, version, lease age, lists
+//!   served, readiness, current rate per list).
+//! - `mod.rs` also answers `GET /api/v1/whoami`: the caller's role (the
+//!   dashboard hides the operator's buttons from a read-only token; the
+//!   routes refuse it anyway).
 //! - `doc.rs`: what every route's OpenAPI operation shares (bearer scheme,
 //!   error body and error responses).
 //!
@@ -63,6 +68,7 @@
 mod accounts;
 mod campaigns;
 mod contacts;
+mod daemons;
 pub mod doc;
 mod failed;
 mod lists;
@@ -90,7 +96,7 @@ fn scope() -> utoipa_actix_web::scope::Scope<
     utoipa_actix_web::scope("/api/v1")
         .app_data(web::PayloadConfig::new(1024 * 1024))
         .configure(|cfg: &mut ServiceConfig| {
-            cfg.service(openapi_json);
+            cfg.service(openapi_json).service(whoami);
         })
         .configure(accounts::configure)
         .configure(lists::configure)
@@ -98,6 +104,7 @@ fn scope() -> utoipa_actix_web::scope::Scope<
         .configure(campaigns::configure)
         .configure(failed::configure)
         .configure(schedules::configure)
+        .configure(daemons::configure)
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -144,11 +151,51 @@ async fn openapi_json() -> Result<HttpResponse, ApiError> {
     }
 }
 
+/// Who the caller is.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct WhoAmI {
+    /// `operator` (may change things) or `read-only`.
+    role: &'static str,
+    /// The instance answering (`<daemon id>:<random>`).
+    instance: String,
+    /// This daemon's version.
+    version: &'static str,
+}
+
+/// The caller's role, and the daemon answering.
+#[utoipa::path(
+    tag = "meta",
+    operation_id = "whoami",
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "the token's role", body = WhoAmI),
+        doc::Reader,
+    )
+)]
+#[get("/whoami")]
+async fn whoami(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let role = authorize(&state, &req, Role::ReadOnly)?;
+    Ok(HttpResponse::Ok().json(WhoAmI {
+        role: role.as_str(),
+        instance: state.instance.id.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     ReadOnly,
     Operator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ReadOnly => "read-only",
+            Role::Operator => "operator",
+        }
+    }
 }
 
 /// The caller's role, which must be at least `needed`.

@@ -5,6 +5,7 @@
 //!
 //! | method | path | role |
 //! | --- | --- | --- |
+//! | GET | `/api/v1/schedules` | read-only |
 //! | GET | `/api/v1/schedules/{id}` | read-only |
 //! | POST | `/api/v1/schedules/{id}/explain` | read-only |
 //! | POST | `/api/v1/schedules/{id}/pause` | operator |
@@ -19,6 +20,11 @@
 //! counted as messages move, never by scanning), with the documentation's
 //! four metrics in `rates`: send rate (msg/s), delivery, failure and click
 //! rate (%).
+//!
+//! The list (`GET /api/v1/schedules`, newest first, at most 200; the
+//! dashboard's schedules view, `trackly ctl schedules`) shows each
+//! schedule's status, next run, and its latest run with its audience size
+//! and progress (`done` = sent + failed, of `queued`).
 //!
 //! Trigger now makes the schedule due now (a recurring schedule's next
 //! occurrence is brought forward to now; after it runs, the schedule goes
@@ -40,8 +46,12 @@ use utoipa_actix_web::service_config::ServiceConfig;
 /// Runs shown with a schedule, newest first.
 const RUNS_SHOWN: usize = 20;
 
+/// Schedules listed, newest first.
+const SCHEDULES_SHOWN: usize = 200;
+
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(get_schedule)
+    cfg.service(list_schedules)
+        .service(get_schedule)
         .service(explain)
         .service(pause)
         .service(resume)
@@ -55,6 +65,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
 fn run_json(run: &ScheduleRun, filter_bots: bool) -> Result<serde_json::Value, ApiError> {
     let mut v = to_json(run)?;
     v["rates"] = to_json(&run.stats.rates(filter_bots))?;
+    v["progress"] = to_json(&progress(run))?;
     Ok(v)
 }
 
@@ -77,7 +88,7 @@ async fn filters_bots(state: &AppState, account: AccountId) -> Result<bool, ApiE
     params(("id" = String, Path, description = "the run's hex id")),
     security(("bearer" = ["read-only"])),
     responses(
-        (status = 200, description = "the stored run (`schedule`, `occurrence`, `status`, `reason`, `audience`, `eligible`, `queued`, `skipped` by reason, `variants`, `cost`, `started_at`, `finished_at`) with `stats` (`sent`, `failed` by reason, `delivered`, `undelivered`, `clicked`, `first_sent_at`, `last_sent_at`) and `rates` (`send_rate` msg/s, `delivery_rate`, `failure_rate`, `click_rate` in %; null until there is a base)", body = Object),
+        (status = 200, description = "the stored run (`schedule`, `occurrence`, `status`, `reason`, `audience`, `eligible`, `queued`, `skipped` by reason, `variants`, `cost`, `started_at`, `finished_at`) with `stats` (`sent`, `failed` by reason, `delivered`, `undelivered`, `clicked`, `first_sent_at`, `last_sent_at`) and `rates` (`send_rate` msg/s, `delivery_rate`, `failure_rate`, `click_rate` in %; null until there is a base) and `progress` (`queued`, `done` = sent + failed, `percent`)", body = Object),
         Reader, BadRequest, NotFound,
     )
 )]
@@ -98,6 +109,128 @@ async fn get_run(
         .ok_or_else(|| ApiError::NotFound(format!("no such run: {id}")))?;
     let filter_bots = filters_bots(&state, run.account).await?;
     Ok(HttpResponse::Ok().json(run_json(&run, filter_bots)?))
+}
+
+/// How far a run's messages have got.
+#[derive(Serialize, ToSchema)]
+struct Progress {
+    /// Messages queued by the run.
+    queued: u64,
+    /// Of those, sent or failed.
+    done: u64,
+    /// `done` of `queued` in % (null until something is queued).
+    percent: Option<f64>,
+}
+
+fn progress(run: &ScheduleRun) -> Progress {
+    let done = run.stats.sent + run.stats.failed_total();
+    Progress {
+        queued: run.queued,
+        done,
+        percent: (run.queued > 0).then(|| (100.0 * done as f64 / run.queued as f64).min(100.0)),
+    }
+}
+
+/// One schedule in the list.
+#[derive(Serialize, ToSchema)]
+struct ScheduleSummary {
+    id: String,
+    account: String,
+    name: String,
+    sending_list: String,
+    status: ScheduleStatus,
+    /// `once` or `recurring`.
+    kind: &'static str,
+    /// The cron expression and its time zone, for a recurring schedule.
+    cron: Option<String>,
+    /// RFC 3339; null when it will not run again.
+    next_run_at: Option<String>,
+    /// Contacts in the audiences when the latest run evaluated them (null
+    /// before a first run: `POST /api/v1/schedules/{id}/explain` counts them).
+    audience: Option<u64>,
+    /// The latest run's progress.
+    progress: Option<Progress>,
+    /// The latest run, as `GET /api/v1/runs/{id}` shows it.
+    #[schema(value_type = Object)]
+    latest_run: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ScheduleList {
+    /// Newest first, at most 200.
+    schedules: Vec<ScheduleSummary>,
+}
+
+/// Every schedule with its status, next run, audience size and the latest run's progress.
+#[utoipa::path(
+    tag = "schedules",
+    operation_id = "list_schedules",
+    security(("bearer" = ["read-only"])),
+    responses(
+        (status = 200, description = "the schedules, newest first", body = ScheduleList),
+        Reader,
+    )
+)]
+#[get("/schedules")]
+async fn list_schedules(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::ReadOnly)?;
+    let all = state
+        .stores
+        .schedules
+        .schedules(SCHEDULES_SHOWN)
+        .await
+        .map_err(store_error)?;
+    let mut bots = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(all.len());
+    for s in all {
+        let latest = state
+            .stores
+            .schedules
+            .runs_of(s.id, 1)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .next();
+        let latest_run = match &latest {
+            Some(r) => {
+                let filter_bots = match bots.get(&s.account) {
+                    Some(f) => *f,
+                    None => {
+                        let f = filters_bots(&state, s.account).await?;
+                        bots.insert(s.account, f);
+                        f
+                    }
+                };
+                Some(run_json(r, filter_bots)?)
+            }
+            None => None,
+        };
+        let (kind, cron) = match &s.kind {
+            crate::domain::ScheduleKind::Once { .. } => ("once", None),
+            crate::domain::ScheduleKind::Recurring { cron, time_zone } => {
+                ("recurring", Some(format!("{cron} ({time_zone})")))
+            }
+        };
+        out.push(ScheduleSummary {
+            id: s.id.to_hex(),
+            account: s.account.to_hex(),
+            name: s.name,
+            sending_list: s.sending_list.to_hex(),
+            status: s.status,
+            kind,
+            cron,
+            next_run_at: s
+                .next_run_at
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            audience: latest.as_ref().map(|r| r.audience),
+            progress: latest.as_ref().map(progress),
+            latest_run,
+        });
+    }
+    Ok(HttpResponse::Ok().json(ScheduleList { schedules: out }))
 }
 
 /// A schedule's status after a change.

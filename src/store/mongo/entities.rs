@@ -323,6 +323,18 @@ impl ListStore for MongoStore {
             .map_err(map_err)
     }
 
+    async fn lists(&self, limit: usize) -> StoreResult<Vec<SendingList>> {
+        self.coll::<SendingList>(names::LISTS)
+            .find(doc! {})
+            .sort(doc! {"created_at": -1, "_id": -1})
+            .limit(limit as i64)
+            .await
+            .map_err(map_err)?
+            .try_collect()
+            .await
+            .map_err(map_err)
+    }
+
     async fn lists_sending_from(&self, number: &str) -> StoreResult<Vec<SendingList>> {
         self.coll::<SendingList>(names::LISTS)
             .find(doc! {"from_numbers": number})
@@ -378,6 +390,11 @@ impl ListStore for MongoStore {
 impl LeaseStore for MongoStore {
     async fn renew_lease(&self, r: &LeaseRenewal) -> StoreResult<Timestamp> {
         let lists: Vec<bson::Bson> = r.lists.iter().map(|l| (*l).into()).collect();
+        let sent_per_minute: Document = r
+            .sent_per_minute
+            .iter()
+            .map(|(k, v)| (k.clone(), bson::Bson::Int64(*v as i64)))
+            .collect();
         let after = self
             .coll::<DaemonLease>(names::LEASES)
             .find_one_and_update(
@@ -391,6 +408,7 @@ impl LeaseStore for MongoStore {
                         "stopped": false,
                         "providers": r.providers.clone(),
                         "lists": lists,
+                        "sent_per_minute": sent_per_minute,
                     },
                     // The server's clock, not ours: expiry is judged on it.
                     "$currentDate": {"heartbeat_at": true},
@@ -503,6 +521,18 @@ impl ScheduleStore for MongoStore {
     async fn get_schedule(&self, id: ScheduleId) -> StoreResult<Option<Schedule>> {
         self.coll::<Schedule>(names::SCHEDULES)
             .find_one(doc! {"_id": id})
+            .await
+            .map_err(map_err)
+    }
+
+    async fn schedules(&self, limit: usize) -> StoreResult<Vec<Schedule>> {
+        self.coll::<Schedule>(names::SCHEDULES)
+            .find(doc! {})
+            .sort(doc! {"created_at": -1, "_id": -1})
+            .limit(limit as i64)
+            .await
+            .map_err(map_err)?
+            .try_collect()
             .await
             .map_err(map_err)
     }
