@@ -6,7 +6,8 @@
 //! one `findAndModify` per window claimed (plus one that finds none), each
 //! atomic, so two daemons never claim the same window; a flag swap is one
 //! conditional update (plus an insert when the flag never existed); a
-//! counter bump or take is one `findAndModify`.
+//! counter bump is one `findAndModify` (plus an insert the first time),
+//! a take one `findAndModify`.
 
 use super::{MongoStore, is_duplicate_key, map_err, names};
 use crate::domain::*;
@@ -145,23 +146,35 @@ impl AlertStore for MongoStore {
         by: i64,
         expires_at: Timestamp,
     ) -> StoreResult<i64> {
+        // Not one upsert: concurrent first upserts of one key can both come
+        // back without the document on some servers. An existing counter is
+        // incremented in place; a missing one is inserted, and an insert
+        // that loses to another goes back to the increment.
         let coll = self.coll::<Document>(names::ALERT_STATE);
-        for attempt in 0..2 {
-            let r = coll
+        for _ in 0..3 {
+            let after = coll
                 .find_one_and_update(
                     doc! {"_id": key},
                     doc! {"$inc": {"n": by}, "$set": {"expires_at": bdt(expires_at)}},
                 )
-                .upsert(true)
                 .return_document(ReturnDocument::After)
-                .await;
-            match r {
-                Ok(d) => return Ok(d.and_then(|d| count_of(&d)).unwrap_or(by)),
-                Err(e) if attempt == 0 && is_duplicate_key(&e) => continue,
+                .await
+                .map_err(map_err)?;
+            if let Some(n) = after.as_ref().and_then(count_of) {
+                return Ok(n);
+            }
+            match coll
+                .insert_one(doc! {"_id": key, "n": by, "expires_at": bdt(expires_at)})
+                .await
+            {
+                Ok(_) => return Ok(by),
+                Err(e) if is_duplicate_key(&e) => continue,
                 Err(e) => return Err(map_err(e)),
             }
         }
-        Ok(by)
+        Err(StoreError::Conflict(Cause::msg(format!(
+            "alert counter {key} kept changing"
+        ))))
     }
 
     async fn take_alert_counter(&self, key: &str) -> StoreResult<i64> {
