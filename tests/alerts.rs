@@ -276,9 +276,56 @@ async fn a_thousand_failures_on_two_daemons_give_one_message(stores: Stores) {
         Some("`30007` × 10")
     );
     let sent = |k: &str| a.daemon.metrics.alerts_sent(k) + b.daemon.metrics.alerts_sent(k);
-    assert_eq!(sent("failures"), 1);
+    assert!(wait_until(Duration::from_secs(5), || async { sent("failures") == 1 }).await);
     assert_eq!(sent("spam"), 1);
     assert_eq!(sent("error_rate"), 1);
+}
+
+/// A provider that answers every call with a transient error, on a real
+/// daemon: the worker's answers reach the Alerts actor as a provider
+/// outage of the list.
+async fn transient_answers_on_a_daemon_report_an_outage(stores: Stores) {
+    let mock = DiscordMock::start().await.unwrap();
+    let clock = ManualClock::starting_now();
+    let mut cfg: Config = test_config();
+    cfg.alerts = alerts_config();
+    cfg.customer_webhooks.allow_http = true;
+    cfg.customer_webhooks.allow_private_targets = true;
+    let fake = FakeSettings {
+        transient_rate: 1.0,
+        ..Default::default()
+    };
+    let d = start_daemon_with_clock(cfg, stores.clone(), local_permits(), fake, clock.clone());
+    let c = trackly_devkit::seed::campaign(
+        &stores,
+        30,
+        ProviderSettings::Fake,
+        1_000_000,
+        Money::from_micros(1_000_000_000),
+        clock.now(),
+    )
+    .await
+    .unwrap();
+    stores
+        .accounts
+        .set_discord_webhook(c.account.id, Some(Secret::new(mock.url(11, "tok-k"))))
+        .await
+        .unwrap();
+    assert!(counted_as(&stores, c.list.id, "transient", 30).await);
+    clock.advance(CLOSE);
+    assert!(delivered(&mock, 1, Duration::from_secs(30)).await);
+    assert_clean(&mock);
+    let m = &mock.delivered()[0].body;
+    assert_eq!(
+        field(m, "Provider trouble: fake", "Transient (retried)").as_deref(),
+        Some("30")
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            d.daemon.metrics.alerts_sent("outage") == 1
+        })
+        .await
+    );
 }
 
 /// Two daemons count parts of one window: one message, with the sum.
@@ -386,6 +433,13 @@ async fn every_kind_reaches_discord(stores: Stores) {
         field(last, "Delivery failures", "NO_RESPONSE").as_deref(),
         Some("25")
     );
+    // Counted once Discord's answer is read (just after the mock saw it).
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            n.metrics.alerts_sent("failures") == 1
+        })
+        .await
+    );
     for k in [
         "failures",
         "spam",
@@ -409,6 +463,54 @@ async fn every_kind_reaches_discord(stores: Stores) {
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(mock.requests().len(), 4);
+}
+
+/// Failed delivery reports (Twilio's 30007 comes in a status callback)
+/// count for their message's list: a failure alert and a spam alert.
+async fn failed_delivery_reports_count_for_their_list(stores: Stores) {
+    let mock = DiscordMock::start().await.unwrap();
+    let clock = ManualClock::starting_now();
+    let now = clock.now();
+    let s = seed(&stores, &mock.url(10, "tok-j"), now).await;
+    let records: Vec<MessageSent> = (0..5)
+        .map(|i| {
+            let c = trackly_devkit::seed::contact(s.account.id, s.list.id, i, now);
+            let q = trackly_devkit::seed::queued(&s.list, &c, "hello", now);
+            MessageSent::attempt(&q, ProviderKind::Twilio, "t", "t", Money::ZERO, now)
+        })
+        .collect();
+    stores
+        .sent
+        .begin_attempts(s.account.id, records.clone())
+        .await
+        .unwrap();
+    let n = start_alerts(&stores, &clock, alerts_config(), test_policy(), "a");
+    let mut items = Vec::new();
+    for r in &records[..3] {
+        items.push((r.id, DeliveryState::Undelivered, Some("30007".to_string())));
+    }
+    for r in &records[3..] {
+        items.push((r.id, DeliveryState::Failed, Some("30003".to_string())));
+    }
+    // An unknown message counts for nobody.
+    items.push((
+        MessageId::new(),
+        DeliveryState::Failed,
+        Some("30007".into()),
+    ));
+    n.addr.do_send(AlertEvent::ReportsFailed { items });
+    assert!(counted_as(&stores, s.list.id, "d:", 5).await);
+    clock.advance(CLOSE);
+    assert!(delivered(&mock, 1, Duration::from_secs(30)).await);
+    assert_clean(&mock);
+    let m = &mock.delivered()[0].body;
+    let reports = field(m, "Delivery failures", "Failed delivery reports").unwrap();
+    assert!(reports.contains("undelivered × 3"), "{reports}");
+    assert!(reports.contains("failed × 2"), "{reports}");
+    assert_eq!(
+        field(m, "Spam filtering", "Codes").as_deref(),
+        Some("`30007` × 3")
+    );
 }
 
 /// The error rate over the sliding window alerts once, and a recovery
@@ -497,7 +599,8 @@ async fn a_404_disables_the_webhook(stores: Stores) {
     });
     assert!(
         wait_until(Duration::from_secs(30), || async {
-            a.metrics.discord_webhook_disabled.get() == 1
+            // Either daemon may have claimed the window.
+            a.metrics.discord_webhook_disabled.get() + b.metrics.discord_webhook_disabled.get() == 1
         })
         .await
     );
@@ -673,8 +776,10 @@ macro_rules! on_both {
 
 on_both!(
     a_thousand_failures_on_two_daemons_give_one_message,
+    transient_answers_on_a_daemon_report_an_outage,
     counts_of_two_daemons_are_sent_once_summed,
     every_kind_reaches_discord,
+    failed_delivery_reports_count_for_their_list,
     the_error_rate_alerts_once_and_recovers,
     a_429_is_retried_after_retry_after,
     a_404_disables_the_webhook,
