@@ -513,6 +513,128 @@ async fn failed_delivery_reports_count_for_their_list(stores: Stores) {
     );
 }
 
+/// A list's own webhook takes its alerts; the account's keeps the rest.
+async fn a_lists_webhook_comes_before_the_accounts(stores: Stores) {
+    let mock = DiscordMock::start().await.unwrap();
+    let clock = ManualClock::starting_now();
+    let s = seed(&stores, &mock.url(12, "tok-account"), clock.now()).await;
+    stores
+        .lists
+        .set_list_discord_webhook(s.list.id, Some(Secret::new(mock.url(12, "tok-list"))))
+        .await
+        .unwrap();
+    let n = start_alerts(&stores, &clock, alerts_config(), test_policy(), "a");
+    n.addr.do_send(outcomes(&s, 0, 0, failures(3, "21211")));
+    n.addr.do_send(AlertEvent::BillingBlocked {
+        account: s.account.id,
+        list: s.list.id,
+        messages: 1,
+    });
+    assert!(counted_as(&stores, s.list.id, "r:", 3).await);
+    clock.advance(CLOSE);
+    assert!(delivered(&mock, 2, Duration::from_secs(30)).await);
+    assert_clean(&mock);
+    for p in mock.delivered() {
+        let t = titles(&p.body);
+        if t[0].starts_with("Delivery failures") {
+            assert!(p.path.ends_with("/tok-list"), "{}", p.path);
+        } else {
+            assert!(t[0].starts_with("Account billing-blocked"), "{t:?}");
+            assert!(p.path.ends_with("/tok-account"), "{}", p.path);
+        }
+    }
+}
+
+/// The admin API sets a list's Discord webhook only past the outbound-URL
+/// rule, and never shows it.
+async fn the_admin_api_sets_a_lists_webhook_by_the_url_rule(stores: Stores) {
+    use actix_web::test as atest;
+    const OPERATOR: &str = "op-token-0123456789";
+    let secrets = Arc::new(trackly::config::Secrets {
+        admin_token: Some(Secret::new(OPERATOR)),
+        ..Default::default()
+    });
+    let td = start_daemon(
+        test_config(),
+        stores.clone(),
+        local_permits(),
+        FakeSettings::default(),
+    );
+    let s = seed(
+        &stores,
+        "https://discord.example/api/webhooks/1/x",
+        td.now(),
+    )
+    .await;
+    let app = atest::init_service(
+        actix_web::App::new().configure(trackly::http::configure(
+            td.daemon
+                .http_state(secrets.clone(), "https://trackly.example"),
+        )),
+    )
+    .await;
+    let path = format!("/api/v1/lists/{}/discord-webhook", s.list.id);
+    for url in [
+        "https://127.0.0.1/api/webhooks/1/x",
+        "https://10.0.0.1/api/webhooks/1/x",
+        "https://169.254.169.254/api/webhooks/1/x",
+        "http://93.184.216.34/api/webhooks/1/x",
+    ] {
+        let req = atest::TestRequest::put()
+            .uri(&path)
+            .insert_header(("authorization", format!("Bearer {OPERATOR}")))
+            .insert_header(("content-type", "application/json"))
+            .set_payload(serde_json::json!({ "url": url }).to_string())
+            .to_request();
+        let resp = atest::call_service(&app, req).await;
+        assert_eq!(resp.status(), 422, "{url} must be refused");
+        let b: Value = atest::read_body_json(resp).await;
+        assert_eq!(b["field"], "url", "{url}");
+    }
+    let l = stores.lists.get_list(s.list.id).await.unwrap().unwrap();
+    assert!(l.discord_webhook_url.is_none(), "nothing stored");
+    // A public address literal passes the rule (no DNS needed).
+    let good = "https://93.184.216.34/api/webhooks/1/secret-token";
+    let req = atest::TestRequest::put()
+        .uri(&path)
+        .insert_header(("authorization", format!("Bearer {OPERATOR}")))
+        .insert_header(("content-type", "application/json"))
+        .set_payload(serde_json::json!({ "url": good }).to_string())
+        .to_request();
+    let resp = atest::call_service(&app, req).await;
+    assert_eq!(resp.status(), 200);
+    let l = stores.lists.get_list(s.list.id).await.unwrap().unwrap();
+    assert_eq!(
+        l.discord_webhook_url.as_ref().map(|u| u.expose()),
+        Some(good)
+    );
+    let req = atest::TestRequest::get()
+        .uri(&format!("/api/v1/lists/{}", s.list.id))
+        .insert_header(("authorization", format!("Bearer {OPERATOR}")))
+        .to_request();
+    let resp = atest::call_service(&app, req).await;
+    assert_eq!(resp.status(), 200);
+    let body = String::from_utf8(atest::read_body(resp).await.to_vec()).unwrap();
+    assert!(!body.contains("secret-token"), "the URL is shown: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["discord_webhook_set"], true);
+    let req = atest::TestRequest::delete()
+        .uri(&path)
+        .insert_header(("authorization", format!("Bearer {OPERATOR}")))
+        .to_request();
+    assert_eq!(atest::call_service(&app, req).await.status(), 200);
+    let l = stores.lists.get_list(s.list.id).await.unwrap().unwrap();
+    assert!(l.discord_webhook_url.is_none());
+    let req = atest::TestRequest::delete()
+        .uri(&format!(
+            "/api/v1/lists/{}/discord-webhook",
+            SendingListId::new()
+        ))
+        .insert_header(("authorization", format!("Bearer {OPERATOR}")))
+        .to_request();
+    assert_eq!(atest::call_service(&app, req).await.status(), 404);
+}
+
 /// The error rate over the sliding window alerts once, and a recovery
 /// notice follows once when it falls back.
 async fn the_error_rate_alerts_once_and_recovers(stores: Stores) {
@@ -780,6 +902,8 @@ on_both!(
     counts_of_two_daemons_are_sent_once_summed,
     every_kind_reaches_discord,
     failed_delivery_reports_count_for_their_list,
+    a_lists_webhook_comes_before_the_accounts,
+    the_admin_api_sets_a_lists_webhook_by_the_url_rule,
     the_error_rate_alerts_once_and_recovers,
     a_429_is_retried_after_retry_after,
     a_404_disables_the_webhook,

@@ -1670,7 +1670,41 @@ both!(
     delivery_webhooks_are_set_and_cleared,
     alert_windows_add_up_and_are_claimed_once,
     alert_flags_swap_once_and_counters_count,
+    list_discord_webhooks_are_set_and_cleared,
 );
+
+/// A list's Discord webhook is stored, read back and cleared; an unknown
+/// list changes nothing.
+async fn list_discord_webhooks_are_set_and_cleared(s: &Stores) {
+    let t = now();
+    let account = seed::account(Money::from_micros(1), Money::from_micros(1), t);
+    s.accounts.insert_account(account.clone()).await.unwrap();
+    let list = seed::list(account.id, ProviderSettings::Fake, 10, t);
+    s.lists.insert_list(list.clone()).await.unwrap();
+    let url = trackly::telemetry::Secret::new("https://discord.com/api/webhooks/1/t");
+    assert!(
+        s.lists
+            .set_list_discord_webhook(list.id, Some(url.clone()))
+            .await
+            .unwrap()
+    );
+    let got = s.lists.get_list(list.id).await.unwrap().unwrap();
+    assert_eq!(got.discord_webhook_url, Some(url));
+    assert!(
+        s.lists
+            .set_list_discord_webhook(list.id, None)
+            .await
+            .unwrap()
+    );
+    let got = s.lists.get_list(list.id).await.unwrap().unwrap();
+    assert_eq!(got.discord_webhook_url, None);
+    assert!(
+        !s.lists
+            .set_list_discord_webhook(SendingListId::new(), None)
+            .await
+            .unwrap()
+    );
+}
 
 fn alert_window(id: &str, list: SendingListId, start: Timestamp, closes: Timestamp) -> AlertWindow {
     AlertWindow {

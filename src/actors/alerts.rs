@@ -1,8 +1,8 @@
 //! # Alerts
 //!
 //! One per daemon (when `alerts.enabled`). Owns: turning what happened into
-//! Discord alerts on the account's webhook, at most one message per list
-//! and window, sent by exactly one daemon.
+//! Discord alerts on the list's Discord webhook (or else the account's), at
+//! most one message per list and window, sent by exactly one daemon.
 //!
 //! Handles: [`AlertEvent`], sent with a bounded `try_send` by the Worker
 //! (outcomes of each chunk, billing-blocked accounts), DeadLetter
@@ -517,7 +517,15 @@ async fn build(deps: &AlertsDeps, w: &AlertWindow) -> Result<Built, crate::store
     let Some(account) = stores.accounts.get_account(account_id).await? else {
         return Ok(None);
     };
-    let Some(url) = account.discord_webhook_url.clone() else {
+    // The list's webhook before the account's; an account's own alert
+    // (billing) the other way round.
+    let of_list = list.as_ref().and_then(|l| l.discord_webhook_url.clone());
+    let of_account = account.discord_webhook_url.clone();
+    let url = match w.kind {
+        AlertKind::BillingBlocked => of_account.or(of_list),
+        _ => of_list.or(of_account),
+    };
+    let Some(url) = url else {
         return Ok(None);
     };
     let list_name = |fallback: Option<SendingListId>| match (&list, fallback) {

@@ -1137,6 +1137,21 @@ impl ListStore for MemoryStore {
         Ok(())
     }
 
+    async fn set_list_discord_webhook(
+        &self,
+        id: SendingListId,
+        url: Option<crate::telemetry::Secret>,
+    ) -> StoreResult<bool> {
+        let mut st = self.lock();
+        match st.lists.get_mut(&id) {
+            Some(l) => {
+                l.discord_webhook_url = url;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     async fn get_list(&self, id: SendingListId) -> StoreResult<Option<SendingList>> {
         Ok(self.lock().lists.get(&id).cloned())
     }

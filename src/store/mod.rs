@@ -727,6 +727,13 @@ pub trait ListStore: Send + Sync {
     /// 0 means paused.
     async fn set_rate_limit(&self, id: SendingListId, per_minute: u32) -> StoreResult<()>;
     async fn delete_list(&self, id: SendingListId) -> StoreResult<()>;
+    /// Set or clear the list's Discord webhook URL (already checked by the
+    /// outbound URL rule). False when there is no such list.
+    async fn set_list_discord_webhook(
+        &self,
+        id: SendingListId,
+        url: Option<crate::telemetry::Secret>,
+    ) -> StoreResult<bool>;
     /// Lists that send from `number` (one of their `from_numbers`): where
     /// an inbound message to that number belongs.
     async fn lists_sending_from(&self, number: &str) -> StoreResult<Vec<SendingList>>;
