@@ -295,6 +295,10 @@ impl Daemon {
             .await
             .unwrap_or_default();
         let _ = self.run_stats.send(crate::messages::FlushRunCounts).await;
+        if let Some(a) = &self.alerts {
+            let flush = a.send(crate::messages::FlushAlerts);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), flush).await;
+        }
         if let Some(w) = &self.webhooks {
             let _ = w.send(crate::messages::StopWebhooks).await;
         }

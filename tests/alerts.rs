@@ -635,6 +635,34 @@ async fn the_admin_api_sets_a_lists_webhook_by_the_url_rule(stores: Stores) {
     assert_eq!(atest::call_service(&app, req).await.status(), 404);
 }
 
+/// A clean shutdown writes the counts still in memory (the next flush was
+/// seconds away): another daemon sends them.
+async fn counts_are_written_at_shutdown(stores: Stores) {
+    let clock = ManualClock::starting_now();
+    let s = seed(
+        &stores,
+        "https://discord.example/api/webhooks/1/x",
+        clock.now(),
+    )
+    .await;
+    let mut cfg = alerts_config();
+    cfg.flush_interval = Dur::secs(30);
+    cfg.grace = Dur::secs(60);
+    let n = start_alerts(&stores, &clock, cfg, test_policy(), "a");
+    n.addr.do_send(outcomes(&s, 7, 0, failures(2, "21211")));
+    n.addr.send(trackly::messages::FlushAlerts).await.unwrap();
+    // Answered once written: no waiting for a flush.
+    let t = clock.now();
+    let ws = stores
+        .alerts
+        .list_alert_windows(s.list.id, t - chrono::Duration::hours(1), t)
+        .await
+        .unwrap();
+    assert_eq!(ws.len(), 1);
+    assert_eq!(ws[0].count("sent"), 7);
+    assert_eq!(ws[0].count("r:PROVIDER_ERROR"), 2);
+}
+
 /// The error rate over the sliding window alerts once, and a recovery
 /// notice follows once when it falls back.
 async fn the_error_rate_alerts_once_and_recovers(stores: Stores) {
@@ -903,6 +931,7 @@ on_both!(
     every_kind_reaches_discord,
     failed_delivery_reports_count_for_their_list,
     a_lists_webhook_comes_before_the_accounts,
+    counts_are_written_at_shutdown,
     the_admin_api_sets_a_lists_webhook_by_the_url_rule,
     the_error_rate_alerts_once_and_recovers,
     a_429_is_retried_after_retry_after,

@@ -41,7 +41,7 @@
 //! `max_retry_after`); 5xx and network errors are tried three times.
 //!
 //! Restart: counts not yet added to the store are lost (at most one
-//! `flush_interval`); windows in the store are claimed by any daemon once
+//! `flush_interval`; a clean shutdown writes them, [`FlushAlerts`]); windows in the store are claimed by any daemon once
 //! they close. A daemon that dies after claiming a window and before
 //! posting loses that alert: alerts are at most once, never repeated.
 
@@ -49,7 +49,7 @@ use crate::clock::SharedClock;
 use crate::config::AlertsConfig;
 use crate::domain::alert::{counter, counter_name};
 use crate::domain::*;
-use crate::messages::{AlertEvent, FailureItem};
+use crate::messages::{AlertEvent, FailureItem, FlushAlerts};
 use crate::metrics::Metrics;
 use crate::net::discord::{self, Answer, Embed, colour};
 use crate::net::outbound_url::OutboundPolicy;
@@ -69,6 +69,9 @@ const CLAIM_BATCH: usize = 16;
 const MAX_CODES: usize = 50;
 /// Failed delivery reports waiting for their lists to be read.
 const MAX_REPORTS: usize = 100_000;
+/// Most bytes of a Discord answer read (a 429's `retry_after`, an error
+/// code): the URL is customer input.
+const MAX_ANSWER: usize = 64 * 1024;
 
 pub struct AlertsDeps {
     pub stores: Stores,
@@ -298,6 +301,25 @@ impl Actor for Alerts {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX);
         ctx.run_interval(self.deps.config.flush_interval.get(), |a, ctx| a.tick(ctx));
+    }
+}
+
+impl Handler<FlushAlerts> for Alerts {
+    type Result = ResponseFuture<()>;
+
+    /// At shutdown: what this daemon counted goes to the shared windows now
+    /// (another daemon sends them once they close).
+    fn handle(&mut self, _: FlushAlerts, _: &mut Self::Context) -> Self::Result {
+        let batch: Vec<AlertWindow> = self.pending.drain().map(|(_, w)| w).collect();
+        let deps = self.deps.clone();
+        Box::pin(async move {
+            for w in batch {
+                if let Err(e) = deps.stores.alerts.add_to_alert_window(w).await {
+                    tracing::warn!(error = %e, "alert counts not written at shutdown");
+                    return;
+                }
+            }
+        })
     }
 }
 
@@ -864,14 +886,21 @@ async fn post(
     loop {
         let res = client.post(vetted.url.clone()).json(&body).send().await;
         let answer = match res {
-            Ok(r) => {
+            Ok(mut r) => {
                 let status = r.status().as_u16();
                 let header = r
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|h| h.to_str().ok())
                     .map(str::to_string);
-                let bytes = r.bytes().await.unwrap_or_default();
+                // The URL is customer input: read at most a small answer.
+                let mut bytes = Vec::new();
+                while let Ok(Some(chunk)) = r.chunk().await {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() >= MAX_ANSWER {
+                        break;
+                    }
+                }
                 let a = discord::answer(status, header.as_deref(), &bytes);
                 if let Answer::Failed(_) = a {
                     // Discord's error code only (its message may echo input).

@@ -63,6 +63,12 @@ pub enum AlertEvent {
     },
 }
 
+/// Daemon shutdown → Alerts: write the counts still in memory to the
+/// shared windows now. Answers once written (or given up).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct FlushAlerts;
+
 /// Where alert events go: the Alerts actor, or nowhere (alerts off).
 #[derive(Clone, Default)]
 pub struct AlertSink {
