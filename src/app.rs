@@ -67,6 +67,8 @@ pub struct Daemon {
     pub run_stats: Addr<crate::actors::run_stats::RunStats>,
     /// Triggers campaigns (absent when `scheduler.enabled` is false).
     pub scheduler: Option<Addr<Scheduler>>,
+    /// Discord alerts (absent when `alerts.enabled` is false).
+    pub alerts: Option<Addr<crate::actors::alerts::Alerts>>,
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
     pub permits: Arc<dyn PermitBackend>,
@@ -96,6 +98,21 @@ impl Daemon {
         )
         .start();
         let rate_limiter = RateLimiter::new(parts.permits.clone(), cfg.rate_limit.clone()).start();
+        let alerts = cfg.alerts.enabled.then(|| {
+            crate::actors::alerts::Alerts::new(crate::actors::alerts::AlertsDeps {
+                stores: parts.stores.clone(),
+                clock: parts.clock.clone(),
+                config: cfg.alerts.clone(),
+                policy: cfg.customer_webhooks.outbound_policy(),
+                metrics: metrics.clone(),
+                instance: instance.id.clone(),
+            })
+            .start()
+        });
+        let alert_sink = match &alerts {
+            Some(a) => crate::messages::AlertSink::new(a.clone().recipient(), metrics.clone()),
+            None => crate::messages::AlertSink::off(),
+        };
         let billing = Billing::new(
             parts.stores.accounts.clone(),
             parts.stores.sent.clone(),
@@ -108,6 +125,7 @@ impl Daemon {
             metrics.clone(),
             cfg.dead_letter.max_batch,
         )
+        .with_alerts(alert_sink.clone())
         .start();
         let run_stats = crate::actors::run_stats::RunStats::new(
             parts.stores.schedules.clone(),
@@ -131,7 +149,8 @@ impl Daemon {
             cfg.webhooks.max_batch,
             cfg.webhooks.max_pending_bytes,
             run_stats.clone().recipient(),
-        );
+        )
+        .with_alerts(alert_sink.clone());
         if let Some(sender) = &webhooks {
             intake = intake.with_webhooks(
                 OutboxWriter::new(
@@ -160,6 +179,7 @@ impl Daemon {
             settle: billing.clone().recipient(),
             unservable: unservable.clone(),
             metrics: metrics.clone(),
+            alerts: alert_sink.clone(),
         })
         .start();
         let worker = Arc::new(WorkerDeps {
@@ -173,6 +193,7 @@ impl Daemon {
             settle: billing.clone().recipient(),
             dead_letter: dead_letter.clone().recipient(),
             count_runs: run_stats.clone().recipient(),
+            alerts: alert_sink.clone(),
             metrics: metrics.clone(),
         });
         let scheduler = cfg.scheduler.enabled.then(|| {
@@ -184,6 +205,7 @@ impl Daemon {
                 bus: parts.bus.clone(),
                 metrics: metrics.clone(),
                 providers: parts.providers.describe(),
+                alerts: alert_sink.clone(),
             })
             .start()
         });
@@ -232,6 +254,7 @@ impl Daemon {
             lease,
             run_stats,
             scheduler,
+            alerts,
             metrics,
             stores: parts.stores,
             permits: parts.permits,
@@ -277,6 +300,10 @@ impl Daemon {
             .await
             .unwrap_or_default();
         let _ = self.run_stats.send(crate::messages::FlushRunCounts).await;
+        if let Some(a) = &self.alerts {
+            let flush = a.send(crate::messages::FlushAlerts);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), flush).await;
+        }
         if let Some(w) = &self.webhooks {
             let _ = w.send(crate::messages::StopWebhooks).await;
         }

@@ -135,6 +135,15 @@ pub struct Metrics {
     pub webhook_pending: prometheus::IntGauge,
     /// Time of one webhook POST.
     pub webhook_latency: Histogram,
+    /// Discord alerts posted, by kind (failures, spam, outage, error_rate,
+    /// recovered, billing_blocked, unservable, run_failed).
+    alerts_sent: IntCounterVec,
+    /// Alert events or messages dropped: the actor's mailbox was full, the
+    /// per-webhook budget was spent, the URL was refused, Discord refused
+    /// or did not answer.
+    pub alerts_dropped: IntCounter,
+    /// Discord webhooks disabled after a 404 or 401.
+    pub discord_webhook_disabled: IntCounter,
 }
 
 /// Percentiles read from a histogram's buckets (each is the upper bound of
@@ -153,6 +162,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// One Discord alert of `kind` posted.
+    pub fn alert_sent(&self, kind: &str) {
+        self.alerts_sent.with_label_values(&[kind]).inc();
+    }
+
+    /// Discord alerts of `kind` posted so far.
+    pub fn alerts_sent(&self, kind: &str) -> u64 {
+        self.alerts_sent.with_label_values(&[kind]).get()
+    }
+
     pub fn new() -> Self {
         let registry =
             Registry::new_custom(Some("trackly".into()), None).unwrap_or_else(|_| Registry::new());
@@ -256,7 +275,21 @@ impl Metrics {
         )
         .expect(VALID);
         let _ = registry.register(Box::new(webhook_latency.clone()));
+        let alerts_sent = vec(
+            "alerts_sent_total",
+            "Discord alerts posted, by kind",
+            "kind",
+        );
         Metrics {
+            alerts_sent,
+            alerts_dropped: counter(
+                "alerts_dropped_total",
+                "Alert events or messages dropped (mailbox full, budget spent, URL refused, not posted)",
+            ),
+            discord_webhook_disabled: counter(
+                "discord_webhook_disabled_total",
+                "Discord webhooks disabled after a 404 or 401",
+            ),
             webhook_delivered: webhook_vec.with_label_values(&["delivered"]),
             webhook_failed: webhook_vec.with_label_values(&["failed"]),
             webhook_given_up: webhook_vec.with_label_values(&["given_up"]),

@@ -196,6 +196,9 @@ async fn crash_at(failpoint: &'static str) {
     if failpoint.starts_with("resolver.") {
         return crash_in_resolver(failpoint).await;
     }
+    if failpoint.starts_with("alerts.") {
+        return crash_in_alerts(failpoint).await;
+    }
     let name = format!("crash_{}", failpoint.replace('.', "_"));
     let began = std::time::Instant::now();
     let phase = |what: &str| {
@@ -986,6 +989,183 @@ async fn crash_in_resolver(failpoint: &'static str) {
     let _ = m.drop_database().await;
 }
 
+/// A `trackly serve` killed at an Alerts crash point, then a second daemon
+/// on the same store: an alert is sent at most once, and a window counted
+/// by the dead daemon is sent by the other.
+///
+/// - `alerts.counted` (a billing-blocked account's window written): the
+///   other daemon claims the orphan window and sends it, once;
+/// - `alerts.claimed` (the window claimed, nothing posted): the alert is
+///   lost, never sent twice: the window stays claimed by the dead daemon;
+/// - `alerts.disabled` (a 404 recorded the webhook disabled): the flag
+///   stands, nothing more is posted to it;
+/// - `alerts.flagged` (a list's error-rate state set to alerting, nothing
+///   posted yet): the state stands and no high-error alert is sent later.
+async fn crash_in_alerts(failpoint: &'static str) {
+    let name = format!("crash_{}", failpoint.replace('.', "_"));
+    let Some(svc) = services(&name) else { return };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let now = SystemClock.now();
+    let discord = trackly_devkit::discord_mock::DiscordMock::start()
+        .await
+        .unwrap();
+    let url = discord.url(42, "crash-token");
+    let rejecting = failpoint == "alerts.flagged";
+    // Billing-blocked (no money) for the one-off alert; money and a
+    // provider that rejects everything for the error rate.
+    let balance = if rejecting { 1_000_000_000 } else { 0 };
+    let mut account = seed::account(Money::from_micros(balance), Money::from_micros(7_500), now);
+    account.discord_webhook_url = Some(trackly::telemetry::Secret::new(url.clone()));
+    stores
+        .accounts
+        .insert_account(account.clone())
+        .await
+        .unwrap();
+    let list = seed::list(account.id, ProviderSettings::Fake, 100_000, now);
+    stores.lists.insert_list(list.clone()).await.unwrap();
+    let n = if rejecting { 12 } else { 1 };
+    let contacts: Vec<Contact> = (0..n)
+        .map(|i| seed::contact(account.id, list.id, i, now))
+        .collect();
+    stores
+        .contacts
+        .insert_contacts(contacts.clone())
+        .await
+        .unwrap();
+    let queued: Vec<QueuedTextMessage> = contacts
+        .iter()
+        .map(|c| seed::queued(&list, c, "hello", now))
+        .collect();
+    if failpoint == "alerts.disabled" {
+        discord.set_gone(true);
+    }
+    let dir = std::env::temp_dir().join(unique_name(&name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let spawn = |id: &str, fp: Option<&str>| {
+        let log = std::fs::File::create(dir.join(format!("{id}.log"))).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_trackly"));
+        cmd.arg("serve")
+            .env("TRACKLY_DAEMON__ID", id)
+            .env("TRACKLY_HTTP__BIND", format!("127.0.0.1:{port}"))
+            .env(
+                "TRACKLY_HTTP__PUBLIC_URL",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("TRACKLY_LOG__FILTER", "warn")
+            .env("TRACKLY_MONGO__URI", &svc.mongo_uri)
+            .env("TRACKLY_MONGO__DATABASE", &svc.db)
+            .env("TRACKLY_REDIS__URL", &svc.redis_url)
+            .env("TRACKLY_REDIS__KEY_PREFIX", unique_name(&name))
+            .env("TRACKLY_DAEMON__HEARTBEAT_INTERVAL", "300ms")
+            .env("TRACKLY_DAEMON__LEASE_TTL", "3s")
+            .env("TRACKLY_PROVIDERS__FAKE__ENABLED", "true")
+            .env("TRACKLY_PROVIDERS__FAKE__TIMEOUT", "500ms")
+            .env(
+                "TRACKLY_PROVIDERS__FAKE__REJECT_RATE",
+                if rejecting { "1.0" } else { "0.0" },
+            )
+            .env("TRACKLY_COORDINATOR__POLL_INTERVAL", "100ms")
+            .env("TRACKLY_COORDINATOR__MAX_POLL_INTERVAL", "300ms")
+            .env("TRACKLY_ALERTS__WINDOW", "2s")
+            .env("TRACKLY_ALERTS__GRACE", "500ms")
+            .env("TRACKLY_ALERTS__FLUSH_INTERVAL", "100ms")
+            .env("TRACKLY_ALERTS__MIN_SAMPLE", "10")
+            .env("TRACKLY_ALERTS__REPEAT_AFTER", "1h")
+            .env("TRACKLY_CUSTOMER_WEBHOOKS__ALLOW_HTTP", "true")
+            .env(
+                "TRACKLY_CUSTOMER_WEBHOOKS__ALLOWED_CIDRS",
+                "[\"127.0.0.0/8\"]",
+            )
+            .env_remove("TRACKLY_FAILPOINT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        if let Some(fp) = fp {
+            cmd.env("TRACKLY_FAILPOINT", fp);
+        }
+        Guard(cmd.spawn().expect("spawn trackly serve"))
+    };
+    let logs = || {
+        ["victim.log", "survivor.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let mut victim = spawn("victim", Some(failpoint));
+    stores.queue.enqueue(queued).await.unwrap();
+    assert!(
+        killed_at_failpoint(&mut victim, Duration::from_secs(60)).await,
+        "the victim never reached {failpoint}\n{}",
+        logs()
+    );
+    drop(victim);
+    let survivor = spawn("survivor", None);
+    let hook = trackly::actors::alerts::hook_id(&url);
+    match failpoint {
+        "alerts.counted" => {
+            assert!(
+                wait_until(Duration::from_secs(30), || async {
+                    !discord.delivered().is_empty()
+                })
+                .await,
+                "the orphan window was never sent\n{}",
+                logs()
+            );
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let got = discord.delivered();
+            assert_eq!(got.len(), 1, "sent more than once\n{}", logs());
+            let title = got[0].body["embeds"][0]["title"].as_str().unwrap_or("");
+            assert!(title.starts_with("Account billing-blocked"), "{title}");
+        }
+        "alerts.claimed" => {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            assert!(
+                discord.delivered().is_empty(),
+                "an alert claimed by the dead daemon was sent again\n{}",
+                logs()
+            );
+        }
+        "alerts.disabled" => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            assert!(
+                stores
+                    .alerts
+                    .alert_flag(&format!("discord_disabled:{hook}"))
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(
+                discord.requests().len(),
+                1,
+                "posted to a disabled webhook\n{}",
+                logs()
+            );
+        }
+        _ => {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            assert!(
+                stores
+                    .alerts
+                    .alert_flag(&format!("error_rate:{}", list.id.to_hex()))
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                discord.delivered().is_empty(),
+                "an alert after the flag was set by the dead daemon\n{}",
+                logs()
+            );
+        }
+    }
+    let v = discord.violations();
+    assert!(v.is_empty(), "{v:?}");
+    drop(survivor);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = m.drop_database().await;
+}
+
 macro_rules! crash_tests {
     ($($test:ident => $fp:literal),* $(,)?) => {
         $(
@@ -1025,6 +1205,10 @@ crash_tests!(
     after_webhook_outbox_entries_were_written => "webhooks.enqueued",
     after_webhook_entries_were_claimed => "webhooks.claimed",
     after_webhook_results_were_recorded => "webhooks.recorded",
+    after_alert_counts_were_written => "alerts.counted",
+    after_an_alert_window_was_claimed => "alerts.claimed",
+    after_a_webhook_was_disabled => "alerts.disabled",
+    after_an_error_rate_state_changed => "alerts.flagged",
     after_a_lease_renewal => "lease.renewed",
     after_a_run_was_recorded => "scheduler.run_started",
     after_the_schedule_moved_on => "scheduler.advanced",

@@ -1703,7 +1703,173 @@ both!(
     outbox_keeps_the_order_of_a_messages_states,
     outbox_results_apply_only_for_the_claim_token,
     delivery_webhooks_are_set_and_cleared,
+    alert_windows_add_up_and_are_claimed_once,
+    alert_flags_swap_once_and_counters_count,
+    list_discord_webhooks_are_set_and_cleared,
 );
+
+/// A list's Discord webhook is stored, read back and cleared; an unknown
+/// list changes nothing.
+async fn list_discord_webhooks_are_set_and_cleared(s: &Stores) {
+    let t = now();
+    let account = seed::account(Money::from_micros(1), Money::from_micros(1), t);
+    s.accounts.insert_account(account.clone()).await.unwrap();
+    let list = seed::list(account.id, ProviderSettings::Fake, 10, t);
+    s.lists.insert_list(list.clone()).await.unwrap();
+    let url = trackly::telemetry::Secret::new("https://discord.com/api/webhooks/1/t");
+    assert!(
+        s.lists
+            .set_list_discord_webhook(list.id, Some(url.clone()))
+            .await
+            .unwrap()
+    );
+    let got = s.lists.get_list(list.id).await.unwrap().unwrap();
+    assert_eq!(got.discord_webhook_url, Some(url));
+    assert!(
+        s.lists
+            .set_list_discord_webhook(list.id, None)
+            .await
+            .unwrap()
+    );
+    let got = s.lists.get_list(list.id).await.unwrap().unwrap();
+    assert_eq!(got.discord_webhook_url, None);
+    assert!(
+        !s.lists
+            .set_list_discord_webhook(SendingListId::new(), None)
+            .await
+            .unwrap()
+    );
+}
+
+fn alert_window(id: &str, list: SendingListId, start: Timestamp, closes: Timestamp) -> AlertWindow {
+    AlertWindow {
+        id: id.into(),
+        kind: AlertKind::List,
+        account: Some(AccountId::new()),
+        list: Some(list),
+        window_start: start,
+        closes_at: closes,
+        counts: Default::default(),
+        detail: None,
+        claimed_by: None,
+    }
+}
+
+/// Counts from several writers add up in one window; a window is claimable
+/// only once it closed, and by one claimer only; counts added after the
+/// claim stay in the store; the sliding window reads a list's windows.
+async fn alert_windows_add_up_and_are_claimed_once(s: &Stores) {
+    let t = now();
+    let list = SendingListId::new();
+    let id = format!("list:{}:1", list.to_hex());
+    let a = s.alerts.clone();
+    let mut w = alert_window(&id, list, t, t + CDur::seconds(70));
+    w.add("sent", 5);
+    w.add("r:PROVIDER_ERROR", 2);
+    // Concurrent first writers of one window: nothing is lost.
+    let writes = (0..8).map(|_| {
+        let a = a.clone();
+        let w = w.clone();
+        async move { a.add_to_alert_window(w).await }
+    });
+    for r in futures::future::join_all(writes).await {
+        r.unwrap();
+    }
+    let mut other = alert_window(&id, list, t, t + CDur::seconds(70));
+    other.add("c:30007", 3);
+    a.add_to_alert_window(other).await.unwrap();
+    // Not closed yet.
+    assert!(a.claim_alert_windows(t, "x", 10).await.unwrap().is_empty());
+    let later = t + CDur::seconds(71);
+    let claims = (0..4).map(|i| {
+        let a = a.clone();
+        async move { a.claim_alert_windows(later, &format!("c{i}"), 10).await }
+    });
+    let got: Vec<AlertWindow> = futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
+    assert_eq!(got.len(), 1, "claimed by exactly one");
+    let g = &got[0];
+    assert_eq!(g.count("sent"), 40);
+    assert_eq!(g.count("r:PROVIDER_ERROR"), 16);
+    assert_eq!(g.count("c:30007"), 3);
+    assert_eq!(g.list, Some(list));
+    assert!(g.claimed_by.as_deref().unwrap_or("").starts_with('c'));
+    assert!(
+        a.claim_alert_windows(later, "y", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A second window of the list, and one of another list.
+    let mut w2 = alert_window(
+        &format!("list:{}:2", list.to_hex()),
+        list,
+        t + CDur::seconds(60),
+        t + CDur::seconds(130),
+    );
+    w2.add("sent", 1);
+    a.add_to_alert_window(w2).await.unwrap();
+    let elsewhere = SendingListId::new();
+    a.add_to_alert_window(alert_window("list:other:1", elsewhere, t, t))
+        .await
+        .unwrap();
+    let ws = a
+        .list_alert_windows(list, t - CDur::seconds(1), t + CDur::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(ws.len(), 2);
+    assert_eq!(ws[0].id, id);
+    assert_eq!(ws[1].count("sent"), 1);
+    assert!(
+        a.list_alert_windows(list, t + CDur::seconds(1), t + CDur::seconds(59))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A flag moves only from the value it holds (a missing flag holds false),
+/// so of two daemons one changes it; counters add and are taken once.
+async fn alert_flags_swap_once_and_counters_count(s: &Stores) {
+    let a = s.alerts.clone();
+    let t = now();
+    assert!(!a.alert_flag("f").await.unwrap());
+    assert!(!a.swap_alert_flag("f", true, false).await.unwrap());
+    let swaps = (0..6).map(|_| {
+        let a = a.clone();
+        async move { a.swap_alert_flag("f", false, true).await }
+    });
+    let won = futures::future::join_all(swaps)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+    assert!(a.alert_flag("f").await.unwrap());
+    assert!(a.swap_alert_flag("f", true, false).await.unwrap());
+    assert!(!a.alert_flag("f").await.unwrap());
+    assert!(a.swap_alert_flag("f", false, true).await.unwrap());
+
+    let until = t + CDur::minutes(2);
+    let bumps = (0..5).map(|_| {
+        let a = a.clone();
+        async move { a.bump_alert_counter("n", 1, until).await }
+    });
+    let mut seen: Vec<i64> = futures::future::join_all(bumps)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(seen, vec![1, 2, 3, 4, 5], "each bump sees its own count");
+    assert_eq!(a.take_alert_counter("n").await.unwrap(), 5);
+    assert_eq!(a.take_alert_counter("n").await.unwrap(), 0);
+    assert_eq!(a.take_alert_counter("never").await.unwrap(), 0);
+    assert_eq!(a.bump_alert_counter("n", 2, until).await.unwrap(), 2);
+}
 
 fn entry(
     message: MessageId,

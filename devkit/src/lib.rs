@@ -13,6 +13,8 @@
 //! - [`harness`]: a daemon with its HTTP server wired to an in-process mock.
 //! - [`webhook_receiver`]: a customer's delivery-webhook receiver that checks
 //!   signatures (tests and the `webhooks` benchmark).
+//! - [`discord_mock`]: a Discord webhook endpoint that checks Discord's
+//!   payload limits and answers 429 or 404 on demand (alert tests).
 //! - [`demo`]: `devkit demo` (the README's `cargo demo`).
 //! - [`bench`]: `devkit bench`, reading its figures from the daemon's
 //!   metrics registry; [`campaign_bench`]: its `campaign` suite (audience
@@ -22,6 +24,7 @@
 pub mod bench;
 pub mod campaign_bench;
 pub mod demo;
+pub mod discord_mock;
 pub mod harness;
 pub mod mock;
 pub mod resolver_bench;

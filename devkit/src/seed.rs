@@ -39,6 +39,7 @@ pub fn list(
         default_time_zone: None,
         help_reply: None,
         status: ListStatus::Active,
+        discord_webhook_url: None,
         created_at: now,
     }
 }

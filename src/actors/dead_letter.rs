@@ -32,6 +32,8 @@ pub struct DeadLetter {
     max_batch: usize,
     /// Requests waiting for the write in flight.
     writes: Coalescer<FailedMessage, u64>,
+    /// Discord alerts: failures by list, once durable (never waits).
+    alerts: crate::messages::AlertSink,
 }
 
 impl DeadLetter {
@@ -41,7 +43,14 @@ impl DeadLetter {
             metrics,
             max_batch: max_batch.max(1),
             writes: Coalescer::new(max_batch),
+            alerts: Default::default(),
         }
+    }
+
+    /// Also report durable failures to the Alerts actor.
+    pub fn with_alerts(mut self, alerts: crate::messages::AlertSink) -> Self {
+        self.alerts = alerts;
+        self
     }
 }
 
@@ -57,6 +66,7 @@ impl CoalescingWriter for DeadLetter {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         let max_batch = self.max_batch;
+        let alerts = self.alerts.clone();
         Box::pin(async move {
             let mut all = Vec::new();
             let mut answers = Vec::new();
@@ -74,6 +84,17 @@ impl CoalescingWriter for DeadLetter {
                 );
             }
             let reasons: Vec<_> = all.iter().map(|f| f.reason).collect();
+            let mut by_list: std::collections::BTreeMap<_, Vec<crate::messages::FailureItem>> =
+                Default::default();
+            for f in &all {
+                by_list
+                    .entry((f.account, f.sending_list))
+                    .or_default()
+                    .push(crate::messages::FailureItem {
+                        reason: f.reason,
+                        provider_code: f.provider_code.clone(),
+                    });
+            }
             let mut result: Result<(), StoreError> = Ok(());
             for chunk in all.chunks(max_batch) {
                 if let Err(e) = store.record(chunk.to_vec()).await {
@@ -86,6 +107,15 @@ impl CoalescingWriter for DeadLetter {
                     tracing::info!(count = reasons.len(), by_reason = ?by_reason, "dead letters recorded");
                     for r in reasons {
                         metrics.add_failed(r, 1);
+                    }
+                    for ((account, list), failures) in by_list {
+                        alerts.emit(crate::messages::AlertEvent::Outcomes {
+                            account,
+                            list,
+                            sent: 0,
+                            transient: 0,
+                            failures,
+                        });
                     }
                 }
                 Err(e) => {

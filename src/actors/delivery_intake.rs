@@ -115,6 +115,8 @@ pub struct DeliveryIntake {
     writes: Coalescer<DeliveryUpdate, IntakeResult>,
     /// Campaign run counters: delivered and undelivered messages.
     count_runs: Recipient<CountRuns>,
+    /// Discord alerts: failed delivery reports (never waits).
+    alerts: crate::messages::AlertSink,
 }
 
 impl DeliveryIntake {
@@ -131,6 +133,7 @@ impl DeliveryIntake {
             metrics,
             writes: Coalescer::with_budget(max_batch, max_pending_bytes),
             count_runs,
+            alerts: Default::default(),
         }
     }
 }
@@ -139,6 +142,12 @@ impl DeliveryIntake {
     /// Also write customer-webhook outbox entries for the reports applied.
     pub fn with_webhooks(mut self, writer: OutboxWriter) -> Self {
         self.webhooks = Some(writer);
+        self
+    }
+
+    /// Also report failed delivery reports to the Alerts actor.
+    pub fn with_alerts(mut self, alerts: crate::messages::AlertSink) -> Self {
+        self.alerts = alerts;
         self
     }
 }
@@ -233,6 +242,7 @@ impl CoalescingWriter for DeliveryIntake {
         let metrics = self.metrics.clone();
         let count_runs = self.count_runs.clone();
         let webhooks = self.webhooks.clone();
+        let alerts = self.alerts.clone();
         Box::pin(async move {
             let mut all = Vec::new();
             let mut answers = Vec::with_capacity(requests.len());
@@ -242,12 +252,26 @@ impl CoalescingWriter for DeliveryIntake {
             }
             let total = all.len() as u64;
             let reported: Vec<_> = all.iter().map(|u| (u.id, u.state)).collect();
+            let failed_codes: HashMap<_, _> = all
+                .iter()
+                .filter(|u| u.state.delivered() == Some(false))
+                .map(|u| (u.id, u.error_code.clone()))
+                .collect();
             let mut res: Result<DeliveryApplied, StoreError> = store.apply_delivery(all).await;
             crate::failpoint::hit("intake.applied");
             // Counted once applied: a resent report changes (and counts)
             // nothing, even when the outbox write below fails.
             if let Ok(r) = &res {
                 count_final_states(r, &metrics, &count_runs);
+                let items: Vec<_> = r
+                    .changed
+                    .iter()
+                    .filter(|c| c.state.delivered() == Some(false))
+                    .map(|c| (c.id, c.state, failed_codes.get(&c.id).cloned().flatten()))
+                    .collect();
+                if !items.is_empty() {
+                    alerts.emit(crate::messages::AlertEvent::ReportsFailed { items });
+                }
             }
             if let (Some(w), Ok(applied)) = (&webhooks, &res) {
                 let unknown: HashSet<_> = applied.unknown.iter().copied().collect();

@@ -5,12 +5,13 @@
 //!               └── ...
 //! RateLimiter · Billing · DeadLetter · DeliveryIntake · ClickIntake ·
 //! Lease · Recovery · Resolver · Scheduler · RunStats ·
-//! WebhookSender                                         (one each per daemon)
+//! WebhookSender · Alerts                                (one each per daemon)
 //! ```
 //!
 //! Each file starts with the actor's contract: what it owns, what it handles,
 //! what it sends, and what happens when it restarts.
 
+pub mod alerts;
 pub mod billing;
 pub mod click_intake;
 pub mod coalesce;

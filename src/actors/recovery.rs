@@ -67,6 +67,8 @@ pub struct RecoveryDeps {
     pub settle: Recipient<Settle>,
     pub unservable: UnservableLists,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Discord alerts: lists no daemon can serve (never waits).
+    pub alerts: crate::messages::AlertSink,
 }
 
 pub struct Recovery {
@@ -386,6 +388,11 @@ async fn check_unservable_lists(deps: &RecoveryDeps) -> Result<(), StoreError> {
     for u in &found {
         tracing::error!(list = %u.list, provider = %u.provider,
             "no live daemon can send this list's messages (provider credentials missing everywhere)");
+        deps.alerts
+            .emit(crate::messages::AlertEvent::ListUnservable {
+                list: u.list,
+                provider: u.provider.clone(),
+            });
     }
     *deps.unservable.write().unwrap_or_else(|e| e.into_inner()) = found;
     Ok(())

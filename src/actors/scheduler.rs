@@ -62,6 +62,8 @@ pub struct SchedulerDeps {
     /// Provider keys this daemon can send through (its own lease says the
     /// same, once renewed).
     pub providers: Vec<String>,
+    /// Discord alerts: runs that failed (never waits).
+    pub alerts: crate::messages::AlertSink,
 }
 
 pub struct Scheduler {
@@ -402,6 +404,13 @@ async fn look_inner(
                 report.failed += 1;
                 deps.metrics.campaign_run(RunStatus::Failed);
                 tracing::error!(schedule = %schedule.id, reason = run.reason.as_deref().unwrap_or(""), "run failed");
+                deps.alerts.emit(crate::messages::AlertEvent::RunFailed {
+                    account: run.account,
+                    list: run.sending_list,
+                    schedule: run.schedule,
+                    run: run.id,
+                    reason: run.reason.clone().unwrap_or_default(),
+                });
                 continue;
             }
             _ => {}
@@ -509,6 +518,7 @@ async fn finish_failed(
     report: &mut LookReport,
 ) -> Result<(), StoreError> {
     tracing::error!(run = %run.id, schedule = %run.schedule, reason = %reason, "run failed validation; nothing queued");
+    let reason_copy = reason.clone();
     let changed = deps
         .stores
         .schedules
@@ -524,6 +534,13 @@ async fn finish_failed(
     if changed {
         report.failed += 1;
         deps.metrics.campaign_run(RunStatus::Failed);
+        deps.alerts.emit(crate::messages::AlertEvent::RunFailed {
+            account: run.account,
+            list: run.sending_list,
+            schedule: run.schedule,
+            run: run.id,
+            reason: reason_copy,
+        });
     }
     Ok(())
 }

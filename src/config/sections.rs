@@ -25,6 +25,7 @@ pub struct Config {
     pub dead_letter: DeadLetterConfig,
     pub webhooks: WebhooksConfig,
     pub customer_webhooks: CustomerWebhooksConfig,
+    pub alerts: AlertsConfig,
     pub providers: ProvidersConfig,
 }
 
@@ -569,6 +570,70 @@ impl CustomerWebhooksConfig {
     pub fn longest_batch(&self) -> std::time::Duration {
         let rounds = self.batch_size.div_ceil(self.concurrency.max(1)).max(1) as u32;
         self.request_timeout.0 * rounds
+    }
+}
+
+/// Discord alerts (README, "Discord alerts"): the Alerts actor's window,
+/// thresholds and per-webhook budget. The webhook URL is the account's;
+/// it passes the `[customer_webhooks]` SSRF rule (the admin surface's) when
+/// saved and again before every post.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Count outcomes and post alerts. Off: nothing is counted or posted.
+    pub enabled: bool,
+    /// The aggregation window: one message per list and window at most.
+    pub window: Dur,
+    /// After a window ends, how long other daemons may still add their
+    /// counts before one daemon claims and sends it (at least twice
+    /// `flush_interval`).
+    pub grace: Dur,
+    /// How often a daemon adds what it counted to the shared windows.
+    pub flush_interval: Dur,
+    /// The failure rate (failed / (sent + failed)) over the last
+    /// `error_rate_windows` windows at or above which a list alerts, in
+    /// (0, 1]; a recovery notice follows when it falls below again.
+    pub error_rate_threshold: f64,
+    /// The sliding window of the error rate, in windows.
+    pub error_rate_windows: u32,
+    /// Fewest messages (sent + failed) over the sliding window for the
+    /// error rate to be judged at all.
+    pub min_sample: u64,
+    /// Transient plus in-doubt answers of one list in one window at or
+    /// above which a provider outage is reported.
+    pub outage_threshold: u64,
+    /// One-off alerts (billing-blocked account, unservable list) are sent
+    /// again at most this often while the condition lasts.
+    pub repeat_after: Dur,
+    /// Most messages posted to one Discord webhook per minute, across all
+    /// daemons; beyond it alerts are dropped and counted, and the next one
+    /// that goes says how many.
+    pub per_webhook_per_minute: u32,
+    /// One Discord request's time limit.
+    pub request_timeout: Dur,
+    /// A 429 asking to wait longer than this gives the alert up.
+    pub max_retry_after: Dur,
+    /// Provider codes listed per failure alert (the most frequent).
+    pub top_codes: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            enabled: true,
+            window: Dur::secs(60),
+            grace: Dur::secs(15),
+            flush_interval: Dur::secs(5),
+            error_rate_threshold: 0.2,
+            error_rate_windows: 5,
+            min_sample: 50,
+            outage_threshold: 20,
+            repeat_after: Dur::secs(3600),
+            per_webhook_per_minute: 10,
+            request_timeout: Dur::secs(10),
+            max_retry_after: Dur::secs(60),
+            top_codes: 5,
+        }
     }
 }
 

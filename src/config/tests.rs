@@ -220,3 +220,43 @@ fn customer_webhook_settings_are_checked() {
             .is_ok()
     );
 }
+
+#[test]
+fn alert_settings_are_checked() {
+    let errs = Config::from_sources(
+        "[alerts]\nwindow = \"500ms\"\nflush_interval = \"5s\"\ngrace = \"1s\"\nerror_rate_threshold = 1.5\nerror_rate_windows = 0\nmin_sample = 0\noutage_threshold = 0\nper_webhook_per_minute = 0\nrequest_timeout = \"2m\"\nmax_retry_after = \"0s\"\ntop_codes = 50\nrepeat_after = \"100ms\"",
+        env(&[]),
+    )
+    .unwrap_err()
+    .to_string();
+    for key in [
+        "alerts.window",
+        "alerts.flush_interval",
+        "alerts.grace",
+        "alerts.error_rate_threshold: must be in (0, 1], got 1.5",
+        "alerts.error_rate_windows",
+        "alerts.min_sample",
+        "alerts.outage_threshold",
+        "alerts.per_webhook_per_minute",
+        "alerts.request_timeout",
+        "alerts.max_retry_after",
+        "alerts.top_codes",
+        "alerts.repeat_after",
+    ] {
+        assert!(errs.contains(key), "{key} missing from: {errs}");
+    }
+    let bad_type = Config::from_sources("[alerts]\nwindow = 60", env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(bad_type.contains("alerts.window"), "{bad_type}");
+    let ok = Config::from_sources(
+        "",
+        env(&[
+            ("TRACKLY_ALERTS__WINDOW", "5m"),
+            ("TRACKLY_ALERTS__ENABLED", "false"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(ok.alerts.window.get(), std::time::Duration::from_secs(300));
+    assert!(!ok.alerts.enabled);
+}

@@ -351,6 +351,64 @@ impl Config {
                 err("customer_webhooks.allowed_cidrs", format!("entry {i}: {e}"));
             }
         }
+        let al = &self.alerts;
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&al.window.0) {
+            err("alerts.window", "must be 1s to 1h".into());
+        }
+        if al.flush_interval.0 < Duration::from_millis(10) || al.flush_interval > al.window {
+            err(
+                "alerts.flush_interval",
+                "must be at least 10ms and not longer than alerts.window".into(),
+            );
+        }
+        if al.grace.0 < al.flush_interval.0 * 2 {
+            err(
+                "alerts.grace",
+                "must be at least twice alerts.flush_interval (other daemons add their counts within it)".into(),
+            );
+        }
+        if !(al.error_rate_threshold > 0.0 && al.error_rate_threshold <= 1.0) {
+            err(
+                "alerts.error_rate_threshold",
+                format!("must be in (0, 1], got {}", al.error_rate_threshold),
+            );
+        }
+        if !(1..=60).contains(&al.error_rate_windows) {
+            err(
+                "alerts.error_rate_windows",
+                format!("must be 1 to 60, got {}", al.error_rate_windows),
+            );
+        }
+        if al.min_sample == 0 {
+            err("alerts.min_sample", "must be at least 1".into());
+        }
+        if al.outage_threshold == 0 {
+            err("alerts.outage_threshold", "must be at least 1".into());
+        }
+        if al.repeat_after < al.window {
+            err(
+                "alerts.repeat_after",
+                "must not be shorter than alerts.window".into(),
+            );
+        }
+        if !(1..=1000).contains(&al.per_webhook_per_minute) {
+            err(
+                "alerts.per_webhook_per_minute",
+                format!("must be 1 to 1000, got {}", al.per_webhook_per_minute),
+            );
+        }
+        if !(Duration::from_millis(100)..=Duration::from_secs(60)).contains(&al.request_timeout.0) {
+            err("alerts.request_timeout", "must be 100ms to 1m".into());
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&al.max_retry_after.0) {
+            err("alerts.max_retry_after", "must be 1s to 1h".into());
+        }
+        if !(1..=20).contains(&al.top_codes) {
+            err(
+                "alerts.top_codes",
+                format!("must be 1 to 20, got {}", al.top_codes),
+            );
+        }
         if !(1024..=1 << 34).contains(&self.webhooks.max_pending_bytes) {
             err(
                 "webhooks.max_pending_bytes",

@@ -38,6 +38,10 @@ pub struct SendingList {
     pub help_reply: Option<String>,
     #[serde(default)]
     pub status: ListStatus,
+    /// Discord webhook for this list's alerts, before the account's (the
+    /// URL is a credential: never shown by the admin API).
+    #[serde(default)]
+    pub discord_webhook_url: Option<crate::telemetry::Secret>,
     #[serde(with = "super::dt")]
     pub created_at: Timestamp,
 }

@@ -6,6 +6,7 @@
 //! store and MongoDB see identical values.
 
 pub mod account;
+pub mod alert;
 pub mod audience;
 pub mod contact;
 pub mod creative;
@@ -23,6 +24,7 @@ pub mod sms;
 pub mod webhook;
 
 pub use account::{Account, CustomerWebhook};
+pub use alert::{AlertKind, AlertWindow};
 pub use audience::{Audience, AudienceFilter};
 pub use contact::{Contact, ContactState, Subscription};
 pub use creative::{MessageCreative, Variant};

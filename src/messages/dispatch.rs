@@ -225,6 +225,7 @@ mod tests {
             default_time_zone: None,
             help_reply: None,
             status: ListStatus::Active,
+            discord_webhook_url: None,
             created_at: chrono::Utc::now(),
         };
         ListContext::new(

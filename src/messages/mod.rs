@@ -1,6 +1,7 @@
 //! The actors' protocol: every message, who sends it, who handles it, and
 //! what its result means. Pure data; readable in one sitting.
 
+pub mod alerts;
 pub mod billing;
 pub mod control;
 pub mod dead_letter;
@@ -13,6 +14,7 @@ pub mod schedule;
 pub mod stats;
 pub mod webhooks;
 
+pub use alerts::*;
 pub use billing::*;
 pub use control::*;
 pub use dead_letter::*;

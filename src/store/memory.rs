@@ -44,6 +44,10 @@ struct State {
     /// Pending outbox entries by (next_attempt_at, id): the claim walks it
     /// from the earliest due.
     outbox_due: BTreeSet<(Timestamp, String)>,
+    alert_windows: HashMap<String, AlertWindow>,
+    alert_flags: HashMap<String, bool>,
+    /// Counters with the time after which they may be dropped.
+    alert_counters: HashMap<String, (i64, Timestamp)>,
 }
 
 pub struct MemoryStore {
@@ -1144,6 +1148,21 @@ impl ListStore for MemoryStore {
         Ok(())
     }
 
+    async fn set_list_discord_webhook(
+        &self,
+        id: SendingListId,
+        url: Option<crate::telemetry::Secret>,
+    ) -> StoreResult<bool> {
+        let mut st = self.lock();
+        match st.lists.get_mut(&id) {
+            Some(l) => {
+                l.discord_webhook_url = url;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     async fn get_list(&self, id: SendingListId) -> StoreResult<Option<SendingList>> {
         Ok(self.lock().lists.get(&id).cloned())
     }
@@ -1540,6 +1559,123 @@ impl LeaseStore for MemoryStore {
 
     async fn server_time(&self) -> StoreResult<Timestamp> {
         Ok(self.clock.now())
+    }
+}
+
+#[async_trait]
+impl AlertStore for MemoryStore {
+    async fn add_to_alert_window(&self, w: AlertWindow) -> StoreResult<()> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        if st.alert_windows.len() > 10_000 {
+            // As MongoDB's TTL index does: windows closed a day ago go.
+            let day = chrono::Duration::days(1);
+            st.alert_windows.retain(|_, w| w.closes_at + day > now);
+        }
+        match st.alert_windows.get_mut(&w.id) {
+            Some(existing) => {
+                for (k, v) in &w.counts {
+                    *existing.counts.entry(k.clone()).or_insert(0) += *v;
+                }
+            }
+            None => {
+                let mut w = w;
+                w.claimed_by = None;
+                w.counts.retain(|_, v| *v != 0);
+                st.alert_windows.insert(w.id.clone(), w);
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_alert_windows(
+        &self,
+        now: Timestamp,
+        owner: &str,
+        max: usize,
+    ) -> StoreResult<Vec<AlertWindow>> {
+        let mut st = self.lock();
+        let mut due: Vec<(Timestamp, String)> = st
+            .alert_windows
+            .values()
+            .filter(|w| w.claimed_by.is_none() && w.closes_at <= now)
+            .map(|w| (w.closes_at, w.id.clone()))
+            .collect();
+        due.sort();
+        due.truncate(max);
+        let mut out = Vec::with_capacity(due.len());
+        for (_, id) in due {
+            if let Some(w) = st.alert_windows.get_mut(&id) {
+                w.claimed_by = Some(owner.to_string());
+                out.push(w.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_alert_windows(
+        &self,
+        list: SendingListId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<AlertWindow>> {
+        let st = self.lock();
+        let mut v: Vec<AlertWindow> = st
+            .alert_windows
+            .values()
+            .filter(|w| {
+                w.kind == AlertKind::List
+                    && w.list == Some(list)
+                    && w.window_start >= from
+                    && w.window_start <= to
+            })
+            .cloned()
+            .collect();
+        v.sort_by_key(|w| w.window_start);
+        Ok(v)
+    }
+
+    async fn alert_flag(&self, key: &str) -> StoreResult<bool> {
+        Ok(self.lock().alert_flags.get(key).copied().unwrap_or(false))
+    }
+
+    async fn swap_alert_flag(&self, key: &str, from: bool, to: bool) -> StoreResult<bool> {
+        let mut st = self.lock();
+        let now = st.alert_flags.get(key).copied().unwrap_or(false);
+        if now != from {
+            return Ok(false);
+        }
+        st.alert_flags.insert(key.to_string(), to);
+        Ok(true)
+    }
+
+    async fn bump_alert_counter(
+        &self,
+        key: &str,
+        by: i64,
+        expires_at: Timestamp,
+    ) -> StoreResult<i64> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        if st.alert_counters.len() > 1_000 {
+            st.alert_counters.retain(|_, (_, until)| *until > now);
+        }
+        let e = st
+            .alert_counters
+            .entry(key.to_string())
+            .or_insert((0, expires_at));
+        e.0 += by;
+        e.1 = expires_at;
+        Ok(e.0)
+    }
+
+    async fn take_alert_counter(&self, key: &str) -> StoreResult<i64> {
+        let mut st = self.lock();
+        Ok(st
+            .alert_counters
+            .get_mut(key)
+            .map(|e| std::mem::take(&mut e.0))
+            .unwrap_or(0))
     }
 }
 

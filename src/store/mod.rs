@@ -677,6 +677,50 @@ pub trait OutboxStore: Send + Sync {
     ) -> StoreResult<Vec<(OutboxStatus, u64)>>;
 }
 
+/// Alert windows and the Alerts actor's shared state (`alert_windows`,
+/// `alert_state`). Every daemon adds its counts to the same window
+/// document; once the window closed, the first daemon to claim it sends the
+/// alert, so no alert goes out twice.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Add `w.counts` to the window `w.id`, creating it with `w`'s other
+    /// fields (unclaimed) when it does not exist. A window already claimed
+    /// still takes the counts (they are then not reported).
+    async fn add_to_alert_window(&self, w: AlertWindow) -> StoreResult<()>;
+    /// Claim for `owner` up to `max` unclaimed windows whose `closes_at` is
+    /// not after `now`, earliest first. Concurrent claimers never get the
+    /// same window.
+    async fn claim_alert_windows(
+        &self,
+        now: Timestamp,
+        owner: &str,
+        max: usize,
+    ) -> StoreResult<Vec<AlertWindow>>;
+    /// The `List` windows of `list` starting in `[from, to]`, claimed or
+    /// not (the error rate's sliding window).
+    async fn list_alert_windows(
+        &self,
+        list: SendingListId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<AlertWindow>>;
+    /// A flag's value (`false` when never set).
+    async fn alert_flag(&self, key: &str) -> StoreResult<bool>;
+    /// Set a flag to `to` only if it holds `from` now (a missing flag holds
+    /// `false`). `Ok(false)`: it did not (another daemon changed it first).
+    async fn swap_alert_flag(&self, key: &str, from: bool, to: bool) -> StoreResult<bool>;
+    /// Add `by` to a counter (created at 0), dropped by the store some time
+    /// after `expires_at`. Returns the new value.
+    async fn bump_alert_counter(
+        &self,
+        key: &str,
+        by: i64,
+        expires_at: Timestamp,
+    ) -> StoreResult<i64>;
+    /// A counter's value, set back to 0 in the same step.
+    async fn take_alert_counter(&self, key: &str) -> StoreResult<i64>;
+}
+
 /// Sending lists.
 #[async_trait]
 pub trait ListStore: Send + Sync {
@@ -689,6 +733,13 @@ pub trait ListStore: Send + Sync {
     /// Every list, newest first, at most `limit` (the dashboard's queue
     /// view).
     async fn lists(&self, limit: usize) -> StoreResult<Vec<SendingList>>;
+    /// Set or clear the list's Discord webhook URL (already checked by the
+    /// outbound URL rule). False when there is no such list.
+    async fn set_list_discord_webhook(
+        &self,
+        id: SendingListId,
+        url: Option<crate::telemetry::Secret>,
+    ) -> StoreResult<bool>;
     /// Lists that send from `number` (one of their `from_numbers`): where
     /// an inbound message to that number belongs.
     async fn lists_sending_from(&self, number: &str) -> StoreResult<Vec<SendingList>>;
@@ -870,6 +921,8 @@ pub struct Stores {
     pub leases: Arc<dyn LeaseStore>,
     /// The customer-webhook outbox.
     pub outbox: Arc<dyn OutboxStore>,
+    /// Alert windows and the Alerts actor's shared state.
+    pub alerts: Arc<dyn AlertStore>,
     pub health: Arc<dyn StoreHealth>,
     /// "memory" or "mongodb", for logs and `/readyz`.
     pub backend: &'static str,
@@ -905,6 +958,7 @@ impl Stores {
             + ScheduleStore
             + LeaseStore
             + OutboxStore
+            + AlertStore
             + StoreHealth
             + 'static,
     {
@@ -919,6 +973,7 @@ impl Stores {
             schedules: backend.clone(),
             leases: backend.clone(),
             outbox: backend.clone(),
+            alerts: backend.clone(),
             health: backend,
             backend: name,
         }

@@ -158,6 +158,15 @@ impl BatchRun {
                 })
                 .await?;
             recorded.extend(begun.recorded);
+            if !begun.unaffordable.is_empty() {
+                self.d
+                    .alerts
+                    .emit(crate::messages::AlertEvent::BillingBlocked {
+                        account,
+                        list: list_id,
+                        messages: begun.unaffordable.len() as u64,
+                    });
+            }
             unaffordable.extend(begun.unaffordable);
             already.extend(begun.already_attempted);
         }

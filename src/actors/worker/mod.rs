@@ -73,6 +73,8 @@ pub struct WorkerDeps {
     pub dead_letter: Recipient<RecordFailures>,
     /// Campaign run counters (fire and forget).
     pub count_runs: Recipient<crate::messages::CountRuns>,
+    /// Discord alerts (fire and forget, never waits).
+    pub alerts: crate::messages::AlertSink,
     pub metrics: Arc<Metrics>,
 }
 

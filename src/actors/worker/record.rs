@@ -28,7 +28,10 @@ impl BatchRun {
             settlements,
             unsubscribed,
             reasons,
+            transient,
         } = answers;
+        let mut alert_sent = 0u64;
+        let mut alert_failures = Vec::new();
         let reasons: HashMap<MessageId, FailureReason> = reasons.into_iter().collect();
         let accounts: HashMap<MessageId, AccountId> =
             msgs.iter().map(|m| (m.id, m.account)).collect();
@@ -60,6 +63,17 @@ impl BatchRun {
             // The current rate this daemon's lease reports (per chunk, not
             // per batch: a batch can take minutes at a low rate).
             self.d.instance.count_sent(self.list.id(), settled.sent);
+            alert_sent += settled.sent;
+            let applied: std::collections::HashSet<&MessageId> = settled.failed.iter().collect();
+            alert_failures.extend(items.iter().filter_map(|s| match s {
+                Settlement::Failed { dead_letter, .. } if applied.contains(&dead_letter.id) => {
+                    Some(crate::messages::FailureItem {
+                        reason: dead_letter.reason,
+                        provider_code: dead_letter.provider_code.clone(),
+                    })
+                }
+                _ => None,
+            }));
             for id in &settled.failed {
                 if let Some(r) = reasons.get(id) {
                     *self.report.failed.entry(*r).or_insert(0) += 1;
@@ -93,6 +107,17 @@ impl BatchRun {
             }
         }
         crate::failpoint::hit("worker.settled");
+        if let Some(m) = msgs.first()
+            && (alert_sent > 0 || transient > 0 || !alert_failures.is_empty())
+        {
+            self.d.alerts.emit(crate::messages::AlertEvent::Outcomes {
+                account: m.account,
+                list,
+                sent: alert_sent,
+                transient,
+                failures: alert_failures,
+            });
+        }
         if !unsubscribed.is_empty() {
             let now = self.d.clock.now();
             for contact in unsubscribed {

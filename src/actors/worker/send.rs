@@ -41,6 +41,8 @@ pub(super) struct Answers {
     pub unsubscribed: Vec<ContactId>,
     /// Reason each failure will count under, once settled.
     pub reasons: Vec<(MessageId, FailureReason)>,
+    /// Transient answers (provably not processed), for alerts.
+    pub transient: u64,
 }
 
 impl BatchRun {
@@ -213,6 +215,7 @@ impl BatchRun {
                     throttled: t,
                 } => {
                     throttled |= t;
+                    answers.transient += 1;
                     let attempts = m.attempts + 1;
                     let next = done_at + chrono_dur(retry_delay(&cfg, m.id, m.attempts));
                     if next - m.send_at <= chrono_dur(cfg.worker.stale_after.get()) {

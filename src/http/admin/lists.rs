@@ -16,6 +16,8 @@
 //! | POST | `/api/v1/lists/{id}/resume` | operator |
 //! | PUT | `/api/v1/lists/{id}/rate` `{"per_minute": n}` | operator |
 //! | POST | `/api/v1/lists/{id}/drain?wait=30` | operator |
+//! | PUT | `/api/v1/lists/{id}/discord-webhook` `{"url"}` | operator |
+//! | DELETE | `/api/v1/lists/{id}/discord-webhook` | operator |
 //! | GET | `/api/v1/queue` | read-only |
 //! | GET | `/api/v1/lists` | read-only |
 //!
@@ -33,7 +35,7 @@ use crate::domain::{
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::messages::{ControlError, ListCommand, ListControl};
-use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, post, put, web};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -54,7 +56,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(set_rate)
         .service(drain)
         .service(queue)
-        .service(overview);
+        .service(overview)
+        .service(set_discord)
+        .service(clear_discord);
 }
 
 /// Lists shown by the queue view, newest first.
@@ -203,7 +207,7 @@ async fn overview(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     params(("id" = String, Path, description = "the list's hex id")),
     security(("bearer" = ["read-only"])),
     responses(
-        (status = 200, description = "the stored list (`_id`, `account`, `name`, `provider`, `from_numbers`, `rate_limit_per_minute`, `cooldown_secs`, `blocked_words`, `tcpa_window`, `default_time_zone`, `help_reply`, `status`, `created_at`) and `queue_depth`", body = Object),
+        (status = 200, description = "the stored list (`_id`, `account`, `name`, `provider`, `from_numbers`, `rate_limit_per_minute`, `cooldown_secs`, `blocked_words`, `tcpa_window`, `default_time_zone`, `help_reply`, `status`, `created_at`), `discord_webhook_set` and `queue_depth`", body = Object),
         Reader, BadRequest, NotFound,
     )
 )]
@@ -228,7 +232,13 @@ async fn get_list(
         .list_depth(id)
         .await
         .map_err(store_error)?;
+    let discord_webhook_set = list.discord_webhook_url.is_some();
     let mut body = to_json(&list)?;
+    // The Discord URL is a credential: only whether one is set.
+    if let Some(o) = body.as_object_mut() {
+        o.remove("discord_webhook_url");
+    }
+    body["discord_webhook_set"] = json!(discord_webhook_set);
     body["queue_depth"] = json!(depth);
     Ok(HttpResponse::Ok().json(body))
 }
@@ -646,6 +656,7 @@ async fn create_list(
         default_time_zone: n.default_time_zone,
         help_reply,
         status: ListStatus::Active,
+        discord_webhook_url: None,
         created_at: state.clock.now(),
     };
     state
@@ -655,4 +666,95 @@ async fn create_list(
         .await
         .map_err(store_error)?;
     Ok(HttpResponse::Created().json(to_json(&list)?))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ListDiscordBody {
+    /// The list's Discord webhook (https; its host must resolve to public
+    /// addresses only); its alerts go there instead of the account's. A
+    /// credential: never shown again.
+    url: String,
+}
+
+/// Whether the list has a Discord webhook (the URL is never shown).
+#[derive(Serialize, ToSchema)]
+struct ListDiscordView {
+    list: String,
+    discord_webhook_set: bool,
+}
+
+/// Set the list's Discord webhook for its alerts (the outbound URL rule
+/// when saved and before each alert); without one, the account's is used.
+#[utoipa::path(
+    tag = "lists",
+    operation_id = "set_list_discord_webhook",
+    params(("id" = String, Path, description = "the list's hex id")),
+    request_body = ListDiscordBody,
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "stored", body = ListDiscordView),
+        Operator, BadRequest, NotFound, Invalid,
+    )
+)]
+#[put("/lists/{id}/discord-webhook")]
+async fn set_discord(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Operator)?;
+    let id: SendingListId = parse_id("list id", &id)?;
+    let b: ListDiscordBody = parse_body(&body)?;
+    let url = super::accounts::vetted_url(&state, "url", &b.url).await?;
+    let found = state
+        .stores
+        .lists
+        .set_list_discord_webhook(id, Some(crate::telemetry::Secret::new(url)))
+        .await
+        .map_err(store_error)?;
+    if !found {
+        return Err(ApiError::NotFound(format!("no such sending list: {id}")));
+    }
+    tracing::info!(list = %id, "list Discord webhook set by an operator");
+    Ok(HttpResponse::Ok().json(ListDiscordView {
+        list: id.to_hex(),
+        discord_webhook_set: true,
+    }))
+}
+
+/// Remove the list's Discord webhook (its alerts go to the account's).
+#[utoipa::path(
+    tag = "lists",
+    operation_id = "clear_list_discord_webhook",
+    params(("id" = String, Path, description = "the list's hex id")),
+    security(("bearer" = ["operator"])),
+    responses(
+        (status = 200, description = "removed", body = ListDiscordView),
+        Operator, BadRequest, NotFound,
+    )
+)]
+#[delete("/lists/{id}/discord-webhook")]
+async fn clear_discord(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&state, &req, Role::Operator)?;
+    let id: SendingListId = parse_id("list id", &id)?;
+    let found = state
+        .stores
+        .lists
+        .set_list_discord_webhook(id, None)
+        .await
+        .map_err(store_error)?;
+    if !found {
+        return Err(ApiError::NotFound(format!("no such sending list: {id}")));
+    }
+    tracing::info!(list = %id, "list Discord webhook cleared by an operator");
+    Ok(HttpResponse::Ok().json(ListDiscordView {
+        list: id.to_hex(),
+        discord_webhook_set: false,
+    }))
 }

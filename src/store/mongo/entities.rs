@@ -316,6 +316,26 @@ impl ListStore for MongoStore {
             .map_err(|e| dup_or(e, what))
     }
 
+    async fn set_list_discord_webhook(
+        &self,
+        id: SendingListId,
+        url: Option<crate::telemetry::Secret>,
+    ) -> StoreResult<bool> {
+        let value = match url {
+            Some(u) => bson::to_bson(&u).map_err(|e| StoreError::Corrupt(Cause::new(e)))?,
+            None => bson::Bson::Null,
+        };
+        let r = self
+            .coll::<Document>(names::LISTS)
+            .update_one(
+                doc! {"_id": id},
+                doc! {"$set": {"discord_webhook_url": value}},
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(r.matched_count > 0)
+    }
+
     async fn get_list(&self, id: SendingListId) -> StoreResult<Option<SendingList>> {
         self.coll::<SendingList>(names::LISTS)
             .find_one(doc! {"_id": id})

@@ -11,6 +11,7 @@
 //! metrics (the driver's command-started events), which is how the
 //! benchmark reports round trips per 1,000 messages.
 
+mod alerts;
 mod campaigns;
 mod entities;
 mod ledger;
@@ -48,6 +49,8 @@ pub mod names {
     pub const VARIANT_CLICKS: &str = "variant_clicks";
     pub const CLICKED_MESSAGES: &str = "clicked_messages";
     pub const OUTBOX: &str = "webhook_outbox";
+    pub const ALERT_WINDOWS: &str = "alert_windows";
+    pub const ALERT_STATE: &str = "alert_state";
 }
 
 /// Largest number of statements put in one `update`/`delete` command.
@@ -244,6 +247,41 @@ impl MongoStore {
                             IndexOptions::builder()
                                 .name("expire".to_string())
                                 .expire_after(Duration::from_secs(7 * 24 * 3600))
+                                .build(),
+                        )
+                        .build(),
+                ],
+            ),
+            (
+                names::ALERT_WINDOWS,
+                vec![
+                    // the claim: unclaimed windows that closed, earliest first.
+                    idx(doc! {"claimed_by": 1, "closes_at": 1}, "due"),
+                    // the error rate's sliding window of a list.
+                    idx(doc! {"list": 1, "window_start": 1}, "by_list"),
+                    // windows are dropped by the server a day after they closed.
+                    IndexModel::builder()
+                        .keys(doc! {"closes_at": 1})
+                        .options(
+                            IndexOptions::builder()
+                                .name("expire".to_string())
+                                .expire_after(Duration::from_secs(24 * 3600))
+                                .build(),
+                        )
+                        .build(),
+                ],
+            ),
+            (
+                names::ALERT_STATE,
+                // counters (per-webhook budgets) go an hour after they ran
+                // out; flags have no `expires_at` and stay.
+                vec![
+                    IndexModel::builder()
+                        .keys(doc! {"expires_at": 1})
+                        .options(
+                            IndexOptions::builder()
+                                .name("expire".to_string())
+                                .expire_after(Duration::from_secs(3600))
                                 .build(),
                         )
                         .build(),
