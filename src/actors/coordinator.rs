@@ -116,7 +116,10 @@ impl Coordinator {
     /// this daemon knows of falls due now.
     fn timed_poll(&mut self, ctx: &mut Context<Self>) {
         let due = self.deps.instance.take_wake(self.deps.clock.now());
-        if due {
+        // While the bus is live one poll wakes the lists that are due; its
+        // result decides the gap (zero only if it found an unserved list),
+        // so a stream of requeues does not restart the backoff each time.
+        if due && !self.deps.bus.is_live() {
             self.poll_gap = Duration::ZERO;
         }
         if due || self.last_poll.elapsed() >= self.poll_gap {
@@ -242,7 +245,9 @@ impl StreamHandler<Event> for Coordinator {
                 }
             }
             Event::Queued { .. } => {
-                self.poll_gap = Duration::ZERO;
+                if !self.deps.bus.is_live() {
+                    self.poll_gap = Duration::ZERO;
+                }
                 self.poll(ctx);
             }
             Event::Resync => {
