@@ -194,7 +194,15 @@ impl Coordinator {
                             || act.claiming.contains_key(l)
                             || (live && act.supervisors.get(l).is_some_and(|a| a.connected()))
                     });
-                    act.poll_gap = if nothing_new {
+                    //
+                    // While live there is nothing to back off from: this
+                    // poll hands every list it found to a supervisor, what
+                    // is queued anywhere later arrives as an event and what
+                    // falls due later wakes the poll, so the next timed
+                    // poll waits the whole bus interval at once.
+                    act.poll_gap = if live {
+                        max
+                    } else if nothing_new {
                         (act.poll_gap * 2).clamp(base, max)
                     } else {
                         Duration::ZERO

@@ -360,6 +360,22 @@ pub async fn unservable_lists(
     now: Timestamp,
 ) -> Result<Vec<Unservable>, StoreError> {
     let server_now = stores.leases.server_time().await?;
+    unservable_lists_at(stores, now, server_now).await
+}
+
+/// [`unservable_lists`] with the database's time already known (leases
+/// are judged live by it).
+pub async fn unservable_lists_at(
+    stores: &Stores,
+    now: Timestamp,
+    server_now: Timestamp,
+) -> Result<Vec<Unservable>, StoreError> {
+    // Lists with ready messages first: usually none (or all claimed), and
+    // then the leases need no reading.
+    let due = stores.queue.due_lists(now, 10_000).await?;
+    if due.is_empty() {
+        return Ok(vec![]);
+    }
     let can: HashSet<String> = stores
         .leases
         .leases()
@@ -369,7 +385,7 @@ pub async fn unservable_lists(
         .flat_map(|l| l.providers)
         .collect();
     let mut out = Vec::new();
-    for id in stores.queue.due_lists(now, 10_000).await? {
+    for id in due {
         if let Some(list) = stores.lists.get_list(id).await? {
             let key = list.provider.key();
             if !can.contains(&key) {
@@ -384,7 +400,10 @@ pub async fn unservable_lists(
 }
 
 async fn check_unservable_lists(deps: &RecoveryDeps) -> Result<(), StoreError> {
-    let found = unservable_lists(&deps.stores, deps.clock.now()).await?;
+    // The database's time as the lease renewal last saw it (no `hello`).
+    let fresh = deps.config.daemon.heartbeat_interval.get() * 2;
+    let server_now = deps.stores.database_now(&deps.instance, fresh).await?;
+    let found = unservable_lists_at(&deps.stores, deps.clock.now(), server_now).await?;
     for u in &found {
         tracing::error!(list = %u.list, provider = %u.provider,
             "no live daemon can send this list's messages (provider credentials missing everywhere)");

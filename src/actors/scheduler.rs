@@ -78,6 +78,9 @@ pub struct Scheduler {
     waiting: Vec<tokio::sync::oneshot::Sender<LookReport>>,
     /// The timer of the next look.
     next_look: Option<SpawnHandle>,
+    /// The last look used every free slot (or failed): a run that ends
+    /// looks again at once, for what may be waiting for its slot.
+    slots_were_full: bool,
 }
 
 /// A run to execute, found by a look.
@@ -95,6 +98,7 @@ impl Scheduler {
             again: false,
             waiting: Vec::new(),
             next_look: None,
+            slots_were_full: false,
         }
     }
 
@@ -160,8 +164,9 @@ impl Scheduler {
         let fut = async move { look(&deps, &running, slots).await };
         ctx.spawn(
             fut.into_actor(self)
-                .map(move |(report, starts, wake), act, ctx| {
+                .map(move |(report, starts, wake, full), act, ctx| {
                     act.looking = false;
+                    act.slots_were_full = full;
                     for s in starts {
                         act.execute(ctx, s);
                     }
@@ -207,8 +212,12 @@ impl Scheduler {
                     tracing::error!(run = %id, error = %e, "run stopped on a store error; it resumes at a later look");
                 }
             }
-            // A slot is free: due schedules may be waiting for it.
-            act.look(ctx, None);
+            // A slot is free: due schedules or stalled runs may be
+            // waiting for it (only when the last look left none free;
+            // otherwise the timer's next look is soon enough).
+            if std::mem::take(&mut act.slots_were_full) {
+                act.look(ctx, None);
+            }
         }));
     }
 }
@@ -300,19 +309,23 @@ async fn capabilities(deps: &SchedulerDeps) -> Result<Capabilities, StoreError> 
     .0)
 }
 
-/// One look: `(report, runs to execute, when to look next)`.
+/// One look: `(report, runs to execute, when to look next, whether it used
+/// every free slot)`.
 async fn look(
     deps: &SchedulerDeps,
     running: &HashSet<ScheduleRunId>,
     slots: usize,
-) -> (LookReport, Vec<Start>, Duration) {
+) -> (LookReport, Vec<Start>, Duration, bool) {
     let mut report = LookReport::default();
     let mut starts = Vec::new();
     let max_idle = deps.config.scheduler.max_idle.get();
-    if let Err(e) = look_inner(deps, running, slots, &mut report, &mut starts).await {
-        report.error = Some(e.to_string());
-        return (report, starts, Duration::from_secs(2).min(max_idle));
-    }
+    let full = match look_inner(deps, running, slots, &mut report, &mut starts).await {
+        Ok(left) => left == 0,
+        Err(e) => {
+            report.error = Some(e.to_string());
+            return (report, starts, Duration::from_secs(2).min(max_idle), true);
+        }
+    };
     let wake = match deps.stores.schedules.next_due_at().await {
         Ok(Some(t)) => (t - deps.clock.now())
             .to_std()
@@ -330,7 +343,7 @@ async fn look(
     } else {
         wake.max(Duration::from_millis(50))
     };
-    (report, starts, wake)
+    (report, starts, wake, full)
 }
 
 async fn look_inner(
@@ -339,7 +352,7 @@ async fn look_inner(
     mut slots: usize,
     report: &mut LookReport,
     starts: &mut Vec<Start>,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     let now = deps.clock.now();
     let grace = deps.config.scheduler.missed_grace.get();
     let due = deps.stores.schedules.due_schedules(now, DUE_LIMIT).await?;
@@ -433,7 +446,7 @@ async fn look_inner(
     // Runs left evaluating: by a stopped daemon, or this one's own that
     // no longer execute here.
     if slots == 0 {
-        return Ok(());
+        return Ok(0);
     }
     let stalled: Vec<ScheduleRun> = deps
         .stores
@@ -444,7 +457,7 @@ async fn look_inner(
         .filter(|r| !running.contains(&r.id) && !started_here.contains(&r.id))
         .collect();
     if stalled.is_empty() {
-        return Ok(());
+        return Ok(slots);
     }
     let (live_caps, live) = live_capabilities(
         &deps.stores,
@@ -489,7 +502,7 @@ async fn look_inner(
             });
         }
     }
-    Ok(())
+    Ok(slots)
 }
 
 /// Validates the campaign of `run`; an invalid one ends the run `failed`.

@@ -32,7 +32,7 @@ use crate::actors::worker::{Worker, WorkerDeps};
 use crate::domain::*;
 use crate::messages::*;
 use crate::providers::ProviderRegistry;
-use crate::store::QueueStore;
+use crate::store::{QueueStore, StoreError};
 use actix::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +74,8 @@ pub struct ListSupervisor {
     requesting: bool,
     /// The last claim came back full (or a poll said there is work).
     has_more: bool,
+    /// A read of the list is on its way.
+    loading: bool,
     /// The rate limiter did not answer: claim nothing until it does.
     rate_limiter_down: bool,
     last_work: Instant,
@@ -104,6 +106,7 @@ impl ListSupervisor {
             stopping: false,
             requesting: false,
             has_more: true,
+            loading: false,
             rate_limiter_down: false,
             last_work: Instant::now(),
             drain_waiters: Vec::new(),
@@ -184,10 +187,19 @@ impl ListSupervisor {
 
     fn load(&mut self, ctx: &mut Context<Self>) {
         self.last_load = Some(Instant::now());
+        self.loading = true;
         let lists = self.deps.worker.stores.lists.clone();
         let id = self.list_id;
         let fut = async move { lists.get_list(id).await };
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.loading = false;
+            act.loaded(res, ctx)
+        }));
+    }
+
+    fn loaded(&mut self, res: Result<Option<SendingList>, StoreError>, ctx: &mut Context<Self>) {
+        let act = self;
+        match res {
             Ok(Some(list)) => {
                 act.missing_since = None;
                 match act.deps.providers.for_settings(&list.provider) {
@@ -235,7 +247,7 @@ impl ListSupervisor {
             Err(e) => {
                 tracing::warn!(list = %act.list_id, error = %e, "could not load the sending list")
             }
-        }));
+        }
     }
 
     /// How many messages the next claim may take.
@@ -470,8 +482,9 @@ impl Handler<WorkAvailable> for ListSupervisor {
 
     fn handle(&mut self, _: WorkAvailable, ctx: &mut Self::Context) {
         self.has_more = true;
-        if self.handle.is_none() && self.missing_since.is_none() {
+        if self.handle.is_none() && self.missing_since.is_none() && !self.loading {
             // The list could not be served (provider missing); try again.
+            // (Not while the first read, from `started`, is on its way.)
             self.load(ctx);
         }
         self.dispatch(ctx);
