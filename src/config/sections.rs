@@ -199,7 +199,7 @@ impl Default for CoordinatorConfig {
             max_poll_interval: Dur::secs(4),
             bus_poll_interval: Dur::secs(30),
             claim_lookahead: Dur::secs(2),
-            max_batch: 1000,
+            max_batch: 5000,
             idle_supervisor_after: Dur::secs(60),
             max_lists: 1000,
         }

@@ -319,7 +319,12 @@ impl BatchRun {
         use std::collections::VecDeque;
         let cfg = self.d.config.clone();
         let deadline = tokio::time::Instant::now() + cfg.worker.permit_timeout.get();
-        // About one burst of the list's rate, and a few provider requests.
+        // About one burst of the list's rate (what is charged and recorded
+        // before its provider calls, so what a crash can leave in doubt),
+        // and a few provider requests. Each chunk costs five store round
+        // trips (contacts, attempts, charge, commit, outcomes) whatever its
+        // size; larger ones were slower on the test server, whose bulk
+        // outcome update grows faster than its statement count.
         let burst =
             (list.rate_per_minute() as f64 / 60.0 * cfg.rate_limit.burst_seconds).max(1.0) as usize;
         let chunk_size = burst.min(list.provider.max_batch().max(1) * 4).max(1);
