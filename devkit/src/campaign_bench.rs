@@ -28,7 +28,7 @@ use trackly::clock::{Clock, SystemClock};
 use trackly::config::{Config, Dur, RateLimitBackend, StoreBackend};
 use trackly::domain::*;
 use trackly::instance::Instance;
-use trackly::messages::{LookNow, Shutdown};
+use trackly::messages::Shutdown;
 use trackly::metrics::Metrics;
 use trackly::providers::ProviderRegistry;
 use trackly::providers::fake::{FakeProvider, FakeSettings};
@@ -45,6 +45,9 @@ pub struct CampaignBenchOptions {
     pub contacts: u64,
     /// Contacts of the end-to-end campaign (MongoDB only; 0 skips it).
     pub end_to_end: u64,
+    /// How long the end-to-end daemon runs idle before the campaign falls
+    /// due (a long-lived daemon's polls have backed off by then).
+    pub warm_up: Duration,
     pub latency: Duration,
     pub mongodb_uri: String,
     pub redis_url: String,
@@ -58,6 +61,10 @@ pub struct EndToEnd {
     pub redis_rt_per_1000: f64,
     pub mongo_by_command: Vec<(String, f64)>,
     pub duplicates: usize,
+    /// MongoDB round trips per minute of the idle daemon, over the second
+    /// half of the warm-up.
+    pub idle_mongo_per_minute: f64,
+    pub warm_up_seconds: f64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -105,6 +112,11 @@ impl CampaignBenchReport {
                 .iter()
                 .map(|(k, v)| format!("{k} {v:.2}"))
                 .collect();
+            out += &format!(
+                "  idle daemon (second half of a {w:.0} s warm-up): {i:.1} MongoDB round trips per minute\n",
+                w = e.warm_up_seconds,
+                i = e.idle_mongo_per_minute,
+            );
             out += &format!(
                 "  end to end: {n} contacts triggered, queued and sent in {s:.2} s = {r:.0} msg/s\n  round trips per 1,000 messages sent, everything included: MongoDB {m:.2}, Redis {rd:.2}\n  MongoDB by command: {by}\n  sent twice: {d}\n",
                 n = e.messages,
@@ -185,7 +197,12 @@ struct Seeded {
 /// An account, a list open now in New York and Los Angeles, `n` contacts in
 /// pages of 10,000, an audience of the list, a two-variant creative with a
 /// tracked link, and a schedule due now.
-async fn seed_campaign(stores: &Stores, n: u64, now: Timestamp) -> Result<Seeded, String> {
+async fn seed_campaign(
+    stores: &Stores,
+    n: u64,
+    now: Timestamp,
+    due: Timestamp,
+) -> Result<Seeded, String> {
     let err = |e: trackly::store::StoreError| e.to_string();
     let account = seed::account(
         Money::from_micros(i64::MAX / 4),
@@ -270,8 +287,8 @@ async fn seed_campaign(stores: &Stores, n: u64, now: Timestamp) -> Result<Seeded
         &list,
         vec![audience.id],
         creative.id,
-        ScheduleKind::Once { at: now },
-        Some(now),
+        ScheduleKind::Once { at: due },
+        Some(due),
         now,
     );
     stores
@@ -322,7 +339,7 @@ pub async fn run(o: CampaignBenchOptions) -> Result<CampaignBenchReport, String>
     let metrics = Arc::new(Metrics::new());
     let (stores, mongo, permits) = connect(&o, &metrics).await?;
     let now = SystemClock.now();
-    let seeded = seed_campaign(&stores, o.contacts, now).await?;
+    let seeded = seed_campaign(&stores, o.contacts, now, now).await?;
 
     // ---- evaluate and queue, by the run code itself (no sending)
     let instance = Arc::new(Instance::new("bench-campaign"));
@@ -395,8 +412,11 @@ async fn end_to_end(o: &CampaignBenchOptions, cfg: &Arc<Config>) -> Result<EndTo
     let metrics = Arc::new(Metrics::new());
     let (stores, mongo, permits) = connect(o, &metrics).await?;
     let now = SystemClock.now();
-    // The schedule is due a little after seeding ends.
-    let seeded = seed_campaign(&stores, o.end_to_end, now).await?;
+    // The schedule falls due after the daemon has run idle for the
+    // warm-up, as in a long-lived daemon; counting starts then.
+    let warm_up = chrono::Duration::from_std(o.warm_up).map_err(|e| e.to_string())?;
+    let due = now + warm_up;
+    let seeded = seed_campaign(&stores, o.end_to_end, now, due).await?;
     let fake = Arc::new(FakeProvider::new(FakeSettings {
         latency: o.latency,
         batch_size: 1000,
@@ -436,10 +456,6 @@ async fn end_to_end(o: &CampaignBenchOptions, cfg: &Arc<Config>) -> Result<EndTo
         }
         StoreBackend::Memory => Arc::new(trackly::bus::LocalBus::new()),
     };
-    let before_mongo = metrics.mongo_commands();
-    let before_by = metrics.mongo_by_command();
-    let before_redis = metrics.redis_calls();
-    let t0 = Instant::now();
     let d = Daemon::start(DaemonParts {
         config: cfg.clone(),
         daemon_id: "bench-campaign".into(),
@@ -451,16 +467,26 @@ async fn end_to_end(o: &CampaignBenchOptions, cfg: &Arc<Config>) -> Result<EndTo
         secrets: Arc::new(trackly::config::Secrets::default()),
         metrics: metrics.clone(),
     });
-    let scheduler = d.scheduler.clone().ok_or("the scheduler is disabled")?;
-    while scheduler
-        .send(LookNow)
-        .await
-        .map_err(|e| e.to_string())?
-        .error
-        .is_some()
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if d.scheduler.is_none() {
+        return Err("the scheduler is disabled".into());
     }
+    // Idle: the second half of the warm-up, up to just before the due time.
+    let until = |at: Timestamp| (at - SystemClock.now()).to_std().unwrap_or_default();
+    let idle_from = due - warm_up / 2;
+    tokio::time::sleep(until(idle_from)).await;
+    let idle_before = metrics.mongo_commands();
+    let idle_t = Instant::now();
+    tokio::time::sleep(until(due - chrono::Duration::milliseconds(200))).await;
+    let idle_mongo_per_minute = (metrics.mongo_commands() - idle_before) as f64
+        / idle_t.elapsed().as_secs_f64().max(1e-9)
+        * 60.0;
+    let before_mongo = metrics.mongo_commands();
+    let before_by = metrics.mongo_by_command();
+    let before_redis = metrics.redis_calls();
+    tokio::time::sleep(until(due)).await;
+    let t0 = Instant::now();
+    // The daemon's scheduler triggers it on its own timer, as in
+    // production (its last idle look set the timer for the due time).
     let expected = {
         // Everyone but the invalid numbers and the unsubscribed (5 %).
         let deadline = Instant::now() + Duration::from_secs(3600);
@@ -514,5 +540,7 @@ async fn end_to_end(o: &CampaignBenchOptions, cfg: &Arc<Config>) -> Result<EndTo
         redis_rt_per_1000: redis_rt,
         mongo_by_command: by,
         duplicates: fake.duplicates().len(),
+        idle_mongo_per_minute,
+        warm_up_seconds: o.warm_up.as_secs_f64(),
     })
 }

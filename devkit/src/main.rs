@@ -82,6 +82,10 @@ enum Command {
         /// Contacts of the campaign sent end to end on MongoDB (0: skip).
         #[arg(long, default_value_t = 5_000)]
         end_to_end: u64,
+        /// Seconds the end-to-end daemon runs idle before its campaign falls
+        /// due (its polls back off as a long-lived daemon's have).
+        #[arg(long, default_value_t = 65)]
+        warm_up: u64,
         /// Messages through each batch adapter (Infobip, CM).
         #[arg(long, default_value_t = 100_000)]
         provider_messages: u64,
@@ -256,6 +260,7 @@ fn main() -> ExitCode {
             contacts,
             mongo_contacts,
             end_to_end,
+            warm_up,
             provider_messages,
             twilio_messages,
             reports,
@@ -330,6 +335,7 @@ fn main() -> ExitCode {
                         store: *s,
                         contacts: if mongo { mongo_contacts } else { contacts },
                         end_to_end: if mongo { end_to_end } else { 0 },
+                        warm_up: std::time::Duration::from_secs(warm_up),
                         latency,
                         mongodb_uri: mongodb_uri.clone(),
                         redis_url: redis_url.clone(),

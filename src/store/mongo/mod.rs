@@ -79,15 +79,31 @@ impl MongoStore {
         opts.connect_timeout = Some(server_selection_timeout);
         if let Some(m) = metrics {
             opts.command_event_handler = Some(EventHandler::callback(move |ev: CommandEvent| {
-                if let CommandEvent::Started(started) = ev {
-                    m.mongo_command(&started.command_name);
-                    // Which collection each round trip went to, for
-                    // RUST_LOG=trackly::mongo_commands=trace (benchmarks).
-                    tracing::trace!(
+                match ev {
+                    CommandEvent::Started(started) => {
+                        m.mongo_command(&started.command_name);
+                        // Which collection each round trip went to, for
+                        // RUST_LOG=trackly::mongo_commands=trace (benchmarks).
+                        tracing::trace!(
+                            target: "trackly::mongo_commands",
+                            request = started.request_id,
+                            command = %started.command_name,
+                            collection = ?started.command.get(&started.command_name),
+                        );
+                    }
+                    // How long each took, matched by request id.
+                    CommandEvent::Succeeded(done) => tracing::trace!(
                         target: "trackly::mongo_commands",
-                        command = %started.command_name,
-                        collection = ?started.command.get(&started.command_name),
-                    );
+                        request = done.request_id,
+                        took_ms = done.duration.as_secs_f64() * 1000.0,
+                    ),
+                    CommandEvent::Failed(done) => tracing::trace!(
+                        target: "trackly::mongo_commands",
+                        request = done.request_id,
+                        took_ms = done.duration.as_secs_f64() * 1000.0,
+                        failed = true,
+                    ),
+                    _ => {}
                 }
             }));
         }
