@@ -117,6 +117,13 @@ impl CampaignBenchReport {
                 w = e.warm_up_seconds,
                 i = e.idle_mongo_per_minute,
             );
+            let idle_share =
+                e.idle_mongo_per_minute * e.seconds / 60.0 * 1000.0 / e.messages.max(1) as f64;
+            out += &format!(
+                "  of the MongoDB figure below, about {idle_share:.1} per 1,000 is what the daemon asks while idle (its idle rate over the campaign's {s:.1} s); the rest, about {work:.1}, is the campaign's own work\n",
+                s = e.seconds,
+                work = (e.mongo_rt_per_1000 - idle_share).max(0.0),
+            );
             out += &format!(
                 "  end to end: {n} contacts triggered, queued and sent in {s:.2} s = {r:.0} msg/s\n  round trips per 1,000 messages sent, everything included: MongoDB {m:.2}, Redis {rd:.2}\n  MongoDB by command: {by}\n  sent twice: {d}\n",
                 n = e.messages,
