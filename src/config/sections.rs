@@ -178,9 +178,10 @@ pub struct CoordinatorConfig {
     /// While polls find nothing that is not already being served, the gap
     /// between polls doubles up to this (a nudge polls at once).
     pub max_poll_interval: Dur,
-    /// The same bound while the event bus is live (queuing anywhere polls
-    /// every daemon at once; retries and deferrals this daemon makes, and
-    /// the queue's next due time, wake it when they fall due).
+    /// The gap between timed polls while the event bus is live (queuing
+    /// anywhere polls every daemon at once; retries and deferrals this
+    /// daemon makes, and the queue's next due time, wake it when they fall
+    /// due).
     pub bus_poll_interval: Dur,
     /// Claim at most what a list can send in this much time at its rate.
     pub claim_lookahead: Dur,
