@@ -302,7 +302,12 @@ impl ListSupervisor {
                     act.answer_drain_waiters();
                 }
                 Ok(Ok(batch)) => {
-                    act.has_more = batch.messages.len() >= max;
+                    // Keep claiming until a claim comes back empty: a short
+                    // one may only mean another daemon took part of the
+                    // range (while the bus is live the next poll can be
+                    // `bus_poll_interval` away). One empty claim ends a
+                    // drain.
+                    act.has_more = true;
                     act.last_work = Instant::now();
                     act.assign(slot, batch, handle, ctx);
                     act.dispatch(ctx);
