@@ -186,24 +186,24 @@ impl Coordinator {
                     //
                     // While the bus is live, a due list that already has a
                     // supervisor counts as served too: this poll wakes it,
-                    // and it claims again on its own while claims come back
-                    // full; what falls due later arrives as an event or a
-                    // wake-up time.
+                    // and it claims again on its own until a claim comes
+                    // back empty; what falls due later arrives as an event
+                    // or a wake-up time.
                     let nothing_new = lists.iter().all(|l| {
                         act.full.contains(l)
                             || act.claiming.contains_key(l)
                             || (live && act.supervisors.get(l).is_some_and(|a| a.connected()))
                     });
                     //
-                    // While live there is nothing to back off from: this
-                    // poll hands every list it found to a supervisor, what
-                    // is queued anywhere later arrives as an event and what
-                    // falls due later wakes the poll, so the next timed
-                    // poll waits the whole bus interval at once.
-                    act.poll_gap = if live {
-                        max
-                    } else if nothing_new {
+                    // While live, a poll that found lists nobody served has
+                    // just handed each to a supervisor, and what is queued
+                    // later arrives as an event (what falls due later wakes
+                    // the poll): the next timed poll waits the whole bus
+                    // interval at once instead of starting the backoff over.
+                    act.poll_gap = if nothing_new {
                         (act.poll_gap * 2).clamp(base, max)
+                    } else if live {
+                        max
                     } else {
                         Duration::ZERO
                     };
