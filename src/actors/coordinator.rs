@@ -194,16 +194,8 @@ impl Coordinator {
                             || act.claiming.contains_key(l)
                             || (live && act.supervisors.get(l).is_some_and(|a| a.connected()))
                     });
-                    //
-                    // While live, a poll that found lists nobody served has
-                    // just handed each to a supervisor, and what is queued
-                    // later arrives as an event (what falls due later wakes
-                    // the poll): the next timed poll waits the whole bus
-                    // interval at once instead of starting the backoff over.
                     act.poll_gap = if nothing_new {
                         (act.poll_gap * 2).clamp(base, max)
-                    } else if live {
-                        max
                     } else {
                         Duration::ZERO
                     };

@@ -1,7 +1,7 @@
 //! The queue on MongoDB. A claim is three round trips however large the
 //! batch: read the ids of the next `max` ready messages, stamp every
-//! message still ready up to the last of them with the token and owner in
-//! one `update_many` on an `_id` range whose filter re-checks
+//! message still ready from the first to the last of them with the token
+//! and owner in one `update_many` on an `_id` range whose filter re-checks
 //! `claimed_by: null` (so two claimers never share one), then read back
 //! what this token holds. No `$in`: the test server scans once per listed
 //! id, which made a 5,000-message claim take most of a minute.
@@ -56,16 +56,19 @@ impl MongoStore {
         max: usize,
         claimant: &Claimant,
         now: Timestamp,
+        skip: u64,
         quarantined: &mut u64,
     ) -> StoreResult<Claim> {
         if max == 0 {
             return Ok(Claim::Empty);
         }
-        // 1. Where the next `max` ready messages end: their ids only.
+        // 1. Where the next `max` ready messages begin and end (after a
+        // lost race, past the range the winner is taking): ids only.
         let ids: Vec<Document> = self
             .coll::<Document>(names::QUEUE)
             .find(ready_filter(list, now))
             .sort(doc! {"_id": 1})
+            .skip(skip)
             .limit(max as i64)
             .projection(doc! {"_id": 1})
             .batch_size(max.min(u32::MAX as usize) as u32)
@@ -74,7 +77,10 @@ impl MongoStore {
             .try_collect()
             .await
             .map_err(map_err)?;
-        let Some(last) = ids.last().and_then(|d| d.get("_id")).cloned() else {
+        let (Some(first), Some(last)) = (
+            ids.first().and_then(|d| d.get("_id")).cloned(),
+            ids.last().and_then(|d| d.get("_id")).cloned(),
+        ) else {
             return Ok(Claim::Empty);
         };
         // 2. Stamp every message still ready up to there: an `_id` range on
@@ -83,7 +89,7 @@ impl MongoStore {
         // since the read is taken too, so a claim can hold a few more than
         // `max`; what it holds is read back, never assumed.
         let mut filter = ready_filter(list, now);
-        filter.insert("_id", doc! {"$lte": last});
+        filter.insert("_id", doc! {"$gte": first, "$lte": last});
         let res = self
             .coll::<Document>(names::QUEUE)
             .update_many(
@@ -253,11 +259,12 @@ impl QueueStore for MongoStore {
         // along (a few times) instead of reporting "no work". Under such
         // contention FIFO holds per claim, not strictly across daemons.
         let mut quarantined = 0;
-        for _ in 0..4 {
-            // After a lost race the winner's messages are no longer ready:
-            // the next read starts past them.
+        for attempt in 0..4u64 {
+            // After a lost race, look past the range the winner is taking
+            // (its update may not have landed yet).
+            let skip = attempt * max as u64;
             match self
-                .claim_once(list, max, claimant, now, &mut quarantined)
+                .claim_once(list, max, claimant, now, skip, &mut quarantined)
                 .await?
             {
                 Claim::Got(messages) => {
@@ -266,8 +273,8 @@ impl QueueStore for MongoStore {
                         quarantined,
                     });
                 }
-                Claim::Empty => break,
-                Claim::LostRace => continue,
+                Claim::Empty if skip == 0 => break,
+                Claim::Empty | Claim::LostRace => continue,
             }
         }
         Ok(Claimed {
