@@ -1351,6 +1351,7 @@ fn page_of(
     RunPage {
         run: run.id,
         owner: owner.into(),
+        finished_at: None,
         from,
         to: w.contacts[range.end - 1].id,
         seq: range.end as u64,

@@ -63,6 +63,10 @@ pub struct Coordinator {
     /// Current gap between timed polls (grows while every due list is busy).
     poll_gap: Duration,
     last_poll: Instant,
+    /// Something may have changed the queue's next due time since it was
+    /// last read (an event, a nudge, a wake-up, a poll that found lists):
+    /// read it again before the next long wait.
+    next_due_stale: bool,
 }
 
 impl Coordinator {
@@ -83,6 +87,7 @@ impl Coordinator {
             full: HashSet::new(),
             poll_gap: Duration::ZERO,
             last_poll: Instant::now(),
+            next_due_stale: true,
         })
     }
 
@@ -119,8 +124,11 @@ impl Coordinator {
         // While the bus is live one poll wakes the lists that are due; its
         // result decides the gap (zero only if it found an unserved list),
         // so a stream of requeues does not restart the backoff each time.
-        if due && !self.deps.bus.is_live() {
-            self.poll_gap = Duration::ZERO;
+        if due {
+            self.next_due_stale = true;
+            if !self.deps.bus.is_live() {
+                self.poll_gap = Duration::ZERO;
+            }
         }
         if due || self.last_poll.elapsed() >= self.poll_gap {
             self.poll(ctx);
@@ -130,6 +138,7 @@ impl Coordinator {
     /// Before a long wait: when does the next queued message fall due?
     /// (One round trip; the poll then comes no later than that.)
     fn look_for_next_due(&mut self, ctx: &mut Context<Self>) {
+        self.next_due_stale = false;
         let queue = self.deps.stores.queue.clone();
         let now = self.deps.clock.now();
         let fut = async move { queue.next_due(now).await };
@@ -137,6 +146,7 @@ impl Coordinator {
             Ok(Some(at)) => act.deps.instance.wake_at(at),
             Ok(None) => {}
             Err(e) => {
+                act.next_due_stale = true;
                 tracing::debug!(error = %e, "next due time not read; polling sooner");
                 act.poll_gap = act.deps.config.coordinator.max_poll_interval.get();
             }
@@ -196,11 +206,24 @@ impl Coordinator {
                     });
                     act.poll_gap = if nothing_new {
                         (act.poll_gap * 2).clamp(base, max)
+                    } else if live {
+                        // The supervisors this poll woke claim on their own
+                        // until a claim finds nothing more ready. A poll
+                        // soon after helps only one whose first claims all
+                        // lost races to other daemons' claims: it comes
+                        // after `max_poll_interval`, not at once.
+                        c.max_poll_interval.get().max(base)
                     } else {
                         Duration::ZERO
                     };
                     tracing::trace!(lists = lists.len(), next_gap = ?act.poll_gap, "polled");
-                    if act.poll_gap > c.max_poll_interval.get() {
+                    if !lists.is_empty() {
+                        act.next_due_stale = true;
+                    }
+                    // Read once after each change, not before every wait:
+                    // what queuing anywhere adds comes as an event, and
+                    // this daemon's own requeues set the wake-up time.
+                    if act.poll_gap > c.max_poll_interval.get() && act.next_due_stale {
                         act.look_for_next_due(ctx);
                     }
                     for list in lists {
@@ -245,12 +268,14 @@ impl StreamHandler<Event> for Coordinator {
                 }
             }
             Event::Queued { .. } => {
+                self.next_due_stale = true;
                 if !self.deps.bus.is_live() {
                     self.poll_gap = Duration::ZERO;
                 }
                 self.poll(ctx);
             }
             Event::Resync => {
+                self.next_due_stale = true;
                 // Events may have been missed: look at everything now.
                 for sup in self.supervisors.values().filter(|a| a.connected()) {
                     sup.do_send(ReloadList::default());
@@ -276,6 +301,7 @@ impl Handler<RequestWork> for Coordinator {
             return Box::pin(actix::fut::ready(Ok(ClaimedBatch {
                 token: String::new(),
                 messages: vec![],
+                exhausted: true,
             })));
         }
         let instance = self.deps.instance.clone();
@@ -308,6 +334,7 @@ impl Handler<RequestWork> for Coordinator {
             Ok(ClaimedBatch {
                 token: claimant.token,
                 messages: claimed.messages,
+                exhausted: claimed.exhausted,
             })
         };
         Box::pin(
@@ -336,6 +363,7 @@ impl Handler<RequestWork> for Coordinator {
 impl Handler<Nudge> for Coordinator {
     type Result = ();
     fn handle(&mut self, _: Nudge, ctx: &mut Self::Context) {
+        self.next_due_stale = true;
         self.poll_gap = Duration::ZERO;
         self.poll(ctx);
     }
@@ -344,6 +372,7 @@ impl Handler<Nudge> for Coordinator {
 impl Handler<PollNow> for Coordinator {
     type Result = ();
     fn handle(&mut self, _: PollNow, ctx: &mut Self::Context) {
+        self.next_due_stale = true;
         self.poll(ctx);
     }
 }

@@ -33,7 +33,7 @@
 use crate::bus::{Event, SharedBus};
 use crate::campaign::explain;
 use crate::campaign::occurrence::{Lateness, Recurrence, lateness};
-use crate::campaign::plan::{Capabilities, Plan, PrepareError, prepare};
+use crate::campaign::plan::{Capabilities, Plan, PlanError, PrepareError, prepare};
 use crate::campaign::run::{self, Ended, RunDeps};
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -81,6 +81,8 @@ pub struct Scheduler {
     /// The last look used every free slot (or failed): a run that ends
     /// looks again at once, for what may be waiting for its slot.
     slots_were_full: bool,
+    /// When a look last read the runs left evaluating (stalled runs).
+    stalled_checked: Option<tokio::time::Instant>,
 }
 
 /// A run to execute, found by a look.
@@ -99,6 +101,7 @@ impl Scheduler {
             waiting: Vec::new(),
             next_look: None,
             slots_were_full: false,
+            stalled_checked: None,
         }
     }
 
@@ -132,6 +135,13 @@ impl Scheduler {
     ) {
         let mut replies: Vec<_> = self.waiting.drain(..).collect();
         replies.extend(reply);
+        // A look that starts a run skips the stalled-run read when one ran
+        // within `max_idle` (stalled runs wait for a lapsed lease anyway);
+        // asked-for looks (`LookNow`) always read it.
+        let stalled_due = !replies.is_empty()
+            || self
+                .stalled_checked
+                .is_none_or(|t| t.elapsed() >= self.deps.config.scheduler.max_idle.get());
         if self.deps.instance.is_shutting_down() {
             for tx in replies {
                 let _ = tx.send(LookReport::default());
@@ -161,12 +171,16 @@ impl Scheduler {
             .scheduler
             .max_concurrent_runs
             .saturating_sub(self.running.len());
-        let fut = async move { look(&deps, &running, slots).await };
+        let fut = async move { look(&deps, &running, slots, stalled_due).await };
+        let began = tokio::time::Instant::now();
         ctx.spawn(
             fut.into_actor(self)
                 .map(move |(report, starts, wake, full), act, ctx| {
                     act.looking = false;
                     act.slots_were_full = full;
+                    if report.stalled_checked {
+                        act.stalled_checked = Some(began);
+                    }
                     for s in starts {
                         act.execute(ctx, s);
                     }
@@ -315,11 +329,12 @@ async fn look(
     deps: &SchedulerDeps,
     running: &HashSet<ScheduleRunId>,
     slots: usize,
+    stalled_due: bool,
 ) -> (LookReport, Vec<Start>, Duration, bool) {
     let mut report = LookReport::default();
     let mut starts = Vec::new();
     let max_idle = deps.config.scheduler.max_idle.get();
-    let full = match look_inner(deps, running, slots, &mut report, &mut starts).await {
+    let full = match look_inner(deps, running, slots, stalled_due, &mut report, &mut starts).await {
         Ok(left) => left == 0,
         Err(e) => {
             report.error = Some(e.to_string());
@@ -350,6 +365,7 @@ async fn look_inner(
     deps: &SchedulerDeps,
     running: &HashSet<ScheduleRunId>,
     mut slots: usize,
+    stalled_due: bool,
     report: &mut LookReport,
     starts: &mut Vec<Start>,
 ) -> Result<usize, StoreError> {
@@ -428,10 +444,7 @@ async fn look_inner(
             }
             _ => {}
         }
-        if caps.is_none() {
-            caps = Some(capabilities(deps).await?);
-        }
-        let plan = validate(deps, &schedule, &run, caps.as_ref(), report).await?;
+        let plan = validate_lazily(deps, &schedule, &run, &mut caps, report).await?;
         if let Some(plan) = plan {
             tracing::info!(schedule = %schedule.id, run = %run.id, occurrence = %occurrence, "run triggered");
             report.started += 1;
@@ -448,6 +461,10 @@ async fn look_inner(
     if slots == 0 {
         return Ok(0);
     }
+    if !stalled_due && !starts.is_empty() {
+        return Ok(slots);
+    }
+    report.stalled_checked = true;
     let stalled: Vec<ScheduleRun> = deps
         .stores
         .schedules
@@ -503,6 +520,36 @@ async fn look_inner(
         }
     }
     Ok(slots)
+}
+
+/// Validates the campaign of `run` against this daemon's own providers
+/// first; only when the list's provider is not among them are the leases
+/// read (`live`, kept for the rest of the look), for another daemon that
+/// can send it. An invalid campaign ends the run `failed`.
+async fn validate_lazily(
+    deps: &SchedulerDeps,
+    schedule: &Schedule,
+    run: &ScheduleRun,
+    live: &mut Option<Capabilities>,
+    report: &mut LookReport,
+) -> Result<Option<Plan>, StoreError> {
+    if live.is_none() {
+        let own = Capabilities {
+            providers: deps.providers.iter().cloned().collect(),
+        };
+        match prepare(&deps.stores, &deps.config, schedule, &own).await {
+            Ok(plan) => return Ok(Some(plan)),
+            Err(PrepareError::Store(e)) => return Err(e),
+            Err(PrepareError::Invalid(PlanError::ProviderUnavailable(_))) => {
+                *live = Some(capabilities(deps).await?);
+            }
+            Err(PrepareError::Invalid(e)) => {
+                finish_failed(deps, run, e.to_string(), report).await?;
+                return Ok(None);
+            }
+        }
+    }
+    validate(deps, schedule, run, live.as_ref(), report).await
 }
 
 /// Validates the campaign of `run`; an invalid one ends the run `failed`.

@@ -9,7 +9,7 @@
 //!   idle worker at a time ([`RequestWork`], sized to the list's rate over
 //!   `coordinator.claim_lookahead` minus what its workers already hold), as
 //!   long as workers are free, the list is active and not paused, and the
-//!   last claim came back full;
+//!   last claim found as many ready messages as it asked for;
 //! - [`ReloadList`]: the stored settings changed (an operator's pause, resume
 //!   or rate change on any daemon): read them now; the list is also re-read
 //!   every `supervisor.list_refresh`. Paused (status, or a rate of 0):
@@ -72,7 +72,8 @@ pub struct ListSupervisor {
     stopping: bool,
     /// A `RequestWork` is in flight (one at a time).
     requesting: bool,
-    /// The last claim came back full (or a poll said there is work).
+    /// The last claim found as many ready messages as it asked for (or a
+    /// poll said there is work).
     has_more: bool,
     /// A read of the list is on its way.
     loading: bool,
@@ -302,12 +303,15 @@ impl ListSupervisor {
                     act.answer_drain_waiters();
                 }
                 Ok(Ok(batch)) => {
-                    // Keep claiming until a claim comes back empty: a short
-                    // one may only mean another daemon took part of the
-                    // range (while the bus is live the next poll can be
-                    // `bus_poll_interval` away). One empty claim ends a
-                    // drain.
-                    act.has_more = true;
+                    // Keep claiming until a claim finds nothing more ready:
+                    // a claim that holds fewer than it asked for may only
+                    // mean another daemon took part of the range (while the
+                    // bus is live the next poll can be `bus_poll_interval`
+                    // away). A claim that looked and found fewer than it
+                    // asked for ends a drain without one more round trip;
+                    // what is queued or falls due later arrives as
+                    // `WorkAvailable` from the Coordinator's poll.
+                    act.has_more = !batch.exhausted;
                     act.last_work = Instant::now();
                     act.assign(slot, batch, handle, ctx);
                     act.dispatch(ctx);

@@ -108,8 +108,12 @@ pub async fn explain(
     loop {
         let contacts = stores
             .contacts
-            .audience_page(plan.account.id, &filters, cursor, page_size.max(1))
+            .audience_page(plan.account.id, &filters, cursor, page_size.max(1) + 1)
             .await?;
+        // The one contact past the page tells whether this page is the last.
+        let last_page = contacts.len() <= page_size.max(1);
+        let mut contacts = contacts;
+        contacts.truncate(page_size.max(1));
         let Some(last) = contacts.last().map(|c| c.id) else {
             break;
         };
@@ -177,6 +181,9 @@ pub async fn explain(
                 .and_then(|z| z.parse::<Tz>().ok())
                 .unwrap_or(Tz::UTC);
             timeline.push((m.send_at.timestamp_millis(), timeline.len() as u64, tz));
+        }
+        if last_page {
+            break;
         }
     }
     let variants: Vec<VariantShare> = plan

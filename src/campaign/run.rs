@@ -72,16 +72,23 @@ pub async fn execute(
         if deps.instance.is_shutting_down() {
             return Ok(Ended::Interrupted);
         }
-        let contacts = match retry(deps, "read an audience page", || {
-            deps.stores
-                .contacts
-                .audience_page(plan.account.id, &filters, cursor, page_size)
+        // One contact more than a page: whether it came tells whether this
+        // page is the audience's last (no read of an empty page after it).
+        let mut contacts = match retry(deps, "read an audience page", || {
+            deps.stores.contacts.audience_page(
+                plan.account.id,
+                &filters,
+                cursor,
+                page_size.saturating_add(1),
+            )
         })
         .await?
         {
             Some(c) => c,
             None => return Ok(Ended::Interrupted),
         };
+        let last_page = contacts.len() <= page_size;
+        contacts.truncate(page_size);
         let Some(last) = contacts.last().map(|c| c.id) else {
             break;
         };
@@ -162,6 +169,8 @@ pub async fn execute(
                 messages: built.messages,
                 links: built.links,
                 counts: built.counts,
+                // The last page finishes the run in the same write.
+                finished_at: last_page.then_some(now),
             };
             let counts = page.counts.clone();
             let new_seq = page.seq;
@@ -199,6 +208,10 @@ pub async fn execute(
                 .await;
         }
         tracing::debug!(run = %run.id, contacts = counts.audience, queued = counts.queued, "page queued");
+        if last_page {
+            crate::failpoint::hit("scheduler.finished");
+            return Ok(Ended::Queued { queued });
+        }
     }
     let at = deps.clock.now();
     match retry(deps, "finish the run", || {

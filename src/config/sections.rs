@@ -230,7 +230,7 @@ impl Default for RecoveryConfig {
             sweep_interval: Dur::secs(10),
             in_doubt_horizon: Dur::secs(3600),
             unservable_check: Dur::secs(60),
-            full_sweep_interval: Dur::secs(60),
+            full_sweep_interval: Dur::secs(300),
         }
     }
 }

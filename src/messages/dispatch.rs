@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 pub struct ClaimedBatch {
     pub token: String,
     pub messages: Vec<QueuedTextMessage>,
+    /// Nothing more of the list was ready when the claim looked: the
+    /// supervisor waits for the next [`WorkAvailable`] instead of claiming
+    /// again.
+    pub exhausted: bool,
 }
 
 /// ListSupervisor → Coordinator: "claim up to `max` ready messages of

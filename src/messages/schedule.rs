@@ -27,6 +27,10 @@ pub struct LookReport {
     pub failed: u64,
     /// The store failed; the next look tries again.
     pub error: Option<String>,
+    /// The look read the runs left evaluating (it skips that read when it
+    /// started a run and another look read them within
+    /// `scheduler.max_idle`).
+    pub stalled_checked: bool,
 }
 
 /// Admin, demo → Scheduler: the dry run of a schedule now (nothing is

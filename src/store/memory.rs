@@ -198,6 +198,7 @@ impl QueueStore for MemoryStore {
                 .collect(),
             None => return Ok(Claimed::default()),
         };
+        let exhausted = ids.len() < max;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             st.unmark_ready(list, id);
@@ -216,6 +217,7 @@ impl QueueStore for MemoryStore {
         Ok(Claimed {
             messages: out,
             quarantined: 0,
+            exhausted,
         })
     }
 
@@ -1451,6 +1453,11 @@ impl ScheduleStore for MemoryStore {
             run.cursor = Some(page.to);
             run.seq = page.seq;
             page.counts.apply_to(run);
+            if let Some(at) = page.finished_at {
+                run.status = RunStatus::Queued;
+                run.reason = None;
+                run.finished_at = Some(at);
+            }
         }
         Ok(())
     }

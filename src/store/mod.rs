@@ -132,6 +132,10 @@ pub struct Claimed {
     /// MALFORMED with its raw content and removed from the queue, so one bad
     /// document never blocks its list.
     pub quarantined: u64,
+    /// The claim found fewer than `max` ready messages: nothing more of the
+    /// list was ready when it looked (what is queued or falls due later
+    /// wakes the list through the Coordinator's poll).
+    pub exhausted: bool,
 }
 
 /// The queue of messages waiting to be sent. Only the Coordinator claims;
@@ -565,7 +569,7 @@ pub trait ContactStore: Send + Sync {
     /// The next `limit` contacts of `account` after `after`, in `_id` order,
     /// that match at least one of `filters` (the union of audiences: each
     /// contact once, however many audiences it is in). Empty `filters`
-    /// match nothing.
+    /// match nothing. Fewer than `limit` means none match past them.
     async fn audience_page(
         &self,
         account: AccountId,
@@ -854,6 +858,9 @@ pub struct RunPage {
     pub messages: Vec<QueuedTextMessage>,
     pub links: Vec<MessageShortLink>,
     pub counts: PageCounts,
+    /// The audience's last page (no contact follows it): the run becomes
+    /// `queued`, finished at this time, in the same write.
+    pub finished_at: Option<Timestamp>,
 }
 
 /// What one page adds to its run's counters.

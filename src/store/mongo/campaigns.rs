@@ -192,7 +192,13 @@ impl MongoStore {
     }
 
     pub(crate) async fn commit_page_impl(&self, page: RunPage) -> StoreResult<()> {
-        let set = doc! {"cursor": page.to, "seq": page.seq as i64};
+        let mut set = doc! {"cursor": page.to, "seq": page.seq as i64};
+        if let Some(at) = page.finished_at {
+            // The last page: the run is done in the same write.
+            set.insert("status", RunStatus::Queued.as_str());
+            set.insert("reason", Bson::Null);
+            set.insert("finished_at", bson::DateTime::from_chrono(at));
+        }
         let mut inc = doc! {
             "audience": page.counts.audience as i64,
             "eligible": page.counts.eligible as i64,

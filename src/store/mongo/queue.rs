@@ -42,7 +42,9 @@ fn owner_values(owners: &[String]) -> Vec<Bson> {
 }
 
 enum Claim {
-    Got(Vec<QueuedTextMessage>),
+    /// What this token holds, and whether the read found fewer than `max`
+    /// ready messages (nothing more was ready).
+    Got(Vec<QueuedTextMessage>, bool),
     /// Nothing ready.
     Empty,
     /// Messages were ready, but another claimer took every one of them.
@@ -77,6 +79,7 @@ impl MongoStore {
             .try_collect()
             .await
             .map_err(map_err)?;
+        let exhausted = ids.len() < max;
         let (Some(first), Some(last)) = (
             ids.first().and_then(|d| d.get("_id")).cloned(),
             ids.last().and_then(|d| d.get("_id")).cloned(),
@@ -132,7 +135,7 @@ impl MongoStore {
             // Everything taken was quarantined: look again.
             return Ok(Claim::LostRace);
         }
-        Ok(Claim::Got(mine))
+        Ok(Claim::Got(mine, exhausted))
     }
 
     /// Dead-letter an undecodable queue document with its raw content, then
@@ -267,10 +270,11 @@ impl QueueStore for MongoStore {
                 .claim_once(list, max, claimant, now, skip, &mut quarantined)
                 .await?
             {
-                Claim::Got(messages) => {
+                Claim::Got(messages, exhausted) => {
                     return Ok(Claimed {
                         messages,
                         quarantined,
+                        exhausted,
                     });
                 }
                 Claim::Empty if skip == 0 => break,
@@ -280,6 +284,7 @@ impl QueueStore for MongoStore {
         Ok(Claimed {
             messages: vec![],
             quarantined,
+            exhausted: true,
         })
     }
 
