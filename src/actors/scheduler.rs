@@ -35,7 +35,7 @@ use crate::campaign::explain;
 use crate::campaign::occurrence::{Lateness, Recurrence, lateness};
 use crate::campaign::plan::{Capabilities, Plan, PlanError, PrepareError, prepare};
 use crate::campaign::run::{self, Ended, RunDeps};
-use crate::clock::SharedClock;
+use crate::clock::{SharedClock, chrono_dur};
 use crate::config::Config;
 use crate::domain::*;
 use crate::instance::Instance;
@@ -334,23 +334,30 @@ async fn look(
     let mut report = LookReport::default();
     let mut starts = Vec::new();
     let max_idle = deps.config.scheduler.max_idle.get();
-    let full = match look_inner(deps, running, slots, stalled_due, &mut report, &mut starts).await {
+    let mut next_due = None;
+    let full = match look_inner(
+        deps,
+        running,
+        slots,
+        stalled_due,
+        &mut report,
+        &mut starts,
+        &mut next_due,
+    )
+    .await
+    {
         Ok(left) => left == 0,
         Err(e) => {
             report.error = Some(e.to_string());
             return (report, starts, Duration::from_secs(2).min(max_idle), true);
         }
     };
-    let wake = match deps.stores.schedules.next_due_at().await {
-        Ok(Some(t)) => (t - deps.clock.now())
+    let wake = match next_due {
+        Some(t) => (t - deps.clock.now())
             .to_std()
             .unwrap_or(Duration::ZERO)
             .min(max_idle),
-        Ok(None) => max_idle,
-        Err(e) => {
-            report.error = Some(e.to_string());
-            Duration::from_secs(2).min(max_idle)
-        }
+        None => max_idle,
     };
     // Due schedules waiting for a free slot are looked at when a run ends.
     let wake = if wake.is_zero() && slots <= starts.len() {
@@ -368,10 +375,34 @@ async fn look_inner(
     stalled_due: bool,
     report: &mut LookReport,
     starts: &mut Vec<Start>,
+    next_due: &mut Option<Timestamp>,
 ) -> Result<usize, StoreError> {
     let now = deps.clock.now();
     let grace = deps.config.scheduler.missed_grace.get();
-    let due = deps.stores.schedules.due_schedules(now, DUE_LIMIT).await?;
+    // One read for what is due and what falls due before the next timed
+    // look (`max_idle`): the earliest of the latter is when to look again.
+    let horizon = now + chrono_dur(deps.config.scheduler.max_idle.get());
+    let found = deps
+        .stores
+        .schedules
+        .due_schedules(horizon, DUE_LIMIT)
+        .await?;
+    if found.len() >= DUE_LIMIT
+        && found
+            .iter()
+            .all(|s| s.next_run_at.is_some_and(|t| t <= now))
+    {
+        // More may be due than one look takes: look again at once.
+        soonest(next_due, now);
+    }
+    let mut due = Vec::with_capacity(found.len());
+    for s in found {
+        match s.next_run_at {
+            Some(t) if t > now => soonest(next_due, t),
+            Some(_) => due.push(s),
+            None => {}
+        }
+    }
     let mut caps: Option<Capabilities> = None;
     let mut started_here: HashSet<ScheduleRunId> = HashSet::new();
     for schedule in due {
@@ -419,6 +450,9 @@ async fn look_inner(
             .advance_schedule(schedule.id, occurrence, next)
             .await?;
         crate::failpoint::hit("scheduler.advanced");
+        if let Some(n) = next.filter(|n| *n <= horizon) {
+            soonest(next_due, n.max(now));
+        }
         if !won {
             continue;
         }
@@ -520,6 +554,11 @@ async fn look_inner(
         }
     }
     Ok(slots)
+}
+
+/// Keeps the earlier of `next` and `t`.
+fn soonest(next: &mut Option<Timestamp>, t: Timestamp) {
+    *next = Some(next.map_or(t, |n| n.min(t)));
 }
 
 /// Validates the campaign of `run` against this daemon's own providers
