@@ -4,7 +4,8 @@
 //! - [`Event::ListChanged`]: a list's settings (pause, rate) changed in the
 //!   store; each daemon's supervisor for it reloads them at once.
 //! - [`Event::Queued`]: messages were queued for these lists; each daemon's
-//!   Coordinator polls now.
+//!   Coordinator polls now, and wakes again when the earliest of them falls
+//!   due (`due`, when the publisher knows it: deferred messages).
 //! - [`Event::SchedulesChanged`]: a schedule was created, resumed or asked to
 //!   run now; each daemon's Scheduler looks for due schedules at once.
 //! - [`Event::Resync`]: never published; each daemon's own bus hands it to
@@ -33,8 +34,16 @@ use tokio::sync::broadcast;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    ListChanged { list: SendingListId },
-    Queued { lists: Vec<SendingListId> },
+    ListChanged {
+        list: SendingListId,
+    },
+    Queued {
+        lists: Vec<SendingListId>,
+        /// The earliest `not_before` of the queued messages, when known
+        /// (absent: the Coordinator reads the queue's next due time again).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due: Option<crate::domain::Timestamp>,
+    },
     SchedulesChanged,
     Resync,
 }

@@ -980,6 +980,7 @@ async fn with_the_bus_live_polls_back_off_yet_queued_work_and_retries_go_at_once
     .expect("bus");
     use trackly::bus::EventBus;
     bus.publish(trackly::bus::Event::Queued {
+        due: None,
         lists: vec![c.list.id],
     })
     .await

@@ -64,8 +64,8 @@ pub struct Coordinator {
     poll_gap: Duration,
     last_poll: Instant,
     /// Something may have changed the queue's next due time since it was
-    /// last read (an event, a nudge, a wake-up, a poll that found lists):
-    /// read it again before the next long wait.
+    /// last read (an event that did not say when its messages fall due, a
+    /// nudge, a wake-up): read it again before the next long wait.
     next_due_stale: bool,
 }
 
@@ -204,7 +204,13 @@ impl Coordinator {
                             || act.claiming.contains_key(l)
                             || (live && act.supervisors.get(l).is_some_and(|a| a.connected()))
                     });
-                    act.poll_gap = if nothing_new {
+                    act.poll_gap = if nothing_new && live && !act.poll_gap.is_zero() {
+                        // While live, what a poll would find arrives as an
+                        // event, a wake-up or a claim of its own: after the
+                        // first poll that found nothing new, the next is
+                        // the safety poll.
+                        max
+                    } else if nothing_new {
                         (act.poll_gap * 2).clamp(base, max)
                     } else if live {
                         // The supervisors this poll woke claim on their own
@@ -217,9 +223,6 @@ impl Coordinator {
                         Duration::ZERO
                     };
                     tracing::trace!(lists = lists.len(), next_gap = ?act.poll_gap, "polled");
-                    if !lists.is_empty() {
-                        act.next_due_stale = true;
-                    }
                     // Read once after each change, not before every wait:
                     // what queuing anywhere adds comes as an event, and
                     // this daemon's own requeues set the wake-up time.
@@ -267,8 +270,14 @@ impl StreamHandler<Event> for Coordinator {
                     sup.do_send(ReloadList::default());
                 }
             }
-            Event::Queued { .. } => {
-                self.next_due_stale = true;
+            Event::Queued { due, .. } => {
+                // Deferred messages wake the poll when they fall due; an
+                // event that does not say reads the next due time again.
+                match due {
+                    Some(t) if t > self.deps.clock.now() => self.deps.instance.wake_at(t),
+                    Some(_) => {} // due now: this poll finds them
+                    None => self.next_due_stale = true,
+                }
                 if !self.deps.bus.is_live() {
                     self.poll_gap = Duration::ZERO;
                 }

@@ -23,7 +23,7 @@
 //! given up.
 //!
 //! Rounds that find nothing double the wait up to `max_poll_interval`:
-//! an idle outbox costs a round trip every half minute, not every second.
+//! an idle outbox costs two round trips a minute, not every second.
 //! Entries written by another daemon are posted by that daemon's sender
 //! (woken by its own intake); this one finds them on its next round.
 //!

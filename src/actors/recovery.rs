@@ -344,6 +344,11 @@ async fn recover(
     if !dead.is_empty() {
         report.released_claims = stores.queue.release_owners(&dead).await?;
         crate::failpoint::hit("recovery.released");
+        if report.released_claims > 0 {
+            // Ready again: this daemon's Coordinator polls at its next tick
+            // (while the bus is live its timed polls may be far apart).
+            deps.instance.wake_at(deps.clock.now());
+        }
         for d in dead {
             if !report.dead_owners.contains(&d) {
                 report.dead_owners.push(d);

@@ -404,6 +404,7 @@ async fn resolve_chunk(
         let _ = deps
             .bus
             .publish(crate::bus::Event::Queued {
+                due: None,
                 lists: requeued_lists,
             })
             .await;

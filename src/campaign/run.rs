@@ -174,12 +174,13 @@ pub async fn execute(
             };
             let counts = page.counts.clone();
             let new_seq = page.seq;
+            let earliest = page.messages.iter().map(|m| m.not_before).min();
             let res = retry(deps, "queue a page", || {
                 deps.stores.schedules.commit_page(page.clone())
             })
             .await;
             match res {
-                Ok(Some(())) => break Some((counts, new_seq)),
+                Ok(Some(())) => break Some((counts, new_seq, earliest)),
                 Ok(None) => return Ok(Ended::Interrupted),
                 // A short-link code (or, far less likely, a message id) was
                 // taken: new codes, same page.
@@ -190,7 +191,7 @@ pub async fn execute(
                 Err(e) => return Err(e),
             }
         };
-        let Some((counts, new_seq)) = committed else {
+        let Some((counts, new_seq, earliest)) = committed else {
             tracing::warn!(run = %run.id, "another daemon took this run over; stopping here");
             return Ok(Ended::LostOwnership);
         };
@@ -204,6 +205,7 @@ pub async fn execute(
                 .bus
                 .publish(Event::Queued {
                     lists: vec![plan.list.id],
+                    due: earliest,
                 })
                 .await;
         }

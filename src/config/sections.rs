@@ -536,7 +536,7 @@ impl Default for CustomerWebhooksConfig {
         CustomerWebhooksConfig {
             enabled: true,
             poll_interval: Dur::secs(1),
-            max_poll_interval: Dur::secs(30),
+            max_poll_interval: Dur::secs(60),
             batch_size: 100,
             concurrency: 16,
             request_timeout: Dur::secs(10),

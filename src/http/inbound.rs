@@ -310,7 +310,11 @@ async fn help_replies(
     let lists: Vec<SendingListId> = queued.iter().map(|m| m.sending_list).collect();
     let n = state.stores.queue.enqueue(queued).await?;
     // A hint: the coordinators' polls find the replies anyway.
-    if let Err(e) = state.bus.publish(crate::bus::Event::Queued { lists }).await {
+    if let Err(e) = state
+        .bus
+        .publish(crate::bus::Event::Queued { lists, due: None })
+        .await
+    {
         tracing::warn!(error = %e, "HELP replies queued; the nudge was not published");
     }
     Ok(n)

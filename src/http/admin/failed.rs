@@ -410,6 +410,7 @@ async fn requeue(
         if let Err(e) = state
             .bus
             .publish(Event::Queued {
+                due: None,
                 lists: lists.into_iter().collect(),
             })
             .await
