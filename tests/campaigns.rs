@@ -194,6 +194,40 @@ fn distinct(v: &[ContactId]) -> usize {
     v.iter().collect::<HashSet<_>>().len()
 }
 
+/// A look reads what falls due before its next timed look in the same
+/// query, and the next look comes when the earliest of it falls due, not
+/// `scheduler.max_idle` later (the schedule was written straight to the
+/// store: no event tells the scheduler).
+#[actix_rt::test]
+async fn a_schedule_due_before_the_next_timed_look_triggers_when_it_falls_due() {
+    let stores = Stores::memory();
+    let now = noon_new_york();
+    let w = world(&stores, 20, now).await;
+    let due = now + chrono::Duration::seconds(2);
+    let s = add_schedule(&stores, &w, vec![w.audience.id], due).await;
+    let mut cfg = test_config();
+    cfg.scheduler.max_idle = trackly::config::Dur::secs(600);
+    let t = start_daemon_with_clock(
+        cfg,
+        stores.clone(),
+        local_permits(),
+        FakeSettings::default(),
+        trackly::clock::ManualClock::new(now),
+    );
+    let first = look(&t).await;
+    assert_eq!(first.started, 0, "not due yet: {first:?}");
+    // The daemon's clock reaches the send time; its timer fires 2 s after
+    // the look (real time), long before `max_idle`.
+    t.clock.set(due);
+    let sched = stores.schedules.clone();
+    let triggered = wait_until(Duration::from_secs(15), || {
+        let sched = sched.clone();
+        async move { sched.runs_of(s.id, 10).await.is_ok_and(|r| r.len() == 1) }
+    })
+    .await;
+    assert!(triggered, "the look after the due time never came");
+}
+
 #[actix_rt::test]
 async fn the_union_of_audiences_is_queued_once_per_contact_and_sent() {
     let stores = Stores::memory();

@@ -915,6 +915,69 @@ async fn a_campaign_on_mongodb_is_triggered_once_queued_once_and_sent_once() {
     m.drop_database().await.unwrap();
 }
 
+/// While the Redis bus is live, messages queued for later and announced
+/// with their due time (as a campaign page announces deferred messages) go
+/// when they fall due: the announcement sets the coordinator's wake-up
+/// time, with its timed polls two minutes apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_bus_live_messages_announced_with_their_due_time_go_when_due() {
+    let Some(svc) = services("bus_due") else {
+        return;
+    };
+    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
+    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
+    let provider = Arc::new(FakeProvider::new(FakeSettings {
+        latency: Duration::from_millis(5),
+        ..Default::default()
+    }));
+    let prefix = unique_name("bus_due");
+    let mut cfg = fast_config();
+    cfg.coordinator.bus_poll_interval = Dur::secs(120);
+    let a = ThreadDaemon::start(&svc, &prefix, cfg, provider.clone(), "daemon-a");
+    // Idle long enough for the polls to back off past the due time below.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let due = SystemClock.now() + chrono::Duration::seconds(3);
+    let c = seed::campaign(
+        &stores,
+        10,
+        ProviderSettings::Fake,
+        1_000_000,
+        Money::from_micros(1_000_000_000),
+        due,
+    )
+    .await
+    .unwrap();
+    let p = pool(&svc.redis_url, 2, Duration::from_secs(2)).expect("pool");
+    let bus = RedisBus::start(
+        &svc.redis_url,
+        p,
+        &prefix,
+        Duration::from_secs(2),
+        Arc::new(trackly::metrics::Metrics::new()),
+    )
+    .expect("bus");
+    use trackly::bus::EventBus;
+    bus.publish(trackly::bus::Event::Queued {
+        lists: vec![c.list.id],
+        due: Some(due),
+    })
+    .await
+    .expect("published");
+    let pv = provider.clone();
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let pv = pv.clone();
+            async move { pv.accepted_count() >= 10 }
+        })
+        .await,
+        "the announced messages waited for the next timed poll ({} sent)",
+        provider.accepted_count()
+    );
+    drop(a);
+    assert!(provider.duplicates().is_empty());
+    let _ = m.drop_database().await;
+}
+
 /// While the Redis bus is live, an idle daemon's queue polls back off far
 /// (`coordinator.bus_poll_interval`), yet messages queued elsewhere and
 /// announced on the bus are sent at once, and a retry that falls due later

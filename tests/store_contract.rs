@@ -1375,6 +1375,76 @@ fn page_of(
     }
 }
 
+async fn a_claim_says_when_it_found_fewer_ready_messages_than_it_asked_for(s: &Stores) {
+    let w = world(s, 5).await;
+    let t = now();
+    s.queue
+        .enqueue(msgs(&w, t - CDur::seconds(1)))
+        .await
+        .unwrap();
+    let first = s
+        .queue
+        .claim(w.list.id, 3, &claimant("tok-a"), t)
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.messages.len(), first.exhausted),
+        (3, false),
+        "it found all it asked for: more may be ready"
+    );
+    let second = s
+        .queue
+        .claim(w.list.id, 3, &claimant("tok-b"), t)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.messages.len(), second.exhausted),
+        (2, true),
+        "it found fewer: nothing more was ready"
+    );
+    let third = s
+        .queue
+        .claim(w.list.id, 3, &claimant("tok-c"), t)
+        .await
+        .unwrap();
+    assert!(third.messages.is_empty() && third.exhausted);
+}
+
+async fn a_last_page_finishes_its_run_in_the_same_write(s: &Stores) {
+    let w = world(s, 4).await;
+    let t = now();
+    let creative = seed::creative(w.account.id, &[("A", "hi", 1)], true, t);
+    let schedule = seed::schedule(
+        &w.list,
+        vec![],
+        creative.id,
+        ScheduleKind::Once { at: t },
+        Some(t),
+        t,
+    );
+    s.schedules.insert_schedule(schedule.clone()).await.unwrap();
+    let run = seed::run(&schedule, t, "d1", t);
+    assert!(s.schedules.start_run(run.clone()).await.unwrap());
+    let done_at = t + CDur::seconds(1);
+    let mut page = page_of(&run, "d1", None, &w, 0..4, t);
+    page.finished_at = Some(done_at);
+    s.schedules.commit_page(page).await.unwrap();
+    let r = s.schedules.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.queued, r.cursor, r.finished_at),
+        (RunStatus::Queued, 4, Some(w.contacts[3].id), Some(done_at))
+    );
+    assert!(s.schedules.evaluating_runs(10).await.unwrap().is_empty());
+    assert_eq!(s.queue.depth().await.unwrap(), 4);
+    // The run is finished: the same page again writes nothing.
+    let mut again = page_of(&run, "d1", None, &w, 0..4, t);
+    again.finished_at = Some(t);
+    assert!(s.schedules.commit_page(again).await.is_err());
+    assert_eq!(s.queue.depth().await.unwrap(), 4);
+    let r = s.schedules.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!((r.queued, r.finished_at), (4, Some(done_at)));
+}
+
 async fn run_pages_commit_all_or_nothing_and_only_for_their_owner(s: &Stores) {
     let w = world(s, 6).await;
     let t = now();
@@ -1672,6 +1742,8 @@ macro_rules! both {
 
 both!(
     claim_takes_oldest_first_and_stamps_the_token,
+    a_claim_says_when_it_found_fewer_ready_messages_than_it_asked_for,
+    a_last_page_finishes_its_run_in_the_same_write,
     concurrent_claimers_never_share_a_message,
     messages_not_due_or_in_backoff_are_never_claimed,
     due_lists_names_lists_with_ready_due_messages,
