@@ -544,7 +544,7 @@ async fn look_inner(
             finish_failed(deps, &run, "its schedule no longer exists".into(), report).await?;
             continue;
         };
-        if let Some(plan) = validate(deps, &schedule, &run, Some(&live_caps), report).await? {
+        if let Some(plan) = validate(deps, &schedule, &run, &live_caps, report).await? {
             report.resumed += 1;
             slots -= 1;
             starts.push(Start {
@@ -572,23 +572,21 @@ async fn validate_lazily(
     live: &mut Option<Capabilities>,
     report: &mut LookReport,
 ) -> Result<Option<Plan>, StoreError> {
-    if live.is_none() {
+    let prepared = if let Some(caps) = live.as_ref() {
+        prepare(&deps.stores, &deps.config, schedule, caps).await
+    } else {
         let own = Capabilities {
             providers: deps.providers.iter().cloned().collect(),
         };
         match prepare(&deps.stores, &deps.config, schedule, &own).await {
-            Ok(plan) => return Ok(Some(plan)),
-            Err(PrepareError::Store(e)) => return Err(e),
             Err(PrepareError::Invalid(PlanError::ProviderUnavailable(_))) => {
-                *live = Some(capabilities(deps).await?);
+                let caps = live.insert(capabilities(deps).await?);
+                prepare(&deps.stores, &deps.config, schedule, caps).await
             }
-            Err(PrepareError::Invalid(e)) => {
-                finish_failed(deps, run, e.to_string(), report).await?;
-                return Ok(None);
-            }
+            other => other,
         }
-    }
-    validate(deps, schedule, run, live.as_ref(), report).await
+    };
+    settle_validation(deps, run, prepared, report).await
 }
 
 /// Validates the campaign of `run`; an invalid one ends the run `failed`.
@@ -596,11 +594,21 @@ async fn validate(
     deps: &SchedulerDeps,
     schedule: &Schedule,
     run: &ScheduleRun,
-    caps: Option<&Capabilities>,
+    caps: &Capabilities,
     report: &mut LookReport,
 ) -> Result<Option<Plan>, StoreError> {
-    let empty = Capabilities::default();
-    match prepare(&deps.stores, &deps.config, schedule, caps.unwrap_or(&empty)).await {
+    let prepared = prepare(&deps.stores, &deps.config, schedule, caps).await;
+    settle_validation(deps, run, prepared, report).await
+}
+
+/// A validated plan, or the run ended `failed` with validation's reason.
+async fn settle_validation(
+    deps: &SchedulerDeps,
+    run: &ScheduleRun,
+    prepared: Result<Plan, PrepareError>,
+    report: &mut LookReport,
+) -> Result<Option<Plan>, StoreError> {
+    match prepared {
         Ok(plan) => Ok(Some(plan)),
         Err(PrepareError::Store(e)) => Err(e),
         Err(PrepareError::Invalid(e)) => {

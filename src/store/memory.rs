@@ -1376,16 +1376,6 @@ impl ScheduleStore for MemoryStore {
         Ok(())
     }
 
-    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
-        let st = self.lock();
-        Ok(st
-            .schedules
-            .values()
-            .filter(|s| s.status == ScheduleStatus::Active)
-            .filter_map(|s| s.next_run_at)
-            .min())
-    }
-
     async fn evaluating_runs(&self, limit: usize) -> StoreResult<Vec<ScheduleRun>> {
         let st = self.lock();
         let mut v: Vec<ScheduleRun> = st

@@ -807,8 +807,6 @@ pub trait ScheduleStore: Send + Sync {
         status: ScheduleStatus,
         next_run_at: Option<Timestamp>,
     ) -> StoreResult<()>;
-    /// The earliest `next_run_at` of the active schedules.
-    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>>;
     /// Runs still evaluating (to resume those whose daemon stopped).
     async fn evaluating_runs(&self, limit: usize) -> StoreResult<Vec<ScheduleRun>>;
     /// Hand an evaluating run from `from` to `to`, only while `from` still

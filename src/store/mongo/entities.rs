@@ -679,22 +679,6 @@ impl ScheduleStore for MongoStore {
         Ok(())
     }
 
-    async fn next_due_at(&self) -> StoreResult<Option<Timestamp>> {
-        #[derive(Deserialize)]
-        struct Next {
-            #[serde(with = "crate::domain::dt")]
-            next_run_at: Timestamp,
-        }
-        Ok(self
-            .coll::<Next>(names::SCHEDULES)
-            .find_one(doc! {"status": "active", "next_run_at": {"$ne": bson::Bson::Null}})
-            .sort(doc! {"status": 1, "next_run_at": 1})
-            .projection(doc! {"next_run_at": 1})
-            .await
-            .map_err(map_err)?
-            .map(|n| n.next_run_at))
-    }
-
     async fn evaluating_runs(&self, limit: usize) -> StoreResult<Vec<ScheduleRun>> {
         self.coll::<ScheduleRun>(names::RUNS)
             .find(doc! {"status": "evaluating"})
