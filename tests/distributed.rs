@@ -915,6 +915,32 @@ async fn a_campaign_on_mongodb_is_triggered_once_queued_once_and_sent_once() {
     m.drop_database().await.unwrap();
 }
 
+/// Announce on the daemons' Redis bus that `list` has queued messages (as
+/// the scheduler does after a page), from outside any daemon.
+async fn announce_queued(
+    svc: &Services,
+    prefix: &str,
+    list: SendingListId,
+    due: Option<Timestamp>,
+) {
+    use trackly::bus::EventBus;
+    let p = pool(&svc.redis_url, 2, Duration::from_secs(2)).expect("pool");
+    let bus = RedisBus::start(
+        &svc.redis_url,
+        p,
+        prefix,
+        Duration::from_secs(2),
+        Arc::new(trackly::metrics::Metrics::new()),
+    )
+    .expect("bus");
+    bus.publish(trackly::bus::Event::Queued {
+        lists: vec![list],
+        due,
+    })
+    .await
+    .expect("published");
+}
+
 /// While the Redis bus is live, messages queued for later and announced
 /// with their due time (as a campaign page announces deferred messages) go
 /// when they fall due: the announcement sets the coordinator's wake-up
@@ -947,22 +973,7 @@ async fn with_the_bus_live_messages_announced_with_their_due_time_go_when_due() 
     )
     .await
     .unwrap();
-    let p = pool(&svc.redis_url, 2, Duration::from_secs(2)).expect("pool");
-    let bus = RedisBus::start(
-        &svc.redis_url,
-        p,
-        &prefix,
-        Duration::from_secs(2),
-        Arc::new(trackly::metrics::Metrics::new()),
-    )
-    .expect("bus");
-    use trackly::bus::EventBus;
-    bus.publish(trackly::bus::Event::Queued {
-        lists: vec![c.list.id],
-        due: Some(due),
-    })
-    .await
-    .expect("published");
+    announce_queued(&svc, &prefix, c.list.id, Some(due)).await;
     let pv = provider.clone();
     assert!(
         wait_until(Duration::from_secs(20), || {
@@ -1032,22 +1043,7 @@ async fn with_the_bus_live_polls_back_off_yet_queued_work_and_retries_go_at_once
     .unwrap();
     let flaky = c.messages[0].to.as_str().to_string();
     provider.script(&flaky, Scripted::Transient { throttled: false });
-    let p = pool(&svc.redis_url, 2, Duration::from_secs(2)).expect("pool");
-    let bus = RedisBus::start(
-        &svc.redis_url,
-        p,
-        &prefix,
-        Duration::from_secs(2),
-        Arc::new(trackly::metrics::Metrics::new()),
-    )
-    .expect("bus");
-    use trackly::bus::EventBus;
-    bus.publish(trackly::bus::Event::Queued {
-        due: None,
-        lists: vec![c.list.id],
-    })
-    .await
-    .expect("published");
+    announce_queued(&svc, &prefix, c.list.id, None).await;
     let pv = provider.clone();
     assert!(
         wait_until(Duration::from_secs(20), || {
