@@ -30,6 +30,7 @@ pub const ALL: &[&str] = &[
     "webhooks.recorded",
     "alerts.counted",
     "alerts.claimed",
+    "alerts.held",
     "alerts.flagged",
     "alerts.disabled",
     "lease.renewed",

@@ -4,7 +4,9 @@
 //! failures on two daemons give one message; counts of two daemons are
 //! sent once, summed; the error rate alerts once and recovers once; a 429
 //! is honoured; a 404 disables the webhook for every daemon; the
-//! per-webhook budget; a loopback URL refused under the default policy.
+//! per-webhook budget; a loopback URL refused under the default policy;
+//! a one-off alert not repeated within `repeat_after` across its bucket's
+//! edge.
 //! Each runs on the in-memory store and on MongoDB.
 
 mod common;
@@ -899,6 +901,60 @@ async fn oversized_text_is_cut_not_refused(stores: Stores) {
     );
 }
 
+/// One-off windows are bucketed by `repeat_after` (aligned to the epoch):
+/// a billing-blocked account seen again just after a bucket starts, seconds
+/// after its alert went, is not alerted again; once `repeat_after` has
+/// passed since that alert, it is.
+async fn a_one_off_alert_does_not_repeat_across_a_bucket_edge(stores: Stores) {
+    let mock = DiscordMock::start().await.unwrap();
+    let config = alerts_config();
+    let bucket = config.repeat_after.get().as_millis() as i64;
+    let edge = (chrono::Utc::now().timestamp_millis() / bucket + 1) * bucket;
+    let clock = ManualClock::new(chrono::DateTime::from_timestamp_millis(edge - 10_000).unwrap());
+    let s = seed(&stores, &mock.url(12, "tok-l"), clock.now()).await;
+    let n = start_alerts(&stores, &clock, config.clone(), test_policy(), "a");
+    let blocked = || AlertEvent::BillingBlocked {
+        account: s.account.id,
+        list: s.list.id,
+        messages: 2,
+    };
+    // A failed run after each: claimed with or after the billing window
+    // (windows are claimed earliest first), so once its alert is in, the
+    // billing window has been judged.
+    let run_failed = || AlertEvent::RunFailed {
+        account: s.account.id,
+        list: s.list.id,
+        schedule: ScheduleId::new(),
+        run: ScheduleRunId::new(),
+        reason: "the list is paused".into(),
+    };
+    n.addr.do_send(blocked());
+    assert!(delivered(&mock, 1, Duration::from_secs(30)).await);
+    clock.advance(Duration::from_secs(20));
+    n.addr.do_send(blocked());
+    n.addr.do_send(run_failed());
+    assert!(delivered(&mock, 2, Duration::from_secs(30)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let titles_now = |m: &DiscordMock| -> Vec<String> {
+        m.delivered().iter().flat_map(|p| titles(&p.body)).collect()
+    };
+    let all = titles_now(&mock);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert!(all[0].starts_with("Account billing-blocked"), "{all:?}");
+    assert!(
+        all[1].starts_with("Campaign run failed validation"),
+        "{all:?}"
+    );
+    assert_eq!(n.metrics.alerts_sent("billing_blocked"), 1);
+    // `repeat_after` after the first alert: said again.
+    clock.advance(config.repeat_after.get());
+    n.addr.do_send(blocked());
+    assert!(delivered(&mock, 3, Duration::from_secs(30)).await);
+    assert_clean(&mock);
+    let all = titles_now(&mock);
+    assert!(all[2].starts_with("Account billing-blocked"), "{all:?}");
+}
+
 // ------------------------------------------------------------ both stores
 
 macro_rules! on_both {
@@ -939,4 +995,5 @@ on_both!(
     the_per_webhook_budget_drops_and_reports,
     a_loopback_url_is_refused_at_send_time,
     oversized_text_is_cut_not_refused,
+    a_one_off_alert_does_not_repeat_across_a_bucket_edge,
 );

@@ -997,6 +997,8 @@ async fn crash_in_resolver(failpoint: &'static str) {
 ///   other daemon claims the orphan window and sends it, once;
 /// - `alerts.claimed` (the window claimed, nothing posted): the alert is
 ///   lost, never sent twice: the window stays claimed by the dead daemon;
+/// - `alerts.held` (a billing-blocked account held for `repeat_after`,
+///   nothing posted): the alert is lost, never sent twice, as above;
 /// - `alerts.disabled` (a 404 recorded the webhook disabled): the flag
 ///   stands, nothing more is posted to it;
 /// - `alerts.flagged` (a list's error-rate state set to alerting, nothing
@@ -1119,7 +1121,7 @@ async fn crash_in_alerts(failpoint: &'static str) {
             let title = got[0].body["embeds"][0]["title"].as_str().unwrap_or("");
             assert!(title.starts_with("Account billing-blocked"), "{title}");
         }
-        "alerts.claimed" => {
+        "alerts.claimed" | "alerts.held" => {
             tokio::time::sleep(Duration::from_secs(6)).await;
             assert!(
                 discord.delivered().is_empty(),
@@ -1207,6 +1209,7 @@ crash_tests!(
     after_webhook_results_were_recorded => "webhooks.recorded",
     after_alert_counts_were_written => "alerts.counted",
     after_an_alert_window_was_claimed => "alerts.claimed",
+    after_an_alert_was_held_from_repeating => "alerts.held",
     after_a_webhook_was_disabled => "alerts.disabled",
     after_an_error_rate_state_changed => "alerts.flagged",
     after_a_lease_renewal => "lease.renewed",

@@ -1785,6 +1785,7 @@ both!(
     delivery_webhooks_are_set_and_cleared,
     alert_windows_add_up_and_are_claimed_once,
     alert_flags_swap_once_and_counters_count,
+    alert_holds_are_taken_once_until_they_run_out,
     list_discord_webhooks_are_set_and_cleared,
 );
 
@@ -1949,6 +1950,51 @@ async fn alert_flags_swap_once_and_counters_count(s: &Stores) {
     assert_eq!(a.take_alert_counter("n").await.unwrap(), 0);
     assert_eq!(a.take_alert_counter("never").await.unwrap(), 0);
     assert_eq!(a.bump_alert_counter("n", 2, until).await.unwrap(), 2);
+}
+
+/// A hold: of six callers at once one gets it; nobody else until it runs
+/// out, then the next caller (with its own time) does.
+async fn alert_holds_are_taken_once_until_they_run_out(s: &Stores) {
+    let a = s.alerts.clone();
+    let t = now();
+    let until = t + CDur::minutes(60);
+    let takes = (0..6).map(|_| {
+        let a = a.clone();
+        async move { a.hold_alert("hold:x", t, until).await }
+    });
+    let won = futures::future::join_all(takes)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+    let later = t + CDur::minutes(59);
+    assert!(
+        !a.hold_alert("hold:x", later, later + CDur::minutes(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        a.hold_alert("hold:y", later, later + CDur::minutes(60))
+            .await
+            .unwrap()
+    );
+    // Run out: taken again, and held for the new time.
+    let after = until;
+    assert!(
+        a.hold_alert("hold:x", after, after + CDur::minutes(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !a.hold_alert(
+            "hold:x",
+            after + CDur::minutes(30),
+            after + CDur::minutes(90)
+        )
+        .await
+        .unwrap()
+    );
 }
 
 fn entry(

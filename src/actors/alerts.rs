@@ -16,7 +16,10 @@
 //! adds to the same document; a window that closes within the next flush is
 //! counted into the current one instead. One-off alerts get a key of their
 //! own: `billing:<account>:<bucket>` and `unservable:<list>:<bucket>`
-//! (`bucket`: `alerts.repeat_after`), `run:<run>`. A window can be claimed
+//! (`bucket`: `alerts.repeat_after`), `run:<run>`; so that two buckets'
+//! windows are not both said within `repeat_after`, the daemon that claims
+//! one first holds its subject (`hold:billing:<account>`, atomic) for
+//! `repeat_after`, and a window claimed within the hold is not sent. A window can be claimed
 //! once `closes_at` (its end plus `alerts.grace`) has passed; the claim is
 //! atomic, so exactly one daemon gets it, and that daemon sends it. A daemon
 //! claims when its own windows close, and every `alerts.window` looks for
@@ -509,6 +512,9 @@ pub fn hook_id(url: &str) -> String {
 
 /// Send one claimed window.
 async fn deliver(deps: Arc<AlertsDeps>, w: AlertWindow) {
+    if !repeat_allowed(&deps, &w).await {
+        return;
+    }
     let built = match build(&deps, &w).await {
         Ok(b) => b,
         Err(e) => {
@@ -521,6 +527,41 @@ async fn deliver(deps: Arc<AlertsDeps>, w: AlertWindow) {
         return;
     };
     post(&deps, account, &url, embeds, &kinds).await;
+}
+
+/// A billing-blocked account or an unservable list is said once per
+/// `alerts.repeat_after`, whatever buckets the windows fell in: the first
+/// claimed window holds its subject that long; a later one within the hold
+/// is not sent. Other kinds are not held (a list window is once per window,
+/// a failed run once per run).
+async fn repeat_allowed(deps: &AlertsDeps, w: &AlertWindow) -> bool {
+    let subject = match (w.kind, w.account, w.list) {
+        (AlertKind::BillingBlocked, Some(account), _) => format!("billing:{}", account.to_hex()),
+        (AlertKind::Unservable, _, Some(list)) => format!("unservable:{}", list.to_hex()),
+        _ => return true,
+    };
+    let now = deps.clock.now();
+    let until = now + crate::clock::chrono_dur(deps.config.repeat_after.get());
+    match deps
+        .stores
+        .alerts
+        .hold_alert(&format!("hold:{subject}"), now, until)
+        .await
+    {
+        Ok(true) => {
+            crate::failpoint::hit("alerts.held");
+            true
+        }
+        Ok(false) => {
+            tracing::debug!(window = %w.id, "alert not repeated: the same one went less than alerts.repeat_after ago");
+            false
+        }
+        Err(e) => {
+            deps.metrics.alerts_dropped.inc();
+            tracing::warn!(error = %e, window = %w.id, "alert not sent: its repeat hold could not be written");
+            false
+        }
+    }
 }
 
 type Built = Option<(AccountId, Secret, Vec<Embed>, Vec<&'static str>)>;

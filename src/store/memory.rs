@@ -48,6 +48,7 @@ struct State {
     alert_flags: HashMap<String, bool>,
     /// Counters with the time after which they may be dropped.
     alert_counters: HashMap<String, (i64, Timestamp)>,
+    alert_holds: HashMap<String, Timestamp>,
 }
 
 pub struct MemoryStore {
@@ -1643,6 +1644,18 @@ impl AlertStore for MemoryStore {
             return Ok(false);
         }
         st.alert_flags.insert(key.to_string(), to);
+        Ok(true)
+    }
+
+    async fn hold_alert(&self, key: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        let mut st = self.lock();
+        if st.alert_holds.len() > 1_000 {
+            st.alert_holds.retain(|_, u| *u > now);
+        }
+        if st.alert_holds.get(key).is_some_and(|u| *u > now) {
+            return Ok(false);
+        }
+        st.alert_holds.insert(key.to_string(), until);
         Ok(true)
     }
 

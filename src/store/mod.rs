@@ -713,6 +713,11 @@ pub trait AlertStore: Send + Sync {
     /// Set a flag to `to` only if it holds `from` now (a missing flag holds
     /// `false`). `Ok(false)`: it did not (another daemon changed it first).
     async fn swap_alert_flag(&self, key: &str, from: bool, to: bool) -> StoreResult<bool>;
+    /// Hold `key` until `until`, unless a hold on it is still in force at
+    /// `now`. `Ok(true)`: this caller holds it now; `Ok(false)`: an earlier
+    /// hold stands (another alert went less than its hold ago). Atomic:
+    /// of two callers at once, one gets it.
+    async fn hold_alert(&self, key: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool>;
     /// Add `by` to a counter (created at 0), dropped by the store some time
     /// after `expires_at`. Returns the new value.
     async fn bump_alert_counter(

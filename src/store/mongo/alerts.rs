@@ -7,7 +7,8 @@
 //! atomic, so two daemons never claim the same window; a flag swap is one
 //! conditional update (plus an insert when the flag never existed); a
 //! counter bump is one `findAndModify` (plus an insert the first time),
-//! a take one `findAndModify`.
+//! a take one `findAndModify`; a hold one conditional update (plus an
+//! insert when the key was never held).
 
 use super::{MongoStore, is_duplicate_key, map_err, names};
 use crate::domain::*;
@@ -134,6 +135,31 @@ impl AlertStore for MongoStore {
         // A flag never set holds `false`: create it; if another daemon
         // created it meanwhile, it changed first.
         match coll.insert_one(doc! {"_id": key, "on": to}).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate_key(&e) => Ok(false),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    async fn hold_alert(&self, key: &str, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        let coll = self.coll::<Document>(names::ALERT_STATE);
+        let set = doc! {"until": bdt(until), "expires_at": bdt(until)};
+        // A hold that ran out is taken over in place; a missing one is
+        // inserted, and an insert that loses to another daemon's means
+        // that daemon holds it.
+        let r = coll
+            .update_one(
+                doc! {"_id": key, "until": {"$lte": bdt(now)}},
+                doc! {"$set": set.clone()},
+            )
+            .await
+            .map_err(map_err)?;
+        if r.matched_count > 0 {
+            return Ok(true);
+        }
+        let mut fresh = doc! {"_id": key};
+        fresh.extend(set);
+        match coll.insert_one(fresh).await {
             Ok(_) => Ok(true),
             Err(e) if is_duplicate_key(&e) => Ok(false),
             Err(e) => Err(map_err(e)),
