@@ -941,23 +941,52 @@ async fn announce_queued(
     .expect("published");
 }
 
-/// While the Redis bus is live, messages queued for later and announced
-/// with their due time (as a campaign page announces deferred messages) go
-/// when they fall due: the announcement sets the coordinator's wake-up
-/// time, with its timed polls two minutes apart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_bus_live_messages_announced_with_their_due_time_go_when_due() {
-    let Some(svc) = services("bus_due") else {
-        return;
-    };
+/// What a bus test starts from: the services, a MongoDB store, a fake
+/// provider answering in 5 ms, a Redis key prefix and the fast config.
+struct BusCase {
+    svc: Services,
+    m: MongoStore,
+    stores: Stores,
+    provider: Arc<FakeProvider>,
+    prefix: String,
+    cfg: Config,
+}
+
+async fn bus_case(name: &str) -> Option<BusCase> {
+    let svc = services(name)?;
     let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
     let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
     let provider = Arc::new(FakeProvider::new(FakeSettings {
         latency: Duration::from_millis(5),
         ..Default::default()
     }));
-    let prefix = unique_name("bus_due");
-    let mut cfg = fast_config();
+    Some(BusCase {
+        svc,
+        m,
+        stores,
+        provider,
+        prefix: unique_name(name),
+        cfg: fast_config(),
+    })
+}
+
+/// While the Redis bus is live, messages queued for later and announced
+/// with their due time (as a campaign page announces deferred messages) go
+/// when they fall due: the announcement sets the coordinator's wake-up
+/// time, with its timed polls two minutes apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_bus_live_messages_announced_with_their_due_time_go_when_due() {
+    let Some(BusCase {
+        svc,
+        m,
+        stores,
+        provider,
+        prefix,
+        mut cfg,
+    }) = bus_case("bus_due").await
+    else {
+        return;
+    };
     cfg.coordinator.bus_poll_interval = Dur::secs(120);
     let a = ThreadDaemon::start(&svc, &prefix, cfg, provider.clone(), "daemon-a");
     // Idle long enough for the polls to back off past the due time below.
@@ -995,17 +1024,17 @@ async fn with_the_bus_live_messages_announced_with_their_due_time_go_when_due() 
 /// wakes the poll when it is due (not a bus poll interval later).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_bus_live_polls_back_off_yet_queued_work_and_retries_go_at_once() {
-    let Some(svc) = services("bus_backoff") else {
+    let Some(BusCase {
+        svc,
+        m,
+        stores,
+        provider,
+        prefix,
+        mut cfg,
+    }) = bus_case("bus_backoff").await
+    else {
         return;
     };
-    let m = connect_mongo(&svc.mongo_uri, &svc.db).await;
-    let stores = Stores::from_backend(Arc::new(m.clone()), "mongodb");
-    let provider = Arc::new(FakeProvider::new(FakeSettings {
-        latency: Duration::from_millis(5),
-        ..Default::default()
-    }));
-    let prefix = unique_name("bus_backoff");
-    let mut cfg = fast_config();
     cfg.coordinator.bus_poll_interval = Dur::secs(60);
     cfg.worker.retry_base = Dur::secs(1);
     cfg.worker.retry_max = Dur::secs(1);
